@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     det_score_threshold: float = Field(default=0.5, description="Detector score threshold.")
     nms_threshold: float = Field(default=0.4, description="NMS IoU threshold.")
     max_faces: int = Field(default=64, description="Most faces kept per image.")
-    min_face_size: int = Field(default=16, description="Smallest face kept (box short side).")
+    min_face_size: int = Field(default=12, description="Smallest face kept (box short side).")
     rotate_detection: bool = Field(
         default=False,
         description="Also try 90/180/270 degrees when no face is found upright "
@@ -77,8 +77,43 @@ class Settings(BaseSettings):
     )
     det_batch_size: int = Field(default=8, description="Images per detector run.")
     embed_batch_size: int = Field(default=32, description="Faces per embedder run.")
+    landmarks_106: bool = Field(
+        default=True,
+        description="Run the 106-point landmark model (when the pack has one) in analyze(); "
+        "analyze_stream() skips it unless asked (about 20 ms per face on CPU).",
+    )
 
     # --- quality and similarity ----------------------------------------------------------
+    # Quality grade thresholds (pipeline/ops/quality.py): [good, slight, moderate] bounds of
+    # each dimension, from good to bad; beyond the last is a severe problem.
+    quality_detector_score: list[float] = Field(
+        default_factory=lambda: [0.70, 0.60, 0.50],
+        description="Quality grades of the detector score (lower bounds).",
+    )
+    quality_face_size: list[float] = Field(
+        default_factory=lambda: [80.0, 48.0, 32.0],
+        description="Quality grades of the face box's short side in px (lower bounds).",
+    )
+    quality_blur: list[float] = Field(
+        default_factory=lambda: [0.40, 0.55, 0.70],
+        description="Quality grades of blur, 0 sharp .. 1 blurred (upper bounds).",
+    )
+    quality_dark: list[float] = Field(
+        default_factory=lambda: [70.0, 50.0, 30.0],
+        description="Quality grades of the face's mean luminance 0-255 (lower bounds).",
+    )
+    quality_bright: list[float] = Field(
+        default_factory=lambda: [190.0, 210.0, 230.0],
+        description="Quality grades of the face's mean luminance 0-255 (upper bounds).",
+    )
+    quality_completeness: list[float] = Field(
+        default_factory=lambda: [0.99, 0.90, 0.75],
+        description="Quality grades of the share of the face box inside the image.",
+    )
+    quality_pose: list[float] = Field(
+        default_factory=lambda: [20.0, 35.0, 50.0],
+        description="Quality grades of max(|yaw|, |pitch|) in degrees (upper bounds).",
+    )
     match_threshold: float = Field(
         default=60.0,
         description="Confidence (0-100) at or above which verify/compare call it a match.",
@@ -97,6 +132,17 @@ class Settings(BaseSettings):
         default=0.95, description="Cosine at or above which a new face is a near-duplicate."
     )
     identify_top_n: int = Field(default=5, description="Default number of identify candidates.")
+    exact_search_max_faces: int = Field(
+        default=20_000,
+        description="Group-filtered searches over at most this many faces scan exactly; larger "
+        "ones use the HNSW index with iterative scans (measured, README library section).",
+    )
+    hnsw_ef_search: int = Field(
+        default=100, description="pgvector hnsw.ef_search for identify (recall vs latency)."
+    )
+    face_crop_format: str = Field(
+        default="png", description="Encoding of stored aligned face crops: png (lossless) or jpeg."
+    )
 
     # --- pipeline (workers, jobs) --------------------------------------------------------
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker.")
@@ -104,12 +150,100 @@ class Settings(BaseSettings):
         default="redis://127.0.0.1:6379/1", description="Celery result backend."
     )
     chunk_size: int = Field(default=32, description="Items per infer chunk.")
+    visibility_timeout_s: int = Field(
+        default=3600,
+        description="Redis broker visibility timeout: an unacknowledged task is redelivered "
+        "after this long (must exceed the longest chunk).",
+    )
+    task_max_retries: int = Field(
+        default=5, description="Retries of a task after a transient failure."
+    )
+    retry_backoff_s: float = Field(
+        default=2.0, description="First retry delay; doubles per attempt (capped)."
+    )
+    retry_backoff_max_s: float = Field(default=300.0, description="Largest retry delay.")
+    item_max_attempts: int = Field(
+        default=3,
+        description="Attempts per job item when its error is transient (e.g. download failed) "
+        "before it is marked failed.",
+    )
+    s3_key_rules: list[dict[str, str]] = Field(
+        default_factory=lambda: [
+            {"prefix": "enroll/", "action": "enroll"},
+            {"prefix": "incoming/", "action": "reidentify"},
+        ],
+        description="S3 key -> action rules, first match wins: {prefix, action (enroll | "
+        "reidentify), group (optional)}. enroll keys read <prefix><group>/<person>/<file> "
+        "(or <prefix><person>/<file> when the rule names a group).",
+    )
+    reidentify_groups: list[str] = Field(
+        default_factory=lambda: ["default"],
+        description="Groups S3-triggered and nightly re-identification search.",
+    )
+    sqs_wait_time_s: int = Field(default=20, description="SQS long-poll wait (0-20 s).")
+    timezone: str = Field(default="UTC", description="Time zone of the beat schedule.")
+    nightly_reidentify_cron: str = Field(
+        default="0 2 * * *",
+        description="Cron (minute hour day month weekday) of the nightly re-identification.",
+    )
+    nightly_reidentify_hours: float = Field(
+        default=24.0,
+        description="The nightly run re-identifies observed faces stored in this many hours.",
+    )
+    reindex_interval_s: float = Field(
+        default=3600.0, description="Period of the scheduled FAISS reindex."
+    )
+    job_retention_days: float = Field(
+        default=30.0, description="Finished jobs older than this lose their items (clean-up)."
+    )
 
     # --- index (pipeline/index) ----------------------------------------------------------
     snapshot_uri: str | None = Field(
         default=None,
         description="Where FAISS snapshots go: s3://bucket/prefix or a local directory; "
         "None means HOME/snapshots.",
+    )
+    snapshot_keep: int = Field(
+        default=3, description="Snapshots kept per scope; older ones are garbage-collected."
+    )
+    index_kind: str | None = Field(
+        default=None,
+        description="Force a FAISS index family (flat, ivf_flat, ivf_pq, hnsw); None picks "
+        "by size (README: Large-scale search).",
+    )
+    index_nprobe: int | None = Field(
+        default=None, description="IVF lists visited per query; None: max(16, nlist/16)."
+    )
+    index_stream_batch: int = Field(
+        default=10_000, description="Vectors fetched per round trip when building an index."
+    )
+    search_batch_size: int = Field(
+        default=1024, description="Probes searched per batch by identify-batch."
+    )
+    faiss_min_gallery: int = Field(
+        default=20_000,
+        description="Planner: smallest scope (faces) that identify-batch serves from FAISS.",
+    )
+    faiss_min_probes: int = Field(
+        default=200,
+        description="Planner: fewest probes of a call or job that go to FAISS.",
+    )
+    faiss_max_delta: int = Field(
+        default=50_000,
+        description="Planner: most faces added since the snapshot before FAISS is not used "
+        "(pgvector serves, and a reindex is due).",
+    )
+
+    # --- HTTP API (pipeline/api.py) ------------------------------------------------------
+    api_token: str | None = Field(
+        default=None,
+        description="When set, every /v1 call needs 'Authorization: Bearer <token>' "
+        "(/healthz stays open).",
+    )
+    api_url_schemes: list[str] = Field(
+        default_factory=lambda: ["http", "https", "s3"],
+        description="Schemes an API caller may give as an image 'url' or a job 'source' "
+        "(local paths are never read on a caller's behalf).",
     )
 
 

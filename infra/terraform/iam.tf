@@ -1,0 +1,188 @@
+# Least-privilege roles: one execution role (pull images, write logs, read the one secret) and
+# one task role per kind of container, each allowed only what that container does.
+
+data "aws_iam_policy_document" "ecs_tasks_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+# --- execution role (used by the ECS agent, not by facepipe) --------------------------------
+
+resource "aws_iam_role" "execution" {
+  name               = "${var.name}-ecs-execution"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+resource "aws_iam_role_policy_attachment" "execution_managed" {
+  role       = aws_iam_role.execution.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+}
+
+data "aws_iam_policy_document" "execution_secrets" {
+  statement {
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.database_url.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "execution_secrets" {
+  name   = "read-database-url"
+  role   = aws_iam_role.execution.id
+  policy = data.aws_iam_policy_document.execution_secrets.json
+}
+
+# --- app role: API and workers (read sources, write snapshots/exports, GC old snapshots) ----
+
+data "aws_iam_policy_document" "app" {
+  statement {
+    sid       = "ListBucket"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.data.arn]
+  }
+
+  statement {
+    sid       = "ReadWriteObjects"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${aws_s3_bucket.data.arn}/*"]
+  }
+
+  statement {
+    sid       = "DeleteOldSnapshots"
+    actions   = ["s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.data.arn}/snapshots/*"]
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn != "" ? [var.kms_key_arn] : []
+    content {
+      sid       = "BucketKey"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [statement.value]
+    }
+  }
+}
+
+resource "aws_iam_role" "app" {
+  name               = "${var.name}-app"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+resource "aws_iam_role_policy" "app" {
+  name   = "facepipe-app"
+  role   = aws_iam_role.app.id
+  policy = data.aws_iam_policy_document.app.json
+}
+
+# --- listener role: s3-listen (consume the event queue, look at the objects it names) -------
+
+data "aws_iam_policy_document" "listener" {
+  statement {
+    sid = "ConsumeEvents"
+    actions = [
+      "sqs:ReceiveMessage",
+      "sqs:DeleteMessage",
+      "sqs:ChangeMessageVisibility",
+      "sqs:GetQueueAttributes",
+      "sqs:GetQueueUrl",
+    ]
+    resources = [aws_sqs_queue.events.arn]
+  }
+
+  statement {
+    sid       = "ReadObjects"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.data.arn}/*"]
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn != "" ? [var.kms_key_arn] : []
+    content {
+      sid       = "BucketKey"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+    }
+  }
+}
+
+resource "aws_iam_role" "listener" {
+  name               = "${var.name}-s3-listen"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+resource "aws_iam_role_policy" "listener" {
+  name   = "facepipe-s3-listen"
+  role   = aws_iam_role.listener.id
+  policy = data.aws_iam_policy_document.listener.json
+}
+
+# --- scheduler role: beat + the queue-depth publisher (metrics in the facepipe namespace) ----
+
+data "aws_iam_policy_document" "scheduler" {
+  statement {
+    sid       = "PublishQueueDepth"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"] # PutMetricData has no resource type; the namespace condition scopes it.
+
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = ["facepipe"]
+    }
+  }
+}
+
+resource "aws_iam_role" "scheduler" {
+  name               = "${var.name}-scheduler"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+resource "aws_iam_role_policy" "scheduler" {
+  name   = "facepipe-scheduler"
+  role   = aws_iam_role.scheduler.id
+  policy = data.aws_iam_policy_document.scheduler.json
+}
+
+# --- GPU container instances ----------------------------------------------------------------
+
+data "aws_iam_policy_document" "ec2_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "gpu_instance" {
+  name               = "${var.name}-gpu-instance"
+  assume_role_policy = data.aws_iam_policy_document.ec2_assume.json
+}
+
+resource "aws_iam_role_policy_attachment" "gpu_instance_ecs" {
+  role       = aws_iam_role.gpu_instance.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
+}
+
+resource "aws_iam_role_policy_attachment" "gpu_instance_ssm" {
+  role       = aws_iam_role.gpu_instance.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_instance_profile" "gpu_instance" {
+  name = "${var.name}-gpu-instance"
+  role = aws_iam_role.gpu_instance.name
+}

@@ -1,0 +1,65 @@
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+locals {
+  account_id  = data.aws_caller_identity.current.account_id
+  partition   = data.aws_partition.current.partition
+  bucket_name = var.bucket_name != "" ? var.bucket_name : "${var.name}-${local.account_id}-${var.region}"
+
+  service_image = var.service_image != "" ? var.service_image : "${aws_ecr_repository.service.repository_url}:${var.image_tag}"
+  worker_image  = var.worker_image != "" ? var.worker_image : "${aws_ecr_repository.worker.repository_url}:${var.image_tag}"
+
+  # ElastiCache with in-transit encryption: Celery/kombu take rediss:// with the CA check on.
+  redis_host   = aws_elasticache_replication_group.broker.primary_endpoint_address
+  broker_url   = "rediss://${local.redis_host}:6379/0?ssl_cert_reqs=required"
+  result_url   = "rediss://${local.redis_host}:6379/1?ssl_cert_reqs=required"
+  snapshot_uri = "s3://${aws_s3_bucket.data.bucket}/snapshots"
+
+  # Settings shared by every facepipe container (see pipeline/config.py). The database URL,
+  # which holds the password, is injected from Secrets Manager instead (local.secrets).
+  common_environment = merge({
+    FACEPIPE_HOME            = "/var/lib/facepipe"
+    FACEPIPE_LOG_LEVEL       = "INFO"
+    FACEPIPE_BROKER_URL      = local.broker_url
+    FACEPIPE_RESULT_BACKEND  = local.result_url
+    FACEPIPE_S3_REGION       = var.region
+    FACEPIPE_SNAPSHOT_URI    = local.snapshot_uri
+    FACEPIPE_MATCH_THRESHOLD = tostring(var.match_threshold)
+    AWS_DEFAULT_REGION       = var.region
+  }, var.extra_environment)
+
+  environment = [for k in sort(keys(local.common_environment)) : {
+    name  = k
+    value = local.common_environment[k]
+  }]
+
+  secrets = [{
+    name      = "FACEPIPE_DATABASE_URL"
+    valueFrom = aws_secretsmanager_secret.database_url.arn
+  }]
+}
+
+resource "aws_ecr_repository" "service" {
+  name                 = "${var.name}/service"
+  image_tag_mutability = "MUTABLE"
+
+  image_scanning_configuration {
+    scan_on_push = true
+  }
+}
+
+resource "aws_ecr_repository" "worker" {
+  name                 = "${var.name}/worker"
+  image_tag_mutability = "MUTABLE"
+
+  image_scanning_configuration {
+    scan_on_push = true
+  }
+}
+
+resource "aws_cloudwatch_log_group" "service" {
+  for_each          = toset(["api", "ingest", "infer", "beat", "queue-metrics", "s3-listen", "migrate"])
+  name              = "/ecs/${var.name}/${each.key}"
+  retention_in_days = var.log_retention_days
+}

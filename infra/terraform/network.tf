@@ -1,0 +1,95 @@
+# Security groups: the load balancer faces the allowed CIDRs; tasks accept the API port from it
+# only; Redis and Postgres accept connections from the tasks only.
+
+resource "aws_security_group" "alb" {
+  name        = "${var.name}-alb"
+  description = "facepipe API load balancer"
+  vpc_id      = var.vpc_id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "alb_http" {
+  for_each          = toset(var.api_allowed_cidrs)
+  security_group_id = aws_security_group.alb.id
+  cidr_ipv4         = each.value
+  from_port         = 80
+  to_port           = 80
+  ip_protocol       = "tcp"
+}
+
+resource "aws_vpc_security_group_ingress_rule" "alb_https" {
+  for_each          = var.certificate_arn != "" ? toset(var.api_allowed_cidrs) : toset([])
+  security_group_id = aws_security_group.alb.id
+  cidr_ipv4         = each.value
+  from_port         = 443
+  to_port           = 443
+  ip_protocol       = "tcp"
+}
+
+resource "aws_vpc_security_group_egress_rule" "alb_to_tasks" {
+  security_group_id            = aws_security_group.alb.id
+  referenced_security_group_id = aws_security_group.tasks.id
+  from_port                    = 8000
+  to_port                      = 8000
+  ip_protocol                  = "tcp"
+}
+
+resource "aws_security_group" "tasks" {
+  name        = "${var.name}-tasks"
+  description = "facepipe ECS tasks (API, workers, beat, s3-listen)"
+  vpc_id      = var.vpc_id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "tasks_from_alb" {
+  security_group_id            = aws_security_group.tasks.id
+  referenced_security_group_id = aws_security_group.alb.id
+  from_port                    = 8000
+  to_port                      = 8000
+  ip_protocol                  = "tcp"
+}
+
+# Tasks reach AWS APIs (S3, SQS, ECR, CloudWatch), image URLs given to the API, Redis and Postgres.
+resource "aws_vpc_security_group_egress_rule" "tasks_all" {
+  security_group_id = aws_security_group.tasks.id
+  cidr_ipv4         = "0.0.0.0/0"
+  ip_protocol       = "-1"
+}
+
+resource "aws_security_group" "gpu_instances" {
+  name        = "${var.name}-gpu-instances"
+  description = "facepipe GPU container instances (tasks use awsvpc and the tasks group)"
+  vpc_id      = var.vpc_id
+}
+
+resource "aws_vpc_security_group_egress_rule" "gpu_instances_all" {
+  security_group_id = aws_security_group.gpu_instances.id
+  cidr_ipv4         = "0.0.0.0/0"
+  ip_protocol       = "-1"
+}
+
+resource "aws_security_group" "redis" {
+  name        = "${var.name}-redis"
+  description = "facepipe Celery broker"
+  vpc_id      = var.vpc_id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "redis_from_tasks" {
+  security_group_id            = aws_security_group.redis.id
+  referenced_security_group_id = aws_security_group.tasks.id
+  from_port                    = 6379
+  to_port                      = 6379
+  ip_protocol                  = "tcp"
+}
+
+resource "aws_security_group" "db" {
+  name        = "${var.name}-db"
+  description = "facepipe Postgres"
+  vpc_id      = var.vpc_id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "db_from_tasks" {
+  security_group_id            = aws_security_group.db.id
+  referenced_security_group_id = aws_security_group.tasks.id
+  from_port                    = 5432
+  to_port                      = 5432
+  ip_protocol                  = "tcp"
+}

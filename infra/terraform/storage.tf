@@ -1,0 +1,151 @@
+# The data bucket (sources under enroll/ and incoming/, FAISS snapshots, exports) and the S3 ->
+# SQS event path that s3-listen long-polls.
+
+resource "aws_s3_bucket" "data" {
+  bucket = local.bucket_name
+}
+
+resource "aws_s3_bucket_ownership_controls" "data" {
+  bucket = aws_s3_bucket.data.id
+
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+# Versioning stays off: sources are immutable uploads and snapshots are garbage-collected by
+# facepipe; old versions would only cost storage.
+resource "aws_s3_bucket_versioning" "data" {
+  bucket = aws_s3_bucket.data.id
+
+  versioning_configuration {
+    status = "Disabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "data" {
+  bucket = aws_s3_bucket.data.id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = var.kms_key_arn != "" ? "aws:kms" : "AES256"
+      kms_master_key_id = var.kms_key_arn != "" ? var.kms_key_arn : null
+    }
+    bucket_key_enabled = var.kms_key_arn != ""
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "data" {
+  bucket                  = aws_s3_bucket.data.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+data "aws_iam_policy_document" "bucket" {
+  statement {
+    sid     = "DenyInsecureTransport"
+    effect  = "Deny"
+    actions = ["s3:*"]
+    resources = [
+      aws_s3_bucket.data.arn,
+      "${aws_s3_bucket.data.arn}/*",
+    ]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "data" {
+  bucket = aws_s3_bucket.data.id
+  policy = data.aws_iam_policy_document.bucket.json
+
+  depends_on = [aws_s3_bucket_public_access_block.data]
+}
+
+resource "aws_sqs_queue" "events_dlq" {
+  name                      = "${var.name}-s3-events-dlq"
+  message_retention_seconds = 1209600
+  sqs_managed_sse_enabled   = true
+}
+
+resource "aws_sqs_queue" "events" {
+  name                       = "${var.name}-s3-events"
+  visibility_timeout_seconds = var.event_queue_visibility_timeout_s
+  message_retention_seconds  = 345600
+  receive_wait_time_seconds  = 20
+  sqs_managed_sse_enabled    = true
+
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.events_dlq.arn
+    maxReceiveCount     = var.event_queue_max_receive_count
+  })
+}
+
+resource "aws_sqs_queue_redrive_allow_policy" "events_dlq" {
+  queue_url = aws_sqs_queue.events_dlq.id
+
+  redrive_allow_policy = jsonencode({
+    redrivePermission = "byQueue"
+    sourceQueueArns   = [aws_sqs_queue.events.arn]
+  })
+}
+
+# Only this bucket (in this account) may send its event notifications to the queue.
+data "aws_iam_policy_document" "events_queue" {
+  statement {
+    sid       = "AllowBucketNotifications"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.events.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["s3.amazonaws.com"]
+    }
+
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [aws_s3_bucket.data.arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "events" {
+  queue_url = aws_sqs_queue.events.id
+  policy    = data.aws_iam_policy_document.events_queue.json
+}
+
+resource "aws_s3_bucket_notification" "data" {
+  bucket = aws_s3_bucket.data.id
+
+  dynamic "queue" {
+    for_each = toset(var.event_prefixes)
+    content {
+      id            = "facepipe-${replace(trimsuffix(queue.value, "/"), "/", "-")}"
+      queue_arn     = aws_sqs_queue.events.arn
+      events        = ["s3:ObjectCreated:*"]
+      filter_prefix = queue.value
+    }
+  }
+
+  # S3 checks that it may send to the queue when the notification is created.
+  depends_on = [aws_sqs_queue_policy.events]
+}

@@ -1,0 +1,285 @@
+variable "name" {
+  description = "Name prefix of every resource (letters, digits and hyphens)."
+  type        = string
+  default     = "facepipe"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}$", var.name))
+    error_message = "name must be 2-31 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "region" {
+  description = "AWS region."
+  type        = string
+  default     = "eu-west-1"
+}
+
+variable "tags" {
+  description = "Extra tags on every resource."
+  type        = map(string)
+  default     = {}
+}
+
+# --- network (an existing VPC) --------------------------------------------------------------
+
+variable "vpc_id" {
+  description = "VPC to deploy into."
+  type        = string
+}
+
+variable "private_subnet_ids" {
+  description = "Private subnets (with a NAT gateway or VPC endpoints for ECR, S3, SQS, Secrets Manager, CloudWatch Logs) for tasks, GPU instances, Redis and Postgres. At least two AZs."
+  type        = list(string)
+}
+
+variable "public_subnet_ids" {
+  description = "Public subnets for the API's load balancer. At least two AZs."
+  type        = list(string)
+}
+
+variable "api_allowed_cidrs" {
+  description = "CIDR blocks allowed to reach the API load balancer."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate for an HTTPS listener on the load balancer; empty for HTTP only."
+  type        = string
+  default     = ""
+}
+
+# --- object store and events ----------------------------------------------------------------
+
+variable "bucket_name" {
+  description = "S3 bucket for sources, snapshots and exports; empty derives one from name and the account id."
+  type        = string
+  default     = ""
+}
+
+variable "kms_key_arn" {
+  description = "KMS key for bucket encryption (SSE-KMS); empty uses SSE-S3 (AES256)."
+  type        = string
+  default     = ""
+}
+
+variable "event_prefixes" {
+  description = "Key prefixes whose ObjectCreated events go to the SQS queue (facepipe's key rules map them to actions)."
+  type        = list(string)
+  default     = ["enroll/", "incoming/"]
+}
+
+variable "event_queue_visibility_timeout_s" {
+  description = "Visibility timeout of the S3 event queue: longer than s3-listen takes to enqueue a batch."
+  type        = number
+  default     = 120
+}
+
+variable "event_queue_max_receive_count" {
+  description = "Receives before an S3 event message moves to the dead-letter queue."
+  type        = number
+  default     = 5
+}
+
+# --- Redis (broker) -------------------------------------------------------------------------
+
+variable "redis_node_type" {
+  description = "ElastiCache node type of the Celery broker."
+  type        = string
+  default     = "cache.t4g.medium"
+}
+
+variable "redis_engine_version" {
+  description = "ElastiCache Redis engine version."
+  type        = string
+  default     = "7.1"
+}
+
+# --- Postgres (library) ---------------------------------------------------------------------
+
+variable "db_instance_class" {
+  description = "RDS instance class."
+  type        = string
+  default     = "db.r6g.large"
+}
+
+variable "db_engine_version" {
+  description = "RDS Postgres engine version (16.x ships pgvector >= 0.7)."
+  type        = string
+  default     = "16.4"
+}
+
+variable "db_allocated_storage_gb" {
+  description = "Initial RDS storage (GiB); storage autoscaling grows it up to db_max_allocated_storage_gb."
+  type        = number
+  default     = 100
+}
+
+variable "db_max_allocated_storage_gb" {
+  description = "Upper bound of RDS storage autoscaling (GiB)."
+  type        = number
+  default     = 1000
+}
+
+variable "db_multi_az" {
+  description = "Run RDS in Multi-AZ."
+  type        = bool
+  default     = true
+}
+
+variable "db_deletion_protection" {
+  description = "Protect the RDS instance from deletion."
+  type        = bool
+  default     = true
+}
+
+# --- images ---------------------------------------------------------------------------------
+
+variable "image_tag" {
+  description = "Tag of the facepipe images pushed to the ECR repositories this stack creates."
+  type        = string
+  default     = "latest"
+}
+
+variable "service_image" {
+  description = "Full image reference of docker/Dockerfile.service; empty uses this stack's ECR repository and image_tag."
+  type        = string
+  default     = ""
+}
+
+variable "worker_image" {
+  description = "Full image reference of docker/Dockerfile.worker (GPU); empty uses this stack's ECR repository and image_tag."
+  type        = string
+  default     = ""
+}
+
+# --- GPU infer workers (ECS on EC2) ---------------------------------------------------------
+
+variable "gpu_instance_types" {
+  description = "GPU instance types of the worker fleet (g5 = A10G, g6 = L4), first one preferred."
+  type        = list(string)
+  default     = ["g5.xlarge", "g6.xlarge"]
+}
+
+variable "gpu_asg_min" {
+  description = "Fewest GPU instances (0 lets the fleet scale to zero when queues are empty)."
+  type        = number
+  default     = 0
+}
+
+variable "gpu_asg_max" {
+  description = "Most GPU instances."
+  type        = number
+  default     = 8
+}
+
+variable "gpu_root_volume_gb" {
+  description = "Root volume of each GPU instance (the worker image is several GB)."
+  type        = number
+  default     = 100
+}
+
+variable "infer_task_cpu" {
+  description = "CPU units of one GPU worker task (1024 = 1 vCPU)."
+  type        = number
+  default     = 3072
+}
+
+variable "infer_task_memory" {
+  description = "Memory (MiB) of one GPU worker task."
+  type        = number
+  default     = 14336
+}
+
+variable "infer_min_tasks" {
+  description = "Fewest GPU worker tasks."
+  type        = number
+  default     = 0
+}
+
+variable "infer_max_tasks" {
+  description = "Most GPU worker tasks (one GPU each)."
+  type        = number
+  default     = 8
+}
+
+variable "infer_concurrency" {
+  description = "Celery processes per GPU worker task (each loads the models once)."
+  type        = number
+  default     = 2
+}
+
+variable "scale_out_queue_depth" {
+  description = "Messages waiting on the infer queue at which one more GPU worker starts; 4x this adds two, 16x adds four."
+  type        = number
+  default     = 50
+}
+
+variable "scale_in_idle_minutes" {
+  description = "Minutes the infer queue must stay empty before the GPU workers scale in to infer_min_tasks."
+  type        = number
+  default     = 15
+}
+
+variable "queue_metrics_interval_s" {
+  description = "How often the queue-depth publisher puts QueueDepth to CloudWatch."
+  type        = number
+  default     = 30
+}
+
+# --- CPU services (Fargate) -----------------------------------------------------------------
+
+variable "api_desired_count" {
+  description = "API tasks."
+  type        = number
+  default     = 2
+}
+
+variable "api_cpu" {
+  description = "CPU units of one API task."
+  type        = number
+  default     = 2048
+}
+
+variable "api_memory" {
+  description = "Memory (MiB) of one API task (it loads the models for online calls)."
+  type        = number
+  default     = 4096
+}
+
+variable "ingest_desired_count" {
+  description = "Ingest worker tasks (listing sources, fanning out chunks)."
+  type        = number
+  default     = 1
+}
+
+variable "ingest_cpu" {
+  description = "CPU units of one ingest worker task."
+  type        = number
+  default     = 1024
+}
+
+variable "ingest_memory" {
+  description = "Memory (MiB) of one ingest worker task."
+  type        = number
+  default     = 2048
+}
+
+variable "match_threshold" {
+  description = "FACEPIPE_MATCH_THRESHOLD: confidence (0-100) at or above which verify/compare call it a match."
+  type        = number
+  default     = 60
+}
+
+variable "log_retention_days" {
+  description = "CloudWatch Logs retention."
+  type        = number
+  default     = 30
+}
+
+variable "extra_environment" {
+  description = "More FACEPIPE_* settings for every container (name => value)."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,353 @@
+"""Request and response plumbing of the HTTP API: payloads (JSON or multipart), images in
+requests, parameter models, and the mapping of catalogue errors to HTTP statuses.
+
+Kept apart from :mod:`pipeline.api` (the routes) so the rules are plain functions.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from pipeline.config import Settings
+from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.types import DecodedImage, DetectMode
+
+# --- errors -> HTTP statuses -----------------------------------------------------------------
+
+_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.IMAGE_TOO_LARGE: 413,
+    ErrorCode.NO_FACE: 422,
+    ErrorCode.FEATURE_FAILED: 422,
+    ErrorCode.QUALITY_TOO_LOW: 422,
+    ErrorCode.FACE_MATCH_BELOW_THRESHOLD: 422,
+    ErrorCode.NEAR_DUPLICATE_FACE: 422,
+    ErrorCode.MODEL_MISMATCH: 422,
+    ErrorCode.PERSON_NOT_FOUND: 404,
+    ErrorCode.FACE_NOT_FOUND: 404,
+    ErrorCode.GROUP_NOT_FOUND: 404,
+    ErrorCode.GROUP_LIST_NOT_FOUND: 404,
+    ErrorCode.JOB_NOT_FOUND: 404,
+    ErrorCode.INDEX_NOT_FOUND: 404,
+    ErrorCode.PERSON_EXISTS: 409,
+    ErrorCode.JOB_STATE: 409,
+    ErrorCode.TOO_MANY_FACES: 409,
+    ErrorCode.TOO_MANY_PERSONS: 409,
+    ErrorCode.TOO_MANY_GROUPS: 409,
+    ErrorCode.DOWNLOAD_FAILED: 502,
+    ErrorCode.STORAGE_FAILED: 503,
+    ErrorCode.DATABASE_UNAVAILABLE: 503,
+    ErrorCode.BROKER_UNAVAILABLE: 503,
+    ErrorCode.OBJECT_STORE_UNAVAILABLE: 503,
+    ErrorCode.MODEL_INVALID: 500,
+    ErrorCode.INTERNAL: 500,
+}
+
+
+def http_status(code: ErrorCode) -> int:
+    """The HTTP status of an error: 4xx for the caller's input, 5xx for the service's state.
+
+    Anything not listed is a bad request (400): bad images, illegal or missing parameters.
+    """
+    return _STATUS.get(code, 400)
+
+
+def error_body(exc: FacepipeError) -> dict[str, Any]:
+    """``{"error": {"code": int, "name": str, "message": str}}``."""
+    return {"error": exc.to_dict()}
+
+
+def token_ok(settings: Settings, authorization: str | None) -> bool:
+    """Does the call carry the configured API token? (None configured: every call does.)"""
+    if not settings.api_token:
+        return True
+    given = (authorization or "").strip()
+    if given.lower().startswith("bearer "):
+        given = given[7:].strip()
+    return hmac.compare_digest(given.encode(), settings.api_token.encode())
+
+
+# --- payloads ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file part of a multipart request."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Payload:
+    """A request body: its fields (JSON object, or form fields) and uploaded files by name."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, list[Upload]] = field(default_factory=dict)
+
+
+def body_limit(settings: Settings) -> int:
+    """Largest accepted request body: room for a few images at the byte cap, base64-encoded."""
+    return settings.max_image_bytes * 8 + (1 << 20)
+
+
+async def read_payload(request: Request, settings: Settings) -> Payload:
+    """Parse a JSON object body, or a multipart / urlencoded form; an empty body is ``{}``.
+
+    Repeated form fields become lists. A body above :func:`body_limit` is IMAGE_TOO_LARGE.
+    """
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > body_limit(settings):
+        raise FacepipeError(
+            ErrorCode.IMAGE_TOO_LARGE,
+            f"the request body ({length} bytes) is above {body_limit(settings)} bytes",
+        )
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        fields: dict[str, Any] = {}
+        files: dict[str, list[Upload]] = {}
+        async with request.form() as form:
+            for key, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    data = await value.read()
+                    files.setdefault(key, []).append(Upload(value.filename or key, data))
+                elif key in fields:
+                    prev = fields[key]
+                    fields[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
+                else:
+                    fields[key] = value
+        return Payload(fields, files)
+    raw = await request.body()
+    if len(raw) > body_limit(settings):
+        raise FacepipeError(ErrorCode.IMAGE_TOO_LARGE, "the request body is too large")
+    if not raw.strip():
+        return Payload()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FacepipeError(
+            ErrorCode.ILLEGAL_PARAMETER, f"the body is not valid JSON ({exc})"
+        ) from exc
+    if not isinstance(body, dict):
+        raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, "the JSON body must be an object")
+    return Payload(body)
+
+
+# --- images in requests ----------------------------------------------------------------------
+
+
+def check_url(url: str, settings: Settings) -> str:
+    """A caller-given image URL or job source: only the allowed schemes, never a local path."""
+    scheme = urlsplit(url.strip()).scheme.lower()
+    if scheme not in {s.lower() for s in settings.api_url_schemes}:
+        allowed = ", ".join(settings.api_url_schemes)
+        raise FacepipeError(
+            ErrorCode.ILLEGAL_PARAMETER,
+            f"{url[:80]!r}: only {allowed} URLs are accepted here",
+        )
+    return url.strip()
+
+
+def inline_source(b64: str) -> str:
+    """A base64 string (or a ``data:image/...;base64,`` URI) as a pipeline.sources source."""
+    return b64 if b64[:5].lower() == "data:" else f"base64:{b64}"
+
+
+def upload_source(upload: Upload) -> str:
+    """An uploaded file as an inline source (so per-image errors keep the library's rules)."""
+    return "base64:" + base64.b64encode(upload.data).decode("ascii")
+
+
+def image_source(payload: Payload, settings: Settings, suffix: str = "") -> str | Upload:
+    """The one image of a call: multipart file ``image<suffix>``, base64 ``image<suffix>`` or
+    ``url<suffix>``. EMPTY_PARAMETER when none is given."""
+    name, url_name = f"image{suffix}", f"url{suffix}"
+    if payload.files.get(name):
+        return payload.files[name][0]
+    value = payload.fields.get(name)
+    if value is not None:
+        if not isinstance(value, str):
+            raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"{name} must be a base64 string")
+        return inline_source(value)
+    url = payload.fields.get(url_name)
+    if url is not None:
+        if not isinstance(url, str) or not url.strip():
+            raise FacepipeError(ErrorCode.EMPTY_PARAMETER, f"{url_name} is empty")
+        return check_url(url, settings)
+    raise FacepipeError(
+        ErrorCode.EMPTY_PARAMETER,
+        f"no image: give {name} (base64), {url_name}, or a multipart file named {name}",
+    )
+
+
+def load(source: str | Upload, settings: Settings) -> DecodedImage:
+    """Read and decode one request image (blocking: call it in a worker thread)."""
+    from pipeline.sources import decode_image, load_image
+
+    if isinstance(source, Upload):
+        return decode_image(source.data, source=source.filename, settings=settings)
+    return load_image(source, settings)
+
+
+def image_sources(payload: Payload, settings: Settings) -> list[str]:
+    """Every image of a multi-image call (add faces), in order: files ``image``/``images``,
+    base64 ``image``/``images``, then ``url``/``urls``; each as a pipeline.sources source."""
+    out: list[str] = []
+    for name in ("image", "images"):
+        out.extend(upload_source(u) for u in payload.files.get(name, []))
+    for name in ("image", "images"):
+        out.extend(inline_source(_text(v, name)) for v in _as_list(payload.fields.get(name)))
+    for name in ("url", "urls"):
+        out.extend(check_url(_text(v, name), settings) for v in _as_list(payload.fields.get(name)))
+    if not out:
+        raise FacepipeError(
+            ErrorCode.EMPTY_PARAMETER,
+            "no image: give images (base64 list), urls, or multipart files named image",
+        )
+    return out
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"{name} must hold strings")
+    return value
+
+
+# --- parameter models --------------------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], fields: dict[str, Any]) -> M:
+    """Validate fields into ``model``; a missing field is EMPTY_PARAMETER, a bad one
+    ILLEGAL_PARAMETER, each with a message naming the field."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        code = ErrorCode.EMPTY_PARAMETER if first.get("type") == "missing" else (
+            ErrorCode.ILLEGAL_PARAMETER
+        )
+        raise FacepipeError(code, f"{where}: {first.get('msg')}") from exc
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a list, or one comma-separated string (handy in forms and query strings)."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class DetectParams(_Params):
+    mode: DetectMode = DetectMode.ALL
+    """``all`` (or 0) every face; ``largest`` (or 1) the largest only (reference ``mode``)."""
+    max_faces: int | None = Field(default=None, ge=1, le=1000)
+    rotate: bool | None = None
+    embed: bool = False
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> Any:
+        if value in (0, "0"):
+            return DetectMode.ALL
+        if value in (1, "1"):
+            return DetectMode.LARGEST
+        return value
+
+
+class _GroupsParams(_Params):
+    group_ids: list[str] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_group(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "group_ids" not in data and "group_id" in data:
+            return {**data, "group_ids": data["group_id"]}
+        return data
+
+    @field_validator("group_ids", mode="before")
+    @classmethod
+    def _groups(cls, value: Any) -> Any:
+        return _split_list(value)
+
+
+class VerifyParams(_Params):
+    person_id: str
+
+
+class IdentifyParams(_GroupsParams):
+    top_n: int | None = Field(default=None, ge=1)
+    all_faces: bool = False
+
+
+class PersonCreate(_GroupsParams):
+    person_id: str
+    name: str | None = None
+    tag: str | None = None
+    quality_control: int = 0
+    face_match_threshold: float | None = None
+
+
+class PersonUpdate(_Params):
+    name: str | None = None
+    tag: str | None = None
+
+
+class GroupsBody(_GroupsParams):
+    pass
+
+
+class AddFacesParams(_Params):
+    quality_control: int = 0
+    face_match_threshold: float | None = None
+
+
+class DeleteFacesBody(_Params):
+    face_ids: list[str] = Field(min_length=1)
+
+    @field_validator("face_ids", mode="before")
+    @classmethod
+    def _ids(cls, value: Any) -> Any:
+        value = _split_list(value)
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+
+class EnrollJob(_GroupsParams):
+    source: str
+    manifest: str | None = None
+    person_id: str | None = None
+    idempotency_key: str | None = None
+
+
+class ReidentifyJob(_Params):
+    source: str | None = None
+    since: datetime | None = None
+    group_ids: list[str] | None = None
+    export: str | None = None
+    top_n: int | None = Field(default=None, ge=1)
+    idempotency_key: str | None = None
+
+    @field_validator("group_ids", mode="before")
+    @classmethod
+    def _groups(cls, value: Any) -> Any:
+        return _split_list(value)

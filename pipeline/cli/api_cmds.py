@@ -1,0 +1,72 @@
+"""``facepipe api`` (the HTTP API server) and ``facepipe queue-metrics`` (queue depths to
+CloudWatch for autoscaling)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from pipeline.cli.app import app
+from pipeline.config import get_settings
+from pipeline.errors import FacepipeError
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes (each loads the models once).")
+    ] = 1,
+    log_level: Annotated[str | None, typer.Option(help="Default: FACEPIPE_LOG_LEVEL.")] = None,
+) -> None:
+    """Serve the HTTP API (detect, compare, verify, identify, persons, faces, groups, jobs)."""
+    import uvicorn
+
+    level = (log_level or get_settings().log_level).lower()
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    uvicorn.run(
+        "pipeline.api:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=level,
+        proxy_headers=True,
+    )
+
+
+@app.command("queue-metrics")
+def queue_metrics(
+    interval: Annotated[
+        float, typer.Option(min=1.0, help="Seconds between two publications.")
+    ] = 30.0,
+    once: Annotated[bool, typer.Option("--once", help="Publish once and exit.")] = False,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="CloudWatch endpoint (default: AWS in FACEPIPE_S3_REGION).")
+    ] = None,
+) -> None:
+    """Publish the Celery queue depths as CloudWatch metric facepipe/QueueDepth{Queue=...}."""
+    from pipeline.metrics import cloudwatch_client, publish_queue_depths, run_publisher
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
+    client = cloudwatch_client(settings, endpoint_url)
+    if once:
+        try:
+            depths = publish_queue_depths(settings=settings, cloudwatch=client)
+        except FacepipeError as exc:
+            typer.echo(f"{exc.code.value} ({exc.numeric_code}): {exc.message}", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(" ".join(f"{q}={n}" for q, n in depths.items()))
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    run_publisher(interval, stop=stop, settings=settings, cloudwatch=client)

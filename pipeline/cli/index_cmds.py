@@ -1,0 +1,213 @@
+"""FAISS commands: ``facepipe reindex``, ``facepipe identify-batch`` and ``facepipe index list``.
+
+``reindex`` and ``identify-batch`` send their task to the Celery ``index`` / ``search`` queue
+(``--wait`` follows it to the end); ``--inline`` runs the work in this process instead.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.cli.app import app
+from pipeline.config import get_settings
+from pipeline.errors import ErrorCode, FacepipeError
+
+index_app = typer.Typer(help="FAISS index snapshots.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+InlineOpt = Annotated[
+    bool, typer.Option("--inline", help="Run in this process instead of on a Celery worker.")
+]
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for the task to finish.")]
+
+
+def _db() -> Any:
+    from pipeline.jobs.runtime import get_runtime
+
+    return get_runtime().db
+
+
+def _fail(exc: FacepipeError) -> typer.Exit:
+    err_console.print(f"[red]error[/red] {exc}")
+    return typer.Exit(2)
+
+
+def _out(data: Any, as_json: bool, text: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, default=str))
+    else:
+        console.print(text)
+
+
+@app.command()
+def reindex(
+    group: Annotated[str | None, typer.Option("--group", "-g", help="Index this group.")] = None,
+    all_faces: Annotated[
+        bool, typer.Option("--all", help="Index all enrolled faces of the model.")
+    ] = False,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model id (default: that of most faces).")
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="Force flat, ivf_flat, ivf_pq or hnsw (default: by size).")
+    ] = None,
+    inline: InlineOpt = False,
+    wait: WaitOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build a FAISS snapshot of a group (--group G) or of all faces (--all)."""
+    if (group is None) == (not all_faces):
+        err_console.print("give exactly one of --group G or --all")
+        raise typer.Exit(2)
+    try:
+        if inline:
+            from pipeline.index.reindex import default_model
+            from pipeline.index.reindex import reindex as run_reindex
+            from pipeline.index.snapshot import Scope
+            from pipeline.index.spec import IndexKind
+
+            db = _db()
+            scope = Scope(model_id=model or default_model(db, group), group=group)
+            rec = run_reindex(db, scope, kind=IndexKind(kind) if kind else None)
+            data = rec.to_dict()
+            _out(data, as_json, f"snapshot {rec.snapshot_id}: {rec.count} faces, {rec.kind}, "
+                 f"{rec.build_seconds:.2f} s -> {rec.location}")
+            return
+        from workers.index_tasks import reindex_task
+
+        sent = reindex_task.apply_async(
+            kwargs={"group": group, "all_faces": all_faces, "model_id": model, "kind": kind}
+        )
+        if not wait:
+            _out({"task_id": sent.id}, as_json, f"reindex task {sent.id} sent to queue index")
+            return
+        result = sent.get(timeout=None)
+        if isinstance(result, dict) and "error" in result:
+            err_console.print(f"[red]error[/red] {result['error']}")
+            raise typer.Exit(1)
+        _out(result, as_json, json.dumps(result, indent=1, default=str))
+    except FacepipeError as exc:
+        raise _fail(exc) from exc
+    except ValueError as exc:
+        raise _fail(FacepipeError(ErrorCode.ILLEGAL_PARAMETER, str(exc))) from exc
+
+
+@app.command("identify-batch")
+def identify_batch_cmd(
+    group: Annotated[list[str], typer.Option("--group", "-g", help="Group (repeatable).")],
+    job: Annotated[
+        str | None, typer.Option("--job", help="Probes: the observed faces of this job.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Probes: observed faces stored since (ISO).")
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help="Probes: the faces of this image/folder/prefix/URL."),
+    ] = None,
+    top: Annotated[int | None, typer.Option("--top", min=1, help="Persons per face.")] = None,
+    export: Annotated[
+        str | None, typer.Option("--export", help="Also write JSON Lines here (path or s3://).")
+    ] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="Force pgvector or faiss (default: the planner).")
+    ] = None,
+    inline: InlineOpt = False,
+    wait: WaitOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Identify many faces against groups; matches go to Postgres (and --export)."""
+    from pipeline.index.identify_batch import create_run, identify_batch
+    from pipeline.index.planner import SearchEngine
+
+    if sum(x is not None for x in (job, since, source or None)) != 1:
+        err_console.print("give exactly one of --job, --since or --source")
+        raise typer.Exit(2)
+    try:
+        when = datetime.fromisoformat(since) if since else None
+        forced = SearchEngine(engine) if engine else None
+        db = _db()
+        params = {"groups": group, "probe_job": job, "since": since, "sources": source or [],
+                  "top_n": top, "export": export}
+        run_id = create_run(db, params)
+        if inline:
+            result = identify_batch(
+                db, group, probe_job=job, since=when, sources=tuple(source or ()), top_n=top,
+                export=export, job_id=run_id, force_engine=forced,
+            )
+            data = result.to_dict()
+            _out(data, as_json, f"job {run_id}: {result.probes} probes, {result.matched} "
+                 f"matched, engine {result.plan.engine.value} ({result.plan.reason}), "
+                 f"{result.seconds:.2f} s" + (f", exported to {export}" if export else ""))
+            return
+        from workers.index_tasks import identify_batch_task
+
+        identify_batch_task.apply_async(kwargs={
+            "groups": group, "job": job, "since": since, "sources": source, "top_n": top,
+            "export": export, "run_job_id": run_id, "engine": engine,
+        })
+        if not wait:
+            _out({"job_id": run_id}, as_json, f"identify-batch job {run_id} sent to queue search")
+            return
+        final = _wait_job(db, run_id)
+        _out(final, as_json, json.dumps(final, indent=1, default=str))
+        if final["status"] != "done":
+            raise typer.Exit(1)
+    except FacepipeError as exc:
+        raise _fail(exc) from exc
+    except ValueError as exc:
+        raise _fail(FacepipeError(ErrorCode.ILLEGAL_PARAMETER, str(exc))) from exc
+
+
+def _wait_job(db: Any, job_id: str, poll_s: float = 0.5) -> dict[str, Any]:
+    while True:
+        with db.connection() as conn:
+            row = conn.execute(
+                "SELECT status, n_items, n_failed, error, started_at, finished_at FROM jobs "
+                "WHERE id = %s",
+                (job_id,),
+            ).fetchone()
+        if row is None:
+            raise FacepipeError(ErrorCode.JOB_NOT_FOUND, job_id=job_id)
+        if row[0] in ("done", "failed", "cancelled"):
+            return {"job_id": job_id, "status": row[0], "probes": row[1], "failed": row[2],
+                    "error": row[3], "started_at": row[4], "finished_at": row[5]}
+        time.sleep(poll_s)
+
+
+@index_app.command("list")
+def index_list(
+    all_: Annotated[bool, typer.Option("--all", help="Include garbage-collected ones.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List index snapshots, newest first per scope."""
+    from pipeline.index.reindex import list_snapshots
+
+    try:
+        with _db().connection() as conn:
+            records = list_snapshots(conn, include_gc=all_)
+    except FacepipeError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in records], default=str))
+        return
+    table = Table("snapshot", "scope", "model", "kind", "faces", "watermark", "build s",
+                  "location")
+    for r in records:
+        table.add_row(r.snapshot_id, r.scope, r.model_id, r.kind, str(r.count),
+                      r.watermark.isoformat(timespec="seconds"), f"{r.build_seconds:.2f}",
+                      r.location)
+    console.print(table)
+    if not records:
+        console.print(f"no snapshots (store: {get_settings().snapshot_uri or 'HOME/snapshots'})")

@@ -1,0 +1,362 @@
+"""The face engine: images in, faces out (box, landmarks, pose, quality, embedding).
+
+Models load once (:meth:`FaceEngine.from_settings`); :meth:`FaceEngine.analyze` runs a batch of
+decoded images through detection (batched session runs), alignment, quality and the embedder
+(batched over every face of the batch); :meth:`FaceEngine.analyze_stream` adds reading and
+decoding in a thread pool, so the next images decode while the current batch is on the model.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pipeline.config import Settings, get_settings
+from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.models.attributes import GenderAge
+from pipeline.models.detector import DetectOptions, ScrfdDetector
+from pipeline.models.landmarks import Landmark106
+from pipeline.models.pack import ModelPack, resolve_pack
+from pipeline.models.recognizer import ArcFaceRecognizer
+from pipeline.ops.align import align_face
+from pipeline.ops.pose import estimate_pose
+from pipeline.ops.quality import QualityThresholds, assess_quality, thresholds_from_settings
+from pipeline.ops.scrfd import Detections
+from pipeline.types import DecodedImage, DetectMode, Face, ImageAnalysis
+
+log = logging.getLogger(__name__)
+
+DECODE_THREADS = 4
+"""Reader/decoder threads of analyze_stream (I/O-bound reads and cv2 decoding release the GIL)."""
+PREFETCH_BATCHES = 2
+"""How many batches analyze_stream reads ahead of the one on the model."""
+
+
+@dataclass(frozen=True)
+class AnalysisOutcome:
+    """One input of :meth:`FaceEngine.analyze_stream`: its analysis, or the error it raised."""
+
+    source: str
+    analysis: ImageAnalysis | None
+    error: FacepipeError | None
+
+
+class FaceEngine:
+    """Detector, recognizer and the optional landmark and attribute models of one pack."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pack: ModelPack,
+        detector: ScrfdDetector,
+        recognizer: ArcFaceRecognizer,
+        landmark106: Landmark106 | None = None,
+        attributes: GenderAge | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pack = pack
+        self.detector = detector
+        self.recognizer = recognizer
+        self.landmark106 = landmark106
+        self.attributes = attributes
+        self.model_id: str = recognizer.model_id
+        self.embedding_dim: int = recognizer.embedding_dim
+        self.quality_thresholds: QualityThresholds = thresholds_from_settings(settings)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> FaceEngine:
+        """Resolve the model pack and load every model once."""
+        settings = settings or get_settings()
+        pack = resolve_pack(settings)
+        detector = ScrfdDetector.load(pack.detector, settings)
+        recognizer = ArcFaceRecognizer.load(pack.recognizer, settings)
+        landmark = Landmark106.load(pack.landmark106, settings) if pack.landmark106 else None
+        attributes = GenderAge.load(pack.attributes, settings) if pack.attributes else None
+        log.info(
+            "face engine: detector %s (batched=%s), recognizer %s, landmarks %s, attributes %s",
+            detector.model_id,
+            detector.batched,
+            recognizer.model_id,
+            landmark.model_id if landmark else None,
+            attributes.model_id if attributes else None,
+        )
+        return cls(settings, pack, detector, recognizer, landmark, attributes)
+
+    def detect_options(
+        self,
+        mode: DetectMode = DetectMode.ALL,
+        max_faces: int | None = None,
+        rotate: bool | None = None,
+    ) -> DetectOptions:
+        """The detector options of a call: the settings, overridden by the call's arguments."""
+        s = self.settings
+        return DetectOptions(
+            det_size=s.det_size,
+            score_threshold=s.det_score_threshold,
+            nms_threshold=s.nms_threshold,
+            min_face_size=float(s.min_face_size),
+            max_faces=s.max_faces if max_faces is None else max_faces,
+            mode=DetectMode(mode),
+            rotate=s.rotate_detection if rotate is None else rotate,
+            batch_size=s.det_batch_size,
+        )
+
+    def analyze(
+        self,
+        images: Sequence[DecodedImage],
+        *,
+        mode: DetectMode = DetectMode.ALL,
+        embed: bool = True,
+        max_faces: int | None = None,
+        rotate: bool | None = None,
+        landmarks: bool | None = None,
+    ) -> list[ImageAnalysis]:
+        """Faces of each image, largest first; embeddings and aligned crops when ``embed``.
+
+        ``landmarks`` (default ``settings.landmarks_106``) runs the 106-point model when the
+        pack has one; ``rotate`` (default ``settings.rotate_detection``) the rotation search.
+
+        ``timings_ms`` holds each image's share of the batch's stage times (detect, landmarks,
+        align, embed, attributes), in milliseconds.
+        """
+        if not images:
+            return []
+        options = self.detect_options(mode, max_faces, rotate)
+        clock = _StageClock()
+        with clock("detect"):
+            found = self.detector.detect([im.pixels for im in images], options)
+        landmarks_106: list[list[NDArray[np.float32]] | None] = [None] * len(images)
+        want_106 = self.settings.landmarks_106 if landmarks is None else landmarks
+        if self.landmark106 is not None and want_106:
+            with clock("landmarks"):
+                landmarks_106 = [
+                    self.landmark106.landmarks(im.pixels, list(d.boxes))
+                    for im, d in zip(images, found, strict=True)
+                ]
+        with clock("align"):
+            crops = [
+                [align_face(im.pixels, kps) for kps in d.keypoints]
+                for im, d in zip(images, found, strict=True)
+            ]
+        vectors: list[NDArray[np.float32] | None] = [None] * len(images)
+        if embed:
+            with clock("embed"):
+                flat = [c for per_image in crops for c in per_image]
+                all_vectors = self.recognizer.embed(flat, self.settings.embed_batch_size)
+                offsets = np.cumsum([0] + [len(c) for c in crops])
+                vectors = [all_vectors[offsets[i] : offsets[i + 1]] for i in range(len(images))]
+        attrs: list[list | None] = [None] * len(images)
+        if self.attributes is not None:
+            with clock("attributes"):
+                attrs = [
+                    self.attributes.attributes(im.pixels, list(d.boxes))
+                    for im, d in zip(images, found, strict=True)
+                ]
+        with clock("align"):
+            faces = [
+                self._faces(im, d, crops[i], vectors[i], landmarks_106[i], attrs[i], embed)
+                for i, (im, d) in enumerate(zip(images, found, strict=True))
+            ]
+        share = clock.per_item(len(images))
+        return [
+            ImageAnalysis(
+                source=im.source,
+                width=im.width,
+                height=im.height,
+                content_sha256=im.content_sha256,
+                model_id=self.model_id,
+                faces=tuple(f),
+                timings_ms=dict(share),
+            )
+            for im, f in zip(images, faces, strict=True)
+        ]
+
+    def _faces(
+        self,
+        image: DecodedImage,
+        dets: Detections,
+        crops: list[NDArray[np.uint8]],
+        vectors: NDArray[np.float32] | None,
+        landmarks_106: list[NDArray[np.float32]] | None,
+        attrs: list | None,
+        embed: bool,
+    ) -> list[Face]:
+        faces = []
+        for k in range(len(dets)):
+            box = tuple(float(v) for v in dets.boxes[k])
+            kps = dets.keypoints[k].astype(np.float32)
+            pose = estimate_pose(kps)
+            quality = assess_quality(
+                detector_score=float(dets.scores[k]),
+                box=box,
+                image_height=image.height,
+                image_width=image.width,
+                crop=crops[k],
+                pose=pose,
+                thresholds=self.quality_thresholds,
+            )
+            faces.append(
+                Face(
+                    index=k,
+                    box=box,
+                    score=float(dets.scores[k]),
+                    landmarks=kps,
+                    pose=pose,
+                    quality=quality,
+                    embedding=vectors[k] if (embed and vectors is not None) else None,
+                    aligned_crop=crops[k] if embed else None,
+                    landmarks_106=landmarks_106[k] if landmarks_106 is not None else None,
+                    attributes=attrs[k] if attrs is not None else None,
+                )
+            )
+        return faces
+
+    def embed_crops(self, crops: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
+        """(n, dim) unit vectors for aligned 112x112 BGR crops (re-embedding stored crops)."""
+        for crop in crops:
+            if crop.shape[:2] != (112, 112) or crop.dtype != np.uint8:
+                raise FacepipeError(
+                    ErrorCode.ILLEGAL_PARAMETER,
+                    f"aligned crops must be 112x112 uint8, got {crop.shape} {crop.dtype}",
+                )
+        return self.recognizer.embed(list(crops), self.settings.embed_batch_size)
+
+    def analyze_stream(
+        self,
+        sources: Iterable[str],
+        *,
+        mode: DetectMode = DetectMode.ALL,
+        embed: bool = True,
+        batch_size: int | None = None,
+        landmarks: bool = False,
+        rotate: bool | None = None,
+    ) -> Iterator[AnalysisOutcome]:
+        """Analyse many sources, in input order, reading ahead in a thread pool.
+
+        Never raises for a bad input: its error goes on its outcome. ``timings_ms["decode"]``
+        is the time that image took to read and decode (in a reader thread). The bulk path
+        skips the 106-point landmarks unless ``landmarks`` (nothing downstream needs them).
+        """
+        from pipeline.sources import load_image  # the sources package imports heavier deps
+
+        def load(source: str) -> tuple[DecodedImage, float]:
+            start = time.perf_counter()
+            image = load_image(source, self.settings)
+            return image, (time.perf_counter() - start) * 1000.0
+
+        run = functools.partial(
+            self.analyze, mode=mode, embed=embed, landmarks=landmarks, rotate=rotate
+        )
+        yield from self._stream(sources, load, run, batch_size)
+
+    def _stream(
+        self,
+        sources: Iterable[str],
+        load: Callable[[str], tuple[DecodedImage, float]],
+        run: Callable[[Sequence[DecodedImage]], list[ImageAnalysis]],
+        batch_size: int | None,
+    ) -> Iterator[AnalysisOutcome]:
+        batch = max(1, batch_size or self.settings.det_batch_size)
+        ahead = batch * (PREFETCH_BATCHES + 1)
+        pending: deque[tuple[str, Future[tuple[DecodedImage, float]]]] = deque()
+        source_iter = iter(sources)
+        with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode") as pool:
+
+            def refill() -> None:
+                while len(pending) < ahead:
+                    source = next(source_iter, None)
+                    if source is None:
+                        return
+                    pending.append((source, pool.submit(load, source)))
+
+            refill()
+            while pending:
+                current = [pending.popleft() for _ in range(min(batch, len(pending)))]
+                refill()  # the next batches decode while this one is on the model
+                loaded: list[tuple[str, DecodedImage | None, float, FacepipeError | None]] = []
+                for source, future in current:
+                    try:
+                        image, ms = future.result()
+                        loaded.append((source, image, ms, None))
+                    except FacepipeError as exc:
+                        loaded.append((source, None, 0.0, exc))
+                    except Exception as exc:  # a bug in a reader must not end the stream
+                        log.exception("reading %s failed", source)
+                        loaded.append((source, None, 0.0, _internal(exc)))
+                yield from _analyze_loaded(loaded, run)
+
+
+def _analyze_loaded(
+    loaded: list[tuple[str, DecodedImage | None, float, FacepipeError | None]],
+    run: Callable[[Sequence[DecodedImage]], list[ImageAnalysis]],
+) -> Iterator[AnalysisOutcome]:
+    """Outcomes, in order, of one batch of read attempts."""
+    images = [image for _, image, _, _ in loaded if image is not None]
+    results: list[ImageAnalysis | FacepipeError]
+    try:
+        results = list(run(images))
+    except Exception:  # keep going image by image so one bad image cannot fail the batch
+        log.exception("batch analysis failed; retrying image by image")
+        results = [_analyze_alone(run, image) for image in images]
+    pending = iter(results)
+    for source, image, ms, error in loaded:
+        if image is None:
+            yield AnalysisOutcome(source, None, error)
+            continue
+        result = next(pending)
+        if isinstance(result, FacepipeError):
+            yield AnalysisOutcome(source, None, result)
+        else:
+            timings = {"decode": ms, **result.timings_ms}
+            yield AnalysisOutcome(source, replace(result, timings_ms=timings), None)
+
+
+def _analyze_alone(
+    run: Callable[[Sequence[DecodedImage]], list[ImageAnalysis]], image: DecodedImage
+) -> ImageAnalysis | FacepipeError:
+    try:
+        return run([image])[0]
+    except FacepipeError as exc:
+        return exc
+    except Exception as exc:  # recorded on the outcome, never raised (analyze_stream's promise)
+        log.exception("analysing %s failed", image.source)
+        return _internal(exc)
+
+
+def _internal(exc: BaseException) -> FacepipeError:
+    return FacepipeError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+
+class _StageClock:
+    """Accumulates wall time per named stage."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    def __call__(self, stage: str) -> _Stage:
+        return _Stage(self, stage)
+
+    def per_item(self, n: int) -> dict[str, float]:
+        return {k: v / max(1, n) for k, v in self.totals.items()}
+
+
+class _Stage:
+    def __init__(self, clock: _StageClock, stage: str) -> None:
+        self.clock = clock
+        self.stage = stage
+        self.start = 0.0
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        elapsed = (time.perf_counter() - self.start) * 1000.0
+        self.clock.totals[self.stage] = self.clock.totals.get(self.stage, 0.0) + elapsed

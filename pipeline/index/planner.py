@@ -1,0 +1,125 @@
+"""Which engine serves an identify call or job: pgvector or a FAISS snapshot.
+
+The decision (:func:`choose_engine`, pure) takes the gallery size of the scope, the number of
+probes and the snapshot's freshness, and applies, in order:
+
+1. no snapshot of every group searched -> pgvector (a FAISS search needs one);
+2. gallery < ``faiss_min_gallery`` (20,000 faces) -> pgvector: an exact pgvector scan of a
+   small group costs about as much per probe as a FAISS search plus its Postgres look-ups, and
+   is always fresh;
+3. probes < ``faiss_min_probes`` (200) -> pgvector: an online call does not amortise loading a
+   snapshot (tens of ms per 10k faces from a local disk, seconds from S3 for large ones) and the
+   per-batch delta and tombstone queries;
+4. faces added since the snapshot > ``faiss_max_delta`` (50,000) -> pgvector, flagged
+   ``reindex_due``: the exact delta scan would dominate the batch;
+5. otherwise FAISS.
+
+The defaults come from ``bench/search.py`` on this project's 2-core CPU machine (README, "Large
+scale search"); they are settings, to be re-measured on other hardware (a GPU moves 2 and 3
+down). For exact indexes both engines return the same ranking (tests/test_index_engines.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pipeline.config import Settings, get_settings
+from pipeline.index import gallery
+from pipeline.index.reindex import newest_snapshot
+from pipeline.index.snapshot import Scope
+from pipeline.store.db import Database
+
+
+class SearchEngine(StrEnum):
+    """The two search engines."""
+
+    PGVECTOR = "pgvector"
+    FAISS = "faiss"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The planner's thresholds (defaults: the settings ``faiss_*``)."""
+
+    min_gallery: int
+    min_probes: int
+    max_delta: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Thresholds:
+        return cls(settings.faiss_min_gallery, settings.faiss_min_probes, settings.faiss_max_delta)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The chosen engine and why."""
+
+    engine: SearchEngine
+    reason: str
+    gallery_size: int
+    probes: int
+    delta: int | None
+    reindex_due: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "engine": self.engine.value,
+            "reason": self.reason,
+            "gallery_size": self.gallery_size,
+            "probes": self.probes,
+            "delta": self.delta,
+            "reindex_due": self.reindex_due,
+        }
+
+
+def choose_engine(
+    gallery_size: int, probes: int, delta: int | None, thresholds: Thresholds
+) -> Plan:
+    """The engine for ``probes`` probes over ``gallery_size`` faces; ``delta`` is the number of
+    faces added since the snapshot, None when some group has no snapshot."""
+    if delta is None:
+        return Plan(SearchEngine.PGVECTOR, "no snapshot", gallery_size, probes, delta)
+    if gallery_size < thresholds.min_gallery:
+        return Plan(
+            SearchEngine.PGVECTOR,
+            f"gallery {gallery_size} < {thresholds.min_gallery}",
+            gallery_size, probes, delta,
+        )
+    if probes < thresholds.min_probes:
+        return Plan(
+            SearchEngine.PGVECTOR,
+            f"probes {probes} < {thresholds.min_probes}",
+            gallery_size, probes, delta,
+        )
+    if delta > thresholds.max_delta:
+        return Plan(
+            SearchEngine.PGVECTOR,
+            f"snapshot stale: {delta} faces added > {thresholds.max_delta}",
+            gallery_size, probes, delta, reindex_due=True,
+        )
+    return Plan(SearchEngine.FAISS, "large gallery, batch of probes", gallery_size, probes, delta)
+
+
+def plan_identify(
+    db: Database,
+    groups: Sequence[str],
+    model_id: str,
+    probes: int,
+    settings: Settings | None = None,
+) -> Plan:
+    """Measure the scope (faces, snapshots, delta) and choose the engine."""
+    settings = settings or get_settings()
+    size = 0
+    delta: int | None = 0
+    with db.connection() as conn:
+        for group in dict.fromkeys(groups):
+            scope = Scope(model_id=model_id, group=group)
+            size += gallery.count_scope(conn, scope)
+            record = newest_snapshot(conn, scope)
+            if record is None:
+                delta = None
+            elif delta is not None:
+                delta += gallery.delta_count(conn, scope, record.max_face_id, record.watermark)
+    return choose_engine(size, probes, delta, Thresholds.from_settings(settings))

@@ -1,0 +1,339 @@
+"""Reindex: build a scope's FAISS index from Postgres, save, record and collect snapshots.
+
+The build reads the scope in one REPEATABLE READ transaction, so the count, the training
+sample, the vectors and the watermark all describe one consistent state of the library:
+
+1. ``now()`` of that transaction is the watermark (faces committed later are the delta);
+2. the index type comes from the count (:mod:`pipeline.index.spec`);
+3. IVF indexes train on a sample Postgres draws (only the sample crosses the wire);
+4. vectors stream through a server-side cursor, ``index_stream_batch`` rows at a time, into
+   the index (on the GPU when FAISS has one);
+5. the snapshot goes to the object store, then a row in ``index_snapshots`` records it, then
+   snapshots beyond the newest ``snapshot_keep`` of the scope are deleted (files, then row).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+
+from pipeline.config import Settings, get_settings
+from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.index import gallery
+from pipeline.index.faiss_index import IndexBuilder
+from pipeline.index.snapshot import (
+    Scope,
+    SnapshotMeta,
+    SnapshotStore,
+    save_snapshot,
+    snapshot_prefix,
+    store_for,
+)
+from pipeline.index.spec import IndexKind, choose_spec
+from pipeline.store.db import Database
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    """A row of ``index_snapshots``."""
+
+    snapshot_id: str
+    scope: str
+    model_id: str
+    location: str
+    kind: str
+    dim: int
+    count: int
+    max_face_id: int | None
+    watermark: datetime
+    build_seconds: float
+    created_at: datetime
+    meta: dict[str, Any]
+
+    @property
+    def prefix(self) -> str:
+        """The snapshot's key under its store root."""
+        return str(self.meta.get("prefix", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "snapshot_id": self.snapshot_id,
+            "scope": self.scope,
+            "model_id": self.model_id,
+            "location": self.location,
+            "kind": self.kind,
+            "count": self.count,
+            "max_face_id": self.max_face_id,
+            "watermark": self.watermark.isoformat(),
+            "build_seconds": round(self.build_seconds, 3),
+            "created_at": self.created_at.isoformat(),
+            "store": self.meta.get("store"),
+            "nlist": self.meta.get("nlist", 0),
+            "nprobe": self.meta.get("nprobe", 0),
+            "train_size": self.meta.get("train_size", 0),
+            "on_gpu": self.meta.get("on_gpu", False),
+        }
+
+
+_COLUMNS = (
+    "snapshot_id, scope, model_id, location, kind, dim, count, max_face_id, watermark, "
+    "build_seconds, created_at, meta"
+)
+
+
+def _record(row: tuple[Any, ...]) -> SnapshotRecord:
+    return SnapshotRecord(
+        snapshot_id=row[0],
+        scope=row[1],
+        model_id=row[2],
+        location=row[3],
+        kind=row[4],
+        dim=int(row[5]),
+        count=int(row[6]),
+        max_face_id=None if row[7] is None else int(row[7]),
+        watermark=row[8],
+        build_seconds=float(row[9]),
+        created_at=row[10],
+        meta=row[11] or {},
+    )
+
+
+def newest_snapshot(conn: psycopg.Connection, scope: Scope) -> SnapshotRecord | None:
+    """The newest live snapshot of the scope, or None."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM index_snapshots WHERE scope = %s AND model_id = %s "
+        "AND gc_at IS NULL ORDER BY created_at DESC, snapshot_id DESC LIMIT 1",
+        (scope.key, scope.model_id),
+    ).fetchone()
+    return None if row is None else _record(row)
+
+
+def list_snapshots(
+    conn: psycopg.Connection, scope: Scope | None = None, include_gc: bool = False
+) -> list[SnapshotRecord]:
+    """Snapshots, newest first (of one scope when given)."""
+    clauses, params = [], []
+    if scope is not None:
+        clauses += ["scope = %s", "model_id = %s"]
+        params += [scope.key, scope.model_id]
+    if not include_gc:
+        clauses.append("gc_at IS NULL")
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM index_snapshots {where} "
+        "ORDER BY scope, model_id, created_at DESC, snapshot_id DESC",
+        params,
+    ).fetchall()
+    return [_record(r) for r in rows]
+
+
+def _new_snapshot_id(now: datetime) -> str:
+    # Sortable by time, unique across concurrent builds.
+    return f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}"
+
+
+def reindex(
+    db: Database,
+    scope: Scope,
+    settings: Settings | None = None,
+    *,
+    kind: IndexKind | None = None,
+    store: SnapshotStore | None = None,
+    use_gpu: bool | None = None,
+) -> SnapshotRecord:
+    """Build, save and record a snapshot of ``scope``; collects the scope's old snapshots.
+
+    ``kind`` (default: ``settings.index_kind``, else by size) forces an index family. An empty
+    scope raises ``INDEX_NOT_FOUND`` (there is nothing to index).
+    """
+    settings = settings or get_settings()
+    store = store or store_for(settings)
+    if kind is None and settings.index_kind:
+        kind = IndexKind(settings.index_kind)
+    started = time.perf_counter()
+    with db.connection() as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        watermark = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        count = gallery.count_scope(conn, scope)
+        dim = gallery.scope_dim(conn, scope)
+        if count == 0 or dim is None:
+            raise FacepipeError(
+                ErrorCode.INDEX_NOT_FOUND,
+                f"scope {scope.key} of model {scope.model_id} has no faces to index",
+            )
+        spec = choose_spec(count, dim, kind)
+        builder = IndexBuilder(spec, use_gpu=use_gpu)
+        t_train = time.perf_counter()
+        if spec.needs_training:
+            sample = gallery.sample_scope(conn, scope, spec.train_size, count)
+            builder.train(sample)
+            del sample
+        train_s = time.perf_counter() - t_train
+        # The labels are the face ids (integers): one int64 per vector, preallocated.
+        labels = np.empty(count, dtype=np.int64)
+        t_add = time.perf_counter()
+        for ids, vecs in gallery.stream_scope(conn, scope, settings.index_stream_batch):
+            if builder.count + ids.shape[0] > count:
+                raise FacepipeError(ErrorCode.INTERNAL, "scope grew inside its read snapshot")
+            labels[builder.count : builder.count + ids.shape[0]] = ids
+            builder.add(vecs)
+        add_s = time.perf_counter() - t_add
+    labels = labels[: builder.count]
+    index = builder.finish(labels)
+    build_s = time.perf_counter() - started
+    now = datetime.now(UTC)
+    meta = SnapshotMeta(
+        snapshot_id=_new_snapshot_id(now),
+        scope=scope.key,
+        model_id=scope.model_id,
+        kind=spec.kind.value,
+        dim=dim,
+        count=builder.count,
+        watermark=watermark.isoformat(),
+        max_face_id=int(labels.max()) if labels.size else None,
+        build_seconds=round(build_s, 3),
+        created_at=now.isoformat(),
+        nlist=spec.nlist,
+        nprobe=settings.index_nprobe or spec.nprobe,
+        train_size=spec.train_size,
+        ids_integer=True,
+    )
+    t_save = time.perf_counter()
+    location = save_snapshot(store, meta, index, labels)
+    save_s = time.perf_counter() - t_save
+    prefix = snapshot_prefix(meta)
+    extra = {
+        "prefix": prefix,
+        "store": store.uri,
+        "nlist": spec.nlist,
+        "nprobe": meta.nprobe,
+        "train_size": spec.train_size,
+        "on_gpu": builder.on_gpu,
+        "train_seconds": round(train_s, 3),
+        "add_seconds": round(add_s, 3),
+        "save_seconds": round(save_s, 3),
+        "faiss_version": meta.faiss_version,
+    }
+    with db.transaction() as conn:
+        row = conn.execute(
+            "INSERT INTO index_snapshots (snapshot_id, scope, model_id, location, kind, dim, "
+            "count, max_face_id, watermark, build_seconds, meta) VALUES "
+            f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+            (
+                meta.snapshot_id, meta.scope, meta.model_id, location, meta.kind, dim,
+                meta.count, meta.max_face_id, watermark, build_s, Jsonb(extra),
+            ),
+        ).fetchone()
+    record = _record(row)  # type: ignore[arg-type]
+    logger.info(
+        "reindexed %s (%s): %d faces, %s, %.2f s (train %.2f, add %.2f, save %.2f) -> %s",
+        scope.key, scope.model_id, meta.count, spec.factory_string, build_s, train_s, add_s,
+        save_s, location,
+    )
+    collect_garbage(db, scope, settings.snapshot_keep, store, settings)
+    return record
+
+
+def collect_garbage(
+    db: Database,
+    scope: Scope,
+    keep: int,
+    store: SnapshotStore | None = None,
+    settings: Settings | None = None,
+) -> list[str]:
+    """Delete all but the newest ``keep`` snapshots of the scope (files, then mark the row);
+    prune tombstones older than every live snapshot. The ids collected."""
+    keep = max(1, keep)
+    with db.connection() as conn:
+        records = list_snapshots(conn, scope)
+    collected: list[str] = []
+    for rec in records[keep:]:
+        # A snapshot is deleted from the store it was written to (settings may have changed).
+        target = store if store is not None and store.uri == rec.meta.get("store") else None
+        if target is None:
+            target = store_for(settings or get_settings(), rec.meta.get("store"))
+        target.delete_prefix(rec.prefix)
+        with db.transaction() as conn:
+            conn.execute(
+                "UPDATE index_snapshots SET gc_at = now() WHERE snapshot_id = %s",
+                (rec.snapshot_id,),
+            )
+        collected.append(rec.snapshot_id)
+    with db.transaction() as conn:
+        oldest = conn.execute(
+            "SELECT min(watermark) FROM index_snapshots WHERE gc_at IS NULL"
+        ).fetchone()
+        if oldest and oldest[0] is not None:
+            pruned = gallery.prune_tombstones(conn, oldest[0])
+            if pruned:
+                logger.info("pruned %d tombstones older than %s", pruned, oldest[0])
+    if collected:
+        logger.info("collected %d old snapshots of %s", len(collected), scope.key)
+    return collected
+
+
+def default_model(db: Database, group: str | None = None) -> str:
+    """The model of most enrolled faces (of the group), for commands given no ``--model``."""
+    scope_sql = (
+        "" if group is None
+        else "WHERE person_id IN (SELECT person_id FROM memberships WHERE group_id = %(g)s)"
+    )
+    with db.connection() as conn:
+        row = conn.execute(
+            f"SELECT model_id FROM faces {scope_sql} GROUP BY model_id "
+            "ORDER BY count(*) DESC LIMIT 1",
+            {"g": group},
+        ).fetchone()
+    if row is None:
+        raise FacepipeError(
+            ErrorCode.INDEX_NOT_FOUND,
+            "no enrolled faces" + ("" if group is None else f" in group {group!r}"),
+        )
+    return str(row[0])
+
+
+def due_scopes(db: Database, settings: Settings | None = None) -> list[Scope]:
+    """Scopes the scheduled reindex rebuilds: every group of at least ``faiss_min_gallery``
+    faces, and every scope that has a snapshot, unless nothing changed since its newest one
+    (no face added, no tombstone)."""
+    settings = settings or get_settings()
+    with db.connection() as conn:
+        big = conn.execute(
+            "SELECT m.group_id, f.model_id FROM faces f JOIN memberships m USING (person_id) "
+            "GROUP BY m.group_id, f.model_id HAVING count(*) >= %s",
+            (settings.faiss_min_gallery,),
+        ).fetchall()
+        indexed = conn.execute(
+            "SELECT DISTINCT scope, model_id FROM index_snapshots WHERE gc_at IS NULL"
+        ).fetchall()
+        candidates = {Scope(model_id=m, group=g) for g, m in big}
+        candidates |= {Scope.parse(s, m) for s, m in indexed}
+        due: list[Scope] = []
+        for scope in sorted(candidates, key=lambda s: (s.key, s.model_id)):
+            record = newest_snapshot(conn, scope)
+            if record is None:
+                due.append(scope)
+                continue
+            # Strictly newer than the snapshot (no margin): an unchanged scope is not rebuilt.
+            where, params = gallery.scope_where(scope)
+            added = conn.execute(
+                f"SELECT EXISTS (SELECT 1 FROM faces f WHERE {where} AND f.face_id > %(seq)s)",
+                {**params, "seq": record.max_face_id or 0},
+            ).fetchone()
+            deleted = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM index_tombstones WHERE deleted_at > %s)",
+                (record.watermark,),
+            ).fetchone()
+            if (added and added[0]) or (deleted and deleted[0]):
+                due.append(scope)
+    return due

@@ -1,0 +1,138 @@
+"""Processing one chunk of a job: claim, analyse batched, write everything in one transaction.
+
+Exactly-once effects on at-least-once delivery:
+
+1. *claim* (short transaction): the chunk's unfinished items become ``running`` with
+   ``attempts + 1``. Items a killed worker left ``running`` are claimed again.
+2. *analyse* (no transaction open): the engine reads and decodes in a thread pool while the
+   previous batch is on the model.
+3. *write* (one transaction): the items still unfinished are locked ``FOR UPDATE``; faces,
+   observed faces, matches, item statuses and job counters are written; commit. A duplicate
+   delivery running at the same time waits on the lock, then finds the items finished and
+   writes nothing. A worker killed before the commit leaves no trace but ``running`` items.
+
+Writes are keyed deterministically besides: enrolled faces by (person, content hash, face
+index, model id), observed faces by (content hash, face index, model id), matches by
+(observed face, job, rank).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from pipeline.errors import ErrorCode, FacepipeError, error_dict
+from pipeline.jobs import store
+from pipeline.jobs.model import ChunkResult, Item, ItemOutcome, ItemStatus, Job, JobKind
+from pipeline.jobs.runtime import Runtime
+from pipeline.types import DetectMode
+
+log = logging.getLogger(__name__)
+
+OBSERVED_PREFIX = "observed:"
+"""Item URI of a stored observed face (re-identification of faces already seen)."""
+
+
+def process_chunk(rt: Runtime, job_id: str, seq_lo: int, seq_hi: int) -> ChunkResult:
+    """Run the items ``seq_lo..seq_hi`` of a job; see the module docstring for the guarantees."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with rt.db.transaction() as conn:
+        job = store.get_job(conn, job_id)
+        if job.status.finished:
+            return ChunkResult(job_id, skipped=f"job is {job.status.value}")
+        items = store.claim_chunk(conn, job_id, seq_lo, seq_hi)
+    timings["claim"] = _ms(t0)
+    if not items:
+        return ChunkResult(job_id, skipped="no unfinished items")
+
+    t1 = time.perf_counter()
+    from pipeline.jobs import kinds  # the engine and library are only needed past this point
+
+    prepared = kinds.analyse(rt, job, items)
+    timings["analyse"] = _ms(t1)
+
+    t2 = time.perf_counter()
+    with rt.db.transaction() as conn:
+        locked = store.lock_unfinished(conn, [it.id for it in items])
+        todo = [it for it in items if it.id in locked]
+        outcomes = kinds.write(rt, conn, job, todo, prepared) if todo else []
+        outcomes = [_maybe_retry_later(o, it, rt) for o, it in zip(outcomes, todo, strict=True)]
+        finished = store.write_outcomes(conn, job_id, outcomes)
+    timings["write"] = _ms(t2)
+    timings["total"] = _ms(t0)
+    result = ChunkResult(
+        job_id,
+        processed=len(outcomes),
+        done=sum(o.status == ItemStatus.DONE for o in outcomes),
+        failed=sum(o.status == ItemStatus.FAILED for o in outcomes),
+        faces=sum(o.n_faces for o in outcomes if o.status == ItemStatus.DONE),
+        retry_later=sum(o.status == ItemStatus.PENDING for o in outcomes),
+        job_finished=finished,
+        timings_ms=timings,
+    )
+    log.info(
+        "job %s chunk %d-%d: %d done, %d failed, %d to retry, %d faces (%s)",
+        job_id, seq_lo, seq_hi, result.done, result.failed, result.retry_later, result.faces,
+        ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items()),
+    )
+    return result
+
+
+def _maybe_retry_later(outcome: ItemOutcome, item: Item, rt: Runtime) -> ItemOutcome:
+    """A transient item error goes back to pending until its attempts run out."""
+    if outcome.status != ItemStatus.FAILED or outcome.error is None:
+        return outcome
+    if not outcome.error.get("retryable"):
+        return _strip_retryable(outcome)
+    if item.attempts < rt.settings.item_max_attempts:
+        return ItemOutcome(item.id, ItemStatus.PENDING, error=_strip(outcome.error))
+    return _strip_retryable(outcome)
+
+
+def _strip(error: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in error.items() if k != "retryable"}
+
+
+def _strip_retryable(outcome: ItemOutcome) -> ItemOutcome:
+    if outcome.error is None:
+        return outcome
+    return ItemOutcome(
+        outcome.item_id,
+        outcome.status,
+        error=_strip(outcome.error),
+        content_sha256=outcome.content_sha256,
+        n_faces=outcome.n_faces,
+        face_ids=outcome.face_ids,
+        observed_ids=outcome.observed_ids,
+        result=outcome.result,
+    )
+
+
+def failed(item: Item, exc: BaseException, content_sha256: str | None = None) -> ItemOutcome:
+    """A failed outcome carrying the catalogue error (and whether it is worth retrying)."""
+    err = error_dict(exc)
+    err["retryable"] = isinstance(exc, FacepipeError) and exc.retryable
+    return ItemOutcome(item.id, ItemStatus.FAILED, error=err, content_sha256=content_sha256)
+
+
+def detect_mode(kind: JobKind) -> DetectMode:
+    """Enrolment keeps the largest face of each image; other kinds keep every face."""
+    return DetectMode.LARGEST if kind == JobKind.ENROLL else DetectMode.ALL
+
+
+def require_face_error(source: str) -> FacepipeError:
+    return FacepipeError(ErrorCode.NO_FACE, f"no face was detected in {source}", source=source)
+
+
+def job_groups(job: Job, item: Item) -> tuple[str, ...]:
+    """The groups an item works with: its own (manifest) or the job's."""
+    if item.groups:
+        return item.groups
+    groups: Sequence[str] = job.params.get("groups") or []
+    return tuple(groups)
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0

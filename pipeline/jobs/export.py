@@ -1,0 +1,93 @@
+"""Export a job's observed faces and matches as JSON Lines to a local path or an S3 key.
+
+One line per observed face::
+
+    {"job_id": ..., "source": "s3://b/k.jpg", "observed_id": 17, "face_index": 0,
+     "box": [x1, y1, x2, y2], "quality": 81.2,
+     "matches": [{"rank": 1, "person_id": "ann", "face_id": 4, "confidence": 93.1,
+                  "score": 0.71}, ...]}
+
+Rows are streamed from a server-side cursor into a temporary file, then moved into place (local)
+or uploaded (S3), so a large job's export never sits in memory and a reader never sees a
+half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from psycopg import Connection
+
+from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.jobs.aws import s3_client, split_s3_uri
+from pipeline.jobs.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_QUERY = """
+SELECT o.observed_id, o.source_uri, o.face_index, o.box, o.quality_score,
+       coalesce(json_agg(json_build_object(
+           'rank', m.rank, 'person_id', m.person_id, 'face_id', m.face_id,
+           'confidence', round(m.confidence::numeric, 2), 'score', round(m.score::numeric, 4))
+           ORDER BY m.rank) FILTER (WHERE m.rank IS NOT NULL), '[]')
+FROM (SELECT DISTINCT unnest(observed_ids)::bigint AS observed_id
+      FROM job_items WHERE job_id = %(job)s::uuid) AS ids
+JOIN observed_faces o USING (observed_id)
+LEFT JOIN matches m ON m.observed_id = o.observed_id AND m.job_id = %(job)s::text
+GROUP BY o.observed_id
+ORDER BY o.source_uri, o.face_index
+"""
+
+
+def iter_job_matches(conn: Connection, job_id: str) -> Iterator[dict[str, Any]]:
+    """The export's records, streamed with a server-side cursor."""
+    with conn.cursor(name=f"export_{job_id.replace('-', '')}") as cur:
+        cur.execute(_QUERY, {"job": job_id})
+        for observed_id, source, face_index, box, quality, matches in cur:
+            yield {
+                "job_id": job_id,
+                "source": source,
+                "observed_id": observed_id,
+                "face_index": face_index,
+                "box": [round(float(v), 1) for v in box],
+                "quality": round(float(quality), 2),
+                "matches": matches,
+            }
+
+
+def export_matches(rt: Runtime, job_id: str, dest: str) -> int:
+    """Write the job's records to ``dest`` (a path or ``s3://bucket/key``); returns the count."""
+    tmp_dir = None if dest.startswith("s3://") else Path(dest).expanduser().resolve().parent
+    if tmp_dir is not None:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".jsonl.part", dir=tmp_dir)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh, rt.db.connection() as conn:
+            for record in iter_job_matches(conn, job_id):
+                fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+                count += 1
+        if dest.startswith("s3://"):
+            bucket, key = split_s3_uri(dest)
+            try:
+                s3_client(rt.settings).upload_file(
+                    tmp, bucket, key, ExtraArgs={"ContentType": "application/x-ndjson"}
+                )
+            except Exception as exc:  # boto3 raises several unrelated types for one failure
+                raise FacepipeError(
+                    ErrorCode.OBJECT_STORE_UNAVAILABLE, f"upload to {dest} failed: {exc}"
+                ) from exc
+        else:
+            os.replace(tmp, Path(dest).expanduser().resolve())
+            tmp = ""
+    finally:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
+    log.info("job %s: exported %d observed faces to %s", job_id, count, dest)
+    return count

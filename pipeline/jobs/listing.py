@@ -1,0 +1,148 @@
+"""Listing a job's source into items, page by page, and handing each page's chunks on.
+
+Every page is committed (items inserted with ``ON CONFLICT DO NOTHING``) before its chunks are
+handed to ``on_chunk`` (which enqueues them), so a chunk never names items that do not exist;
+a redelivered listing re-inserts nothing and re-enqueues chunks whose items are already done
+(they skip). S3 prefixes are listed one ``list_objects_v2`` page per call: the caller carries
+the continuation token to the next call (the ingest task re-enqueues itself), so no process
+ever holds more than one page of keys.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import islice
+from pathlib import Path
+
+from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.jobs import store
+from pipeline.jobs.chunks import OBSERVED_PREFIX
+from pipeline.jobs.model import ItemSpec, Job
+from pipeline.jobs.producers import (
+    SourceType,
+    apply_override,
+    iter_local_source,
+    list_s3_page,
+    read_manifest,
+    source_type,
+)
+from pipeline.jobs.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+ChunkSink = Callable[[int, int], None]
+S3_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class ListingStep:
+    """Where a listing call stopped: ``next_token`` set means call again from there."""
+
+    listed: int
+    next_seq: int
+    next_token: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.next_token is None
+
+
+def list_step(
+    rt: Runtime,
+    job: Job,
+    on_chunk: ChunkSink,
+    *,
+    token: str | None = None,
+    next_seq: int = 0,
+) -> ListingStep:
+    """List (part of) the job's source; marks the listing done when the source is exhausted."""
+    source = job.params.get("source")
+    since = job.params.get("since")
+    chunk = max(1, int(job.params.get("chunk_size") or rt.settings.chunk_size))
+    if since is not None:
+        step = _list_observed(
+            rt, job, datetime.fromisoformat(since), on_chunk, chunk, token, next_seq
+        )
+    elif source is None:
+        raise FacepipeError(ErrorCode.EMPTY_PARAMETER, "the job has no source")
+    elif source_type(source) == SourceType.S3_PREFIX:
+        page_size = int(job.params.get("page_size") or S3_PAGE_SIZE)
+        page = list_s3_page(source, rt.settings, token=token, page_size=page_size)
+        specs = _with_defaults(job, _override(job, page.specs))
+        listed = _add_pages(rt, job.id, specs, next_seq, chunk, on_chunk)
+        step = ListingStep(listed, next_seq + listed, page.next_token)
+    else:
+        specs_iter = _with_defaults(job, iter_local_source(source, job.params.get("manifest")))
+        listed = _add_pages(rt, job.id, specs_iter, next_seq, chunk, on_chunk)
+        step = ListingStep(listed, next_seq + listed)
+    if step.finished:
+        with rt.db.transaction() as conn:
+            store.mark_listing_done(conn, job.id)
+        log.info("job %s: listing done (%d items in the last step)", job.id, step.listed)
+    return step
+
+
+def _override(job: Job, specs: Sequence[ItemSpec]) -> list[ItemSpec]:
+    manifest = job.params.get("manifest")
+    if not manifest:
+        return list(specs)
+    rows = {m.uri: m for m in read_manifest(Path(manifest))}
+    return [apply_override(s, rows.get(s.uri)) for s in specs]
+
+
+def _with_defaults(job: Job, specs: Iterable[ItemSpec]) -> Iterator[ItemSpec]:
+    """A job-wide person id (``--person``) wins over the folder name."""
+    person = job.params.get("person_id")
+    for spec in specs:
+        if person:
+            yield ItemSpec(spec.uri, person, spec.person_name, spec.groups)
+        else:
+            yield spec
+
+
+def _add_pages(
+    rt: Runtime,
+    job_id: str,
+    specs: Iterable[ItemSpec],
+    first_seq: int,
+    chunk: int,
+    on_chunk: ChunkSink,
+) -> int:
+    it = iter(specs)
+    seq = first_seq
+    while True:
+        page = list(islice(it, chunk))
+        if not page:
+            return seq - first_seq
+        with rt.db.transaction() as conn:
+            store.add_items(conn, job_id, page, seq)
+        on_chunk(seq, seq + len(page) - 1)
+        seq += len(page)
+
+
+def _list_observed(
+    rt: Runtime,
+    job: Job,
+    since: datetime,
+    on_chunk: ChunkSink,
+    chunk: int,
+    token: str | None,
+    first_seq: int,
+) -> ListingStep:
+    """Observed faces stored since ``since``, keyset-paged by id (one page of 10 000 per call)."""
+    after = int(token) if token else 0
+    page_size = 10_000
+    with rt.db.connection() as conn:
+        rows = conn.execute(
+            "SELECT observed_id FROM observed_faces WHERE created_at >= %s AND observed_id > %s "
+            "ORDER BY observed_id LIMIT %s",
+            (since, after, page_size),
+        ).fetchall()
+    ids = [r[0] for r in rows]
+    specs = [ItemSpec(uri=f"{OBSERVED_PREFIX}{i}") for i in ids]
+    listed = _add_pages(rt, job.id, specs, first_seq, chunk, on_chunk)
+    next_token = str(ids[-1]) if len(ids) == page_size else None
+    return ListingStep(listed, first_seq + listed, next_token)

@@ -1,0 +1,207 @@
+"""Producers: turn a source (folder, S3 prefix, URL list, CSV manifest) into job items.
+
+Listing is lazy and paged, so a source of millions of images never sits in memory: folders are
+walked in sorted order, S3 prefixes are listed one ``list_objects_v2`` page at a time (the
+ingest task carries the continuation token from page to page).
+
+Person ids for enrolment: the parent folder name (or the key segment before the file name),
+unless a CSV manifest names the person. Manifest columns: ``uri,person_id,name,groups`` where
+``groups`` is separated by ``;`` or ``|`` (a comma would clash with CSV).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.jobs.aws import s3_client, split_s3_uri
+from pipeline.jobs.model import ItemSpec
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
+"""File name endings listed from folders and prefixes (GIF is listed, then refused per item)."""
+URL_LIST_SUFFIXES = frozenset({".txt", ".urls", ".list", ".lst"})
+_GROUP_SPLIT = re.compile(r"[;|]")
+
+
+class SourceType(StrEnum):
+    DIRECTORY = "directory"
+    S3_PREFIX = "s3-prefix"
+    URL_LIST = "url-list"
+    MANIFEST = "manifest"
+    SINGLE = "single"
+
+
+def source_type(source: str) -> SourceType:
+    """Which producer lists ``source``."""
+    if source.startswith("s3://"):
+        _, key = split_s3_uri(source)
+        if key == "" or key.endswith("/") or Path(key).suffix.lower() not in IMAGE_SUFFIXES:
+            return SourceType.S3_PREFIX
+        return SourceType.SINGLE
+    if source.startswith(("http://", "https://", "data:", "base64:")):
+        return SourceType.SINGLE
+    path = Path(source)
+    if path.is_dir():
+        return SourceType.DIRECTORY
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return SourceType.MANIFEST
+    if suffix in URL_LIST_SUFFIXES:
+        return SourceType.URL_LIST
+    if not path.exists():
+        raise FacepipeError(
+            ErrorCode.SOURCE_NOT_FOUND, f"{source} does not exist", source=source
+        )
+    return SourceType.SINGLE
+
+
+def split_groups(text: str | None) -> tuple[str, ...] | None:
+    """``"a;b|c"`` -> ``("a", "b", "c")``; empty -> None."""
+    if not text:
+        return None
+    groups = tuple(g.strip() for g in _GROUP_SPLIT.split(text) if g.strip())
+    return groups or None
+
+
+def _resolve(uri: str, base: Path) -> str:
+    if "://" in uri or uri.startswith(("data:", "base64:")) or os.path.isabs(uri):
+        return uri
+    return str((base / uri).resolve())
+
+
+def read_manifest(path: Path, base: Path | None = None) -> Iterator[ItemSpec]:
+    """Rows of a ``uri,person_id,name,groups`` CSV; relative URIs resolve against ``base``."""
+    base = base if base is not None else path.parent
+    try:
+        fh = path.open(newline="", encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise FacepipeError(ErrorCode.SOURCE_NOT_FOUND, f"{path} does not exist") from exc
+    with fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or "uri" not in reader.fieldnames:
+            raise FacepipeError(
+                ErrorCode.ILLEGAL_PARAMETER,
+                f"{path}: a manifest needs a header line with at least 'uri' "
+                "(uri,person_id,name,groups)",
+            )
+        for row in reader:
+            uri = (row.get("uri") or "").strip()
+            if not uri:
+                continue
+            yield ItemSpec(
+                uri=_resolve(uri, base),
+                person_id=(row.get("person_id") or "").strip() or None,
+                person_name=(row.get("name") or "").strip() or None,
+                groups=split_groups(row.get("groups")),
+            )
+
+
+def read_url_list(path: Path) -> Iterator[ItemSpec]:
+    """One URI per line (http(s) URLs, s3:// keys or paths); blank lines and ``#`` skipped."""
+    try:
+        fh = path.open(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise FacepipeError(ErrorCode.SOURCE_NOT_FOUND, f"{path} does not exist") from exc
+    with fh:
+        for line in fh:
+            uri = line.strip()
+            if uri and not uri.startswith("#"):
+                yield ItemSpec(uri=_resolve(uri, path.parent))
+
+
+def walk_directory(root: Path) -> Iterator[ItemSpec]:
+    """Image files under ``root``, recursively, in sorted order; person = parent folder name."""
+    if not root.is_dir():
+        raise FacepipeError(ErrorCode.SOURCE_NOT_FOUND, f"{root} is not a folder")
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        parent = Path(dirpath)
+        for name in sorted(filenames):
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
+                yield ItemSpec(uri=str((parent / name).resolve()), person_id=parent.name)
+
+
+@dataclass(frozen=True)
+class S3Page:
+    """One page of an S3 listing and where the next one starts (None: last page)."""
+
+    specs: list[ItemSpec]
+    next_token: str | None
+
+
+def list_s3_page(
+    uri: str, settings: Settings, *, token: str | None = None, page_size: int = 1000
+) -> S3Page:
+    """One ``list_objects_v2`` page of image keys under ``s3://bucket/prefix``."""
+    bucket, prefix = split_s3_uri(uri)
+    args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+    if token:
+        args["ContinuationToken"] = token
+    try:
+        resp = s3_client(settings).list_objects_v2(**args)
+    except Exception as exc:  # botocore raises many types; all mean the listing failed
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if code in ("NoSuchBucket", "AccessDenied"):
+            raise FacepipeError(ErrorCode.SOURCE_NOT_FOUND, f"{uri}: {code}") from exc
+        raise FacepipeError(
+            ErrorCode.OBJECT_STORE_UNAVAILABLE, f"listing {uri} failed: {exc}"
+        ) from exc
+    specs = []
+    for obj in resp.get("Contents", []):
+        key = obj["Key"]
+        if Path(key).suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        parts = key.split("/")
+        person = parts[-2] if len(parts) >= 2 else None
+        specs.append(ItemSpec(uri=f"s3://{bucket}/{key}", person_id=person))
+    token_out = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
+    return S3Page(specs, token_out)
+
+
+def iter_local_source(source: str, manifest: str | None = None) -> Iterator[ItemSpec]:
+    """Items of a non-S3-prefix source (folder, URL list, manifest or single image).
+
+    With ``manifest``, rows of the manifest override person id, name and groups of the listed
+    items with the same URI; a manifest given as the source itself lists its rows.
+    """
+    kind = source_type(source)
+    if kind == SourceType.DIRECTORY:
+        specs: Iterator[ItemSpec] = walk_directory(Path(source))
+    elif kind == SourceType.MANIFEST:
+        specs = read_manifest(Path(source))
+    elif kind == SourceType.URL_LIST:
+        specs = read_url_list(Path(source))
+    elif kind == SourceType.SINGLE:
+        uri = source if "://" in source or source.startswith(("data:", "base64:")) else str(
+            Path(source).resolve()
+        )
+        specs = iter([ItemSpec(uri=uri)])
+    else:
+        raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"{source} is an S3 prefix")
+    if manifest is None:
+        yield from specs
+        return
+    base = Path(source) if kind == SourceType.DIRECTORY else Path(manifest).parent
+    overrides = {m.uri: m for m in read_manifest(Path(manifest), base)}
+    for spec in specs:
+        yield apply_override(spec, overrides.get(spec.uri))
+
+
+def apply_override(spec: ItemSpec, row: ItemSpec | None) -> ItemSpec:
+    """The manifest row's non-empty fields win over what the listing guessed."""
+    if row is None:
+        return spec
+    return replace(
+        spec,
+        person_id=row.person_id or spec.person_id,
+        person_name=row.person_name or spec.person_name,
+        groups=row.groups or spec.groups,
+    )

@@ -1,0 +1,403 @@
+"""Jobs and job items in Postgres (migration 0002): creation, claiming, completion, queries.
+
+Every state change is one short SQL statement or one transaction. Counters on the job row are
+updated in the same transaction as the items they count, so they never drift from the items.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import dict_row
+
+from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.jobs.model import (
+    Item,
+    ItemOutcome,
+    ItemSpec,
+    ItemStatus,
+    Job,
+    JobKind,
+    JobStatus,
+)
+
+log = logging.getLogger(__name__)
+
+_JOB_COLUMNS = (
+    "id, kind, params, status, listing_done, n_items, n_done, n_failed, n_faces, error, "
+    "created_at, started_at, finished_at"
+)
+_ITEM_COLUMNS = (
+    "id, job_id, seq, uri, person_id, person_name, groups, status, attempts, error_code, "
+    "error_name, error_message, n_faces, face_ids, observed_ids, result"
+)
+
+
+def _job(row: dict[str, Any]) -> Job:
+    return Job(
+        id=str(row["id"]),
+        kind=JobKind(row["kind"]),
+        params=row["params"] or {},
+        status=JobStatus(row["status"]),
+        listing_done=row["listing_done"],
+        n_items=row["n_items"],
+        n_done=row["n_done"],
+        n_failed=row["n_failed"],
+        n_faces=row["n_faces"],
+        error=row["error"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _item(row: dict[str, Any]) -> Item:
+    return Item(
+        id=row["id"],
+        job_id=str(row["job_id"]),
+        seq=row["seq"],
+        uri=row["uri"],
+        person_id=row["person_id"],
+        person_name=row["person_name"],
+        groups=tuple(row["groups"]) if row["groups"] is not None else None,
+        status=ItemStatus(row["status"]),
+        attempts=row["attempts"],
+        error_code=row["error_code"],
+        error_name=row["error_name"],
+        error_message=row["error_message"],
+        n_faces=row["n_faces"],
+        face_ids=tuple(row["face_ids"] or ()),
+        observed_ids=tuple(row["observed_ids"] or ()),
+        result=row["result"],
+    )
+
+
+def new_job_id(idempotency_key: str | None = None) -> str:
+    """A random job id, or a deterministic one derived from an idempotency key."""
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"facepipe-job:{idempotency_key}"))
+
+
+def create_job(
+    conn: Connection,
+    kind: JobKind,
+    params: dict[str, Any],
+    *,
+    idempotency_key: str | None = None,
+) -> tuple[Job, bool]:
+    """Insert a job (status pending); with an idempotency key an existing job is returned.
+
+    Returns ``(job, created)``.
+    """
+    job_id = new_job_id(idempotency_key)
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"INSERT INTO jobs (id, kind, params, idempotency_key) VALUES (%s, %s, %s, %s) "
+            f"ON CONFLICT DO NOTHING RETURNING {_JOB_COLUMNS}",
+            (job_id, kind.value, json.dumps(params), idempotency_key),
+        )
+        row = cur.fetchone()
+        if row is not None:
+            return _job(row), True
+    return get_job(conn, job_id), False
+
+
+def get_job(conn: Connection, job_id: str) -> Job:
+    """The job with this id, or JOB_NOT_FOUND."""
+    try:
+        uuid.UUID(job_id)
+    except ValueError as exc:
+        raise FacepipeError(ErrorCode.JOB_NOT_FOUND, f"no job {job_id!r}", job_id=job_id) from exc
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = %s", (job_id,))
+        row = cur.fetchone()
+    if row is None:
+        raise FacepipeError(ErrorCode.JOB_NOT_FOUND, f"no job {job_id!r}", job_id=job_id)
+    return _job(row)
+
+
+def find_job_by_prefix(conn: Connection, prefix: str) -> Job:
+    """A job by its full id or an unambiguous prefix of it (for the CLI)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id::text LIKE %s LIMIT 2",
+            (prefix.lower() + "%",),
+        )
+        rows = cur.fetchall()
+    if len(rows) != 1:
+        what = "is ambiguous" if rows else "matches no job"
+        raise FacepipeError(ErrorCode.JOB_NOT_FOUND, f"job id {prefix!r} {what}")
+    return _job(rows[0])
+
+
+def list_jobs(
+    conn: Connection, *, limit: int = 20, status: JobStatus | None = None
+) -> list[Job]:
+    """Newest jobs first."""
+    sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
+    args: list[Any] = []
+    if status is not None:
+        sql += " WHERE status = %s"
+        args.append(status.value)
+    sql += " ORDER BY created_at DESC LIMIT %s"
+    args.append(limit)
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(sql, args)
+        return [_job(r) for r in cur.fetchall()]
+
+
+def list_items(
+    conn: Connection,
+    job_id: str,
+    *,
+    status: ItemStatus | None = None,
+    limit: int | None = None,
+) -> list[Item]:
+    """Items of a job in listing order."""
+    sql = f"SELECT {_ITEM_COLUMNS} FROM job_items WHERE job_id = %s"
+    args: list[Any] = [job_id]
+    if status is not None:
+        sql += " AND status = %s"
+        args.append(status.value)
+    sql += " ORDER BY seq"
+    if limit is not None:
+        sql += " LIMIT %s"
+        args.append(limit)
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(sql, args)
+        return [_item(r) for r in cur.fetchall()]
+
+
+def error_counts(conn: Connection, job_id: str) -> dict[str, int]:
+    """How many failed items per error name."""
+    rows = conn.execute(
+        "SELECT error_name, count(*) FROM job_items WHERE job_id = %s AND status = 'failed' "
+        "GROUP BY error_name ORDER BY count(*) DESC",
+        (job_id,),
+    ).fetchall()
+    return {str(name): int(n) for name, n in rows}
+
+
+def add_items(
+    conn: Connection, job_id: str, specs: Sequence[ItemSpec], first_seq: int
+) -> int:
+    """Insert items with consecutive seq numbers; already-listed URIs are skipped.
+
+    Returns how many were new. The job's ``n_items`` grows by that many in the same statement
+    batch, so a redelivered listing page neither duplicates items nor inflates counters.
+    """
+    if not specs:
+        return 0
+    rows = [
+        (
+            job_id,
+            first_seq + i,
+            s.uri,
+            s.person_id,
+            s.person_name,
+            list(s.groups) if s.groups is not None else None,
+        )
+        for i, s in enumerate(specs)
+    ]
+    inserted = 0
+    with conn.cursor() as cur:
+        for row in rows:
+            cur.execute(
+                "INSERT INTO job_items (job_id, seq, uri, person_id, person_name, groups) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                row,
+            )
+            inserted += cur.rowcount
+        if inserted:
+            cur.execute(
+                "UPDATE jobs SET n_items = n_items + %s WHERE id = %s", (inserted, job_id)
+            )
+    return inserted
+
+
+def mark_listing_done(conn: Connection, job_id: str) -> bool:
+    """Record that every item is listed; finishes the job if nothing is left. True if finished."""
+    conn.execute("UPDATE jobs SET listing_done = true WHERE id = %s", (job_id,))
+    return finalize_if_complete(conn, job_id)
+
+
+def finalize_if_complete(conn: Connection, job_id: str) -> bool:
+    """Mark the job done when listing is over and every item is done or failed."""
+    row = conn.execute(
+        "UPDATE jobs SET status = 'done', finished_at = now(), "
+        "started_at = coalesce(started_at, now()) "
+        "WHERE id = %s AND listing_done AND status IN ('pending', 'running') "
+        "AND n_done + n_failed >= n_items RETURNING id",
+        (job_id,),
+    ).fetchone()
+    return row is not None
+
+
+def fail_job(conn: Connection, job_id: str, error: dict[str, Any]) -> None:
+    """A job-level failure (e.g. its source does not exist)."""
+    conn.execute(
+        "UPDATE jobs SET status = 'failed', error = %s, finished_at = now() "
+        "WHERE id = %s AND status IN ('pending', 'running')",
+        (json.dumps(error), job_id),
+    )
+
+
+def cancel_job(conn: Connection, job_id: str) -> Job:
+    """Cancel a pending or running job: chunks not yet started will skip their items."""
+    job = get_job(conn, job_id)
+    if job.status.finished:
+        raise FacepipeError(
+            ErrorCode.JOB_STATE, f"job {job_id} is already {job.status.value}", job_id=job_id
+        )
+    conn.execute(
+        "UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE id = %s", (job_id,)
+    )
+    return get_job(conn, job_id)
+
+
+def reset_failed_items(conn: Connection, job_id: str) -> list[int]:
+    """Put a job's failed items back to pending (the job runs again). Returns their seqs."""
+    job = get_job(conn, job_id)
+    if job.status in (JobStatus.PENDING, JobStatus.RUNNING):
+        raise FacepipeError(
+            ErrorCode.JOB_STATE, f"job {job_id} is still {job.status.value}", job_id=job_id
+        )
+    rows = conn.execute(
+        "UPDATE job_items SET status = 'pending', attempts = 0 "
+        "WHERE job_id = %s AND status = 'failed' RETURNING seq",
+        (job_id,),
+    ).fetchall()
+    seqs = sorted(r[0] for r in rows)
+    has_pending = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM job_items WHERE job_id = %s "
+        "AND status IN ('pending', 'running'))",
+        (job_id,),
+    ).fetchone()
+    if seqs or (has_pending and has_pending[0]):
+        conn.execute(
+            "UPDATE jobs SET status = 'running', finished_at = NULL, error = NULL, "
+            "n_failed = n_failed - %s WHERE id = %s",
+            (len(seqs), job_id),
+        )
+    return seqs
+
+
+def unfinished_seqs(conn: Connection, job_id: str) -> list[int]:
+    """Seqs of items still pending or running (to resume a job)."""
+    rows = conn.execute(
+        "SELECT seq FROM job_items WHERE job_id = %s AND status IN ('pending', 'running') "
+        "ORDER BY seq",
+        (job_id,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def seq_ranges(seqs: Sequence[int], chunk_size: int) -> list[tuple[int, int]]:
+    """Group sorted seqs into inclusive (lo, hi) ranges of at most ``chunk_size`` seqs each."""
+    ranges: list[tuple[int, int]] = []
+    for start in range(0, len(seqs), chunk_size):
+        part = seqs[start : start + chunk_size]
+        ranges.append((part[0], part[-1]))
+    return ranges
+
+
+def claim_chunk(conn: Connection, job_id: str, seq_lo: int, seq_hi: int) -> list[Item]:
+    """Mark the chunk's unfinished items running (attempts + 1) and return them.
+
+    Items left ``running`` by a killed worker are claimed again: their previous attempt's
+    writes were never committed (the chunk commits results in one transaction).
+    """
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"UPDATE job_items SET status = 'running', attempts = attempts + 1, "
+            f"started_at = now() WHERE job_id = %s AND seq BETWEEN %s AND %s "
+            f"AND status IN ('pending', 'running') RETURNING {_ITEM_COLUMNS}",
+            (job_id, seq_lo, seq_hi),
+        )
+        items = sorted((_item(r) for r in cur.fetchall()), key=lambda it: it.seq)
+    if items:
+        conn.execute(
+            "UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()) "
+            "WHERE id = %s AND status = 'pending'",
+            (job_id,),
+        )
+    return items
+
+
+def lock_unfinished(conn: Connection, item_ids: Sequence[int]) -> set[int]:
+    """Lock the given items that are not finished yet; returns their ids.
+
+    Called at the start of the chunk's write transaction: a duplicate delivery of the same
+    chunk running at the same time waits here, then finds the items finished and skips them.
+    """
+    if not item_ids:
+        return set()
+    rows = conn.execute(
+        "SELECT id FROM job_items WHERE id = ANY(%s) AND status IN ('pending', 'running') "
+        "ORDER BY id FOR UPDATE",
+        (list(item_ids),),
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def write_outcomes(conn: Connection, job_id: str, outcomes: Sequence[ItemOutcome]) -> bool:
+    """Write item statuses and bump the job's counters; returns True when the job finished.
+
+    Must run inside the chunk's transaction, after :func:`lock_unfinished`.
+    """
+    done = failed = faces = 0
+    with conn.cursor() as cur:
+        for o in outcomes:
+            err = o.error or {}
+            finished = o.status in (ItemStatus.DONE, ItemStatus.FAILED)
+            cur.execute(
+                "UPDATE job_items SET status = %s, error_code = %s, error_name = %s, "
+                "error_message = %s, content_sha256 = coalesce(%s, content_sha256), "
+                "n_faces = %s, face_ids = %s, observed_ids = %s, result = %s, "
+                "finished_at = CASE WHEN %s THEN now() ELSE NULL END WHERE id = %s",
+                (
+                    o.status.value,
+                    err.get("code"),
+                    err.get("name"),
+                    err.get("message"),
+                    o.content_sha256,
+                    o.n_faces,
+                    list(o.face_ids),
+                    list(o.observed_ids),
+                    json.dumps(o.result) if o.result is not None else None,
+                    finished,
+                    o.item_id,
+                ),
+            )
+            if o.status == ItemStatus.DONE:
+                done += 1
+                faces += o.n_faces
+            elif o.status == ItemStatus.FAILED:
+                failed += 1
+        if done or failed:
+            cur.execute(
+                "UPDATE jobs SET n_done = n_done + %s, n_failed = n_failed + %s, "
+                "n_faces = n_faces + %s WHERE id = %s",
+                (done, failed, faces, job_id),
+            )
+    return finalize_if_complete(conn, job_id)
+
+
+def cleanup_items(conn: Connection, retention_days: float) -> int:
+    """Delete the items of jobs finished more than ``retention_days`` ago; returns the count.
+
+    Job rows (with their counters) stay, so ``jobs list`` still shows the history.
+    """
+    cur = conn.execute(
+        "DELETE FROM job_items USING jobs WHERE job_items.job_id = jobs.id "
+        "AND jobs.status IN ('done', 'failed', 'cancelled') "
+        "AND jobs.finished_at <= now() - make_interval(secs => %s)",
+        (retention_days * 86400.0,),
+    )
+    return cur.rowcount

@@ -1,0 +1,969 @@
+"""The face library: groups, persons and faces with the reference APIs' rules, and the searches
+over them (verify, identify, compare).
+
+Semantics follow Tencent YouTu v2 (person/group/face management, identify, verify), Tencent IAI
+CreateFace (per-image ``RetCode``, ``QualityControl``, ``FaceMatchThreshold``) and Baidu Face v2
+(faceset ``update`` with ``action_type=replace``). Rules live here; SQL lives in
+:mod:`pipeline.store.repo`. Methods taking images need a :class:`~pipeline.engine.FaceEngine`;
+the engine-free ones (:meth:`FaceLibrary.add_analyzed_face`,
+:meth:`FaceLibrary.identify_embeddings`, :func:`record_observed_faces`, :func:`record_matches`)
+take faces the caller already analysed, so the batch pipeline can run the engine batched and write
+a whole chunk in one transaction (pass its connection as ``conn``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+import psycopg
+from numpy.typing import NDArray
+
+from pipeline.config import Settings, get_settings
+from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.similarity import confidence_from_cosine
+from pipeline.store import repo
+from pipeline.store.db import Database
+from pipeline.store.records import (
+    Candidate,
+    FaceHit,
+    FaceInfo,
+    GroupInfo,
+    NewFace,
+    Page,
+    PersonInfo,
+    PersonSummary,
+)
+from pipeline.types import Box, DecodedImage, DetectMode, Face, ImageAnalysis
+from pipeline.validation import (
+    validate_face_id,
+    validate_group_id,
+    validate_group_ids,
+    validate_name,
+    validate_page,
+    validate_person_id,
+    validate_quality_control,
+    validate_tag,
+    validate_threshold,
+    validate_top_n,
+)
+
+if TYPE_CHECKING:
+    from pipeline.engine import FaceEngine
+
+logger = logging.getLogger(__name__)
+
+HNSW_MAX_SCAN_TUPLES = 50_000
+"""Upper bound of index tuples one iterative HNSW scan visits (pgvector hnsw.max_scan_tuples)."""
+
+_HITS_PER_PERSON = 4
+"""First HNSW fetch size per wanted person; grown x4 while too few distinct persons come back."""
+
+_MAX_HNSW_HITS = 1000
+
+__all__ = [
+    "AddFacesResult",
+    "AddedFace",
+    "Candidate",
+    "CompareResult",
+    "FaceLibrary",
+    "FaceRect",
+    "IdentifiedFace",
+    "IdentifyResult",
+    "VerifyResult",
+    "encode_crop",
+    "record_matches",
+    "record_observed_faces",
+]
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaceRect:
+    """A face box as the reference returns it (IAI FaceRect: X, Y, Width, Height)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @classmethod
+    def from_box(cls, box: Box) -> FaceRect:
+        x1, y1, x2, y2 = box
+        return cls(round(x1), round(y1), round(x2 - x1), round(y2 - y1))
+
+    def to_dict(self) -> dict[str, int]:
+        return {"X": self.x, "Y": self.y, "Width": self.width, "Height": self.height}
+
+
+@dataclass(frozen=True)
+class AddedFace:
+    """A face enrolled by :meth:`FaceLibrary.add_analyzed_face` (``created`` False when the same
+    face of the same image was already enrolled: the existing id is returned)."""
+
+    face_id: str
+    person_id: str
+    created: bool
+    box: Box
+
+
+@dataclass(frozen=True)
+class AddFacesResult:
+    """Per-image outcome of adding images to a person, shaped like IAI CreateFace's response."""
+
+    person_id: str
+    ret_codes: tuple[int, ...]
+    """One code per input image, in input order: 0 added, else the reference error code."""
+    errors: tuple[dict[str, Any] | None, ...]
+    """One catalogue error (code, name, message) per input image, None where it was added."""
+    suc_face_ids: tuple[str, ...]
+    suc_indexes: tuple[int, ...]
+    suc_face_rects: tuple[FaceRect, ...]
+    model_id: str
+
+    @property
+    def suc_face_num(self) -> int:
+        return len(self.suc_face_ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "PersonId": self.person_id,
+            "SucFaceNum": self.suc_face_num,
+            "SucFaceIds": list(self.suc_face_ids),
+            "RetCode": list(self.ret_codes),
+            "SucIndexes": list(self.suc_indexes),
+            "SucFaceRects": [r.to_dict() for r in self.suc_face_rects],
+            "FaceModelVersion": self.model_id,
+            "Errors": list(self.errors),
+        }
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Is the image's face the person? (YouTu verify: confidence, ismatch)."""
+
+    person_id: str
+    confidence: float
+    score: float
+    is_match: bool
+    face_id: str
+    """The person's face that matched best."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "person_id": self.person_id,
+            "confidence": round(self.confidence, 2),
+            "score": round(self.score, 4),
+            "ismatch": self.is_match,
+            "face_id": self.face_id,
+        }
+
+
+@dataclass(frozen=True)
+class IdentifiedFace:
+    """One probe face of an image and its candidates, best first."""
+
+    face_index: int
+    box: Box
+    candidates: tuple[Candidate, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "face_index": self.face_index,
+            "box": [round(v, 1) for v in self.box],
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
+
+
+@dataclass(frozen=True)
+class IdentifyResult:
+    """Identify of one image: its largest face (or every face on request) with candidates."""
+
+    source: str
+    group_ids: tuple[str, ...]
+    faces: tuple[IdentifiedFace, ...]
+    model_id: str
+
+    @property
+    def candidates(self) -> tuple[Candidate, ...]:
+        """The candidates of the first (largest) face, as YouTu identify returns them."""
+        return self.faces[0].candidates if self.faces else ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "group_ids": list(self.group_ids),
+            "model": self.model_id,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "faces": [f.to_dict() for f in self.faces],
+        }
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """Similarity of the largest faces of two images (Baidu match / IAI CompareFace)."""
+
+    similarity: float
+    """0-100 confidence."""
+    score: float
+    """Cosine similarity."""
+    is_match: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "similarity": round(self.similarity, 2),
+            "score": round(self.score, 4),
+            "ismatch": self.is_match,
+        }
+
+
+# --- pure helpers ----------------------------------------------------------------------------
+
+
+def encode_crop(crop: NDArray[np.uint8], fmt: str = "png") -> bytes:
+    """Encode an aligned 112x112 BGR crop for storage (PNG lossless, or JPEG quality 95)."""
+    if fmt == "png":
+        ok, buf = cv2.imencode(".png", crop, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    elif fmt == "jpeg":
+        ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    else:
+        raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"unknown crop format {fmt!r}")
+    if not ok:
+        raise FacepipeError(ErrorCode.INTERNAL, "the face crop could not be encoded")
+    return bytes(buf)
+
+
+def decode_crop(data: bytes) -> NDArray[np.uint8]:
+    """Decode a stored crop back to a BGR uint8 array."""
+    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if arr is None:
+        raise FacepipeError(ErrorCode.DECODE_FAILED, "the stored face crop could not be decoded")
+    return arr
+
+
+def _unit(vec: Any) -> NDArray[np.float32]:
+    arr = np.asarray(vec, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(arr))
+    if not np.isfinite(norm) or norm < 1e-12:
+        raise FacepipeError(ErrorCode.FEATURE_FAILED, "the face embedding is zero or not finite")
+    return arr / norm
+
+
+def _candidates(hits: Sequence[FaceHit], names: dict[str, tuple[str, str]]) -> list[Candidate]:
+    out = []
+    for hit in hits:
+        name, tag = names.get(hit.person_id, ("", ""))
+        out.append(
+            Candidate(
+                person_id=hit.person_id,
+                face_id=str(hit.face_id),
+                score=hit.score,
+                confidence=float(confidence_from_cosine(hit.score)),
+                tag=tag,
+                name=name,
+            )
+        )
+    return out
+
+
+def _best_per_person(hits: Sequence[FaceHit], top_n: int) -> list[FaceHit]:
+    """Each person once with its best face, best first, at most ``top_n``."""
+    seen: set[str] = set()
+    out: list[FaceHit] = []
+    for hit in sorted(hits, key=lambda h: (-h.score, h.face_id)):
+        if hit.person_id in seen:
+            continue
+        seen.add(hit.person_id)
+        out.append(hit)
+        if len(out) == top_n:
+            break
+    return out
+
+
+# --- writes the pipeline uses directly -------------------------------------------------------
+
+
+def record_observed_faces(
+    conn: psycopg.Connection,
+    analysis: ImageAnalysis,
+    *,
+    faces: Sequence[Face] | None = None,
+    source_uri: str | None = None,
+    job_id: str | None = None,
+) -> list[int]:
+    """Store faces seen in a processed image (not enrolled); their observed ids, in order.
+
+    Idempotent on (image hash, face index, model): re-processing an image returns the same ids.
+    ``faces`` defaults to every face of the analysis that has an embedding.
+    """
+    chosen = [f for f in (analysis.faces if faces is None else faces) if f.embedding is not None]
+    rows = []
+    for face in chosen:
+        emb = _unit(face.embedding)
+        rows.append(
+            {
+                "content_sha256": analysis.content_sha256,
+                "face_index": int(face.index),
+                "model_id": analysis.model_id,
+                "source_uri": source_uri if source_uri is not None else analysis.source,
+                "embedding_dim": int(emb.shape[0]),
+                "embedding": emb,
+                "box": [float(v) for v in face.box],
+                "landmarks": [float(v) for v in np.asarray(face.landmarks).reshape(-1)],
+                "det_score": float(face.score),
+                "quality_score": float(face.quality.score),
+                "quality_level": int(face.quality.level),
+                "job_id": job_id,
+            }
+        )
+    return repo.upsert_observed_faces(conn, rows)
+
+
+def record_matches(
+    conn: psycopg.Connection,
+    observed_id: int,
+    candidates: Sequence[Candidate],
+    *,
+    job_id: str | None = None,
+) -> int:
+    """Store an observed face's candidates (rank 1 = best), replacing those of the same
+    (observed face, job): a retried chunk rewrites, never duplicates. How many were written."""
+    rows = [
+        (rank, c.person_id, int(c.face_id), float(c.score), float(c.confidence))
+        for rank, c in enumerate(candidates, start=1)
+    ]
+    return repo.replace_matches(conn, observed_id, job_id or "", rows)
+
+
+# --- the library -----------------------------------------------------------------------------
+
+
+class FaceLibrary:
+    """Groups, persons and faces in Postgres, with verify / identify / compare over them."""
+
+    def __init__(
+        self, db: Database, engine: FaceEngine | None = None, settings: Settings | None = None
+    ) -> None:
+        self.db = db
+        self.engine = engine
+        self.settings = settings or (engine.settings if engine is not None else get_settings())
+
+    record_observed_faces = staticmethod(record_observed_faces)
+    record_matches = staticmethod(record_matches)
+
+    # -- plumbing --
+
+    @contextmanager
+    def _tx(self, conn: psycopg.Connection | None) -> Iterator[psycopg.Connection]:
+        """The caller's connection (its transaction), or a new transaction of our own."""
+        if conn is not None:
+            yield conn
+            return
+        with self.db.transaction() as own:
+            yield own
+
+    def _engine(self) -> FaceEngine:
+        if self.engine is None:
+            raise FacepipeError(
+                ErrorCode.INTERNAL, "this operation needs a face engine (FaceLibrary(db, engine))"
+            )
+        return self.engine
+
+    def _model_id(self, model_id: str | None) -> str:
+        if model_id:
+            return model_id
+        if self.engine is not None:
+            return self.engine.model_id
+        raise FacepipeError(
+            ErrorCode.ILLEGAL_PARAMETER, "model_id is required when the library has no engine"
+        )
+
+    def _load(self, image: str | DecodedImage) -> DecodedImage:
+        if isinstance(image, DecodedImage):
+            return image
+        from pipeline.sources import load_image
+
+        return load_image(image, self.settings)
+
+    def _analyze_one(self, image: str | DecodedImage, *, all_faces: bool = False) -> ImageAnalysis:
+        decoded = self._load(image)
+        mode = DetectMode.ALL if all_faces else DetectMode.LARGEST
+        analysis = self._engine().analyze([decoded], mode=mode, embed=True)[0]
+        if not analysis.faces:
+            raise FacepipeError(ErrorCode.NO_FACE, source=decoded.source)
+        return analysis
+
+    # -- persons and groups --
+
+    def create_person(
+        self,
+        person_id: str,
+        group_ids: Sequence[str],
+        name: str | None = None,
+        tag: str | None = None,
+    ) -> PersonInfo:
+        """Create a person in one or more groups (groups are created implicitly).
+
+        ``PERSON_EXISTS`` (-1302) when the id is taken.
+        """
+        person_id = validate_person_id(person_id)
+        groups = validate_group_ids(group_ids)
+        name, tag = validate_name(name), validate_tag(tag)
+        with self.db.transaction() as conn:
+            if not repo.insert_person(conn, person_id, name, tag):
+                raise FacepipeError(ErrorCode.PERSON_EXISTS, person_id=person_id)
+            repo.add_memberships(conn, person_id, groups)
+            return self._person_info(conn, person_id)
+
+    def ensure_person(
+        self,
+        person_id: str,
+        group_ids: Sequence[str],
+        name: str | None = None,
+        tag: str | None = None,
+        *,
+        conn: psycopg.Connection | None = None,
+    ) -> bool:
+        """Create the person if missing and make sure it is in ``group_ids`` (bulk enrolment).
+
+        An existing person keeps its name and tag. True when the person was created here.
+        """
+        person_id = validate_person_id(person_id)
+        groups = validate_group_ids(group_ids)
+        name, tag = validate_name(name), validate_tag(tag)
+        with self._tx(conn) as c:
+            created = repo.insert_person(c, person_id, name, tag)
+            repo.add_memberships(c, person_id, groups)
+            return created
+
+    def delete_person(self, person_id: str, group_id: str | None = None) -> bool:
+        """Delete a person everywhere: faces (vectors and crops), memberships and matches, in
+        one transaction. With ``group_id``, take it out of that group only (Baidu
+        ``faceset/user/delete`` with group_id); if that was its only group, the person is deleted.
+
+        Returns True when the person itself was deleted.
+        """
+        person_id = validate_person_id(person_id)
+        group = validate_group_id(group_id) if group_id is not None else None
+        with self.db.transaction() as conn:
+            if not repo.lock_person(conn, person_id):
+                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+            if group is not None:
+                groups = repo.person_groups(conn, person_id)
+                if group not in groups:
+                    raise FacepipeError(
+                        ErrorCode.GROUP_NOT_FOUND,
+                        f"person {person_id!r} is not in group {group!r}",
+                    )
+                if len(groups) > 1:
+                    repo.remove_membership(conn, person_id, group)
+                    repo.delete_empty_groups(conn, [group])
+                    return False
+            groups = repo.delete_person(conn, person_id)
+            repo.delete_empty_groups(conn, groups)
+            logger.info("deleted person %s (groups %s)", person_id, groups)
+            return True
+
+    def set_person_info(
+        self, person_id: str, name: str | None = None, tag: str | None = None
+    ) -> PersonInfo:
+        """Set a person's name and/or tag (None leaves a field unchanged)."""
+        person_id = validate_person_id(person_id)
+        new_name = validate_name(name) if name is not None else None
+        new_tag = validate_tag(tag) if tag is not None else None
+        if new_name is None and new_tag is None:
+            raise FacepipeError(ErrorCode.EMPTY_PARAMETER, "nothing to set: give a name or a tag")
+        with self.db.transaction() as conn:
+            if not repo.update_person(conn, person_id, new_name, new_tag):
+                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+            return self._person_info(conn, person_id)
+
+    def get_person(self, person_id: str) -> PersonInfo:
+        """Name, tag, groups and face ids of a person (YouTu getinfo)."""
+        person_id = validate_person_id(person_id)
+        with self.db.connection() as conn:
+            return self._person_info(conn, person_id)
+
+    def _person_info(self, conn: psycopg.Connection, person_id: str) -> PersonInfo:
+        row = repo.get_person(conn, person_id)
+        if row is None:
+            raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+        return PersonInfo(
+            person_id=person_id,
+            name=row[0],
+            tag=row[1],
+            group_ids=tuple(repo.person_groups(conn, person_id)),
+            face_ids=tuple(str(f) for f in repo.person_face_ids(conn, person_id)),
+            created_at=row[2],
+        )
+
+    def list_persons(self, group_id: str, offset: int = 0, limit: int = 100) -> Page[PersonSummary]:
+        """A page of the persons of a group, ordered by id (YouTu getpersonids)."""
+        group = validate_group_id(group_id)
+        offset, limit = validate_page(offset, limit)
+        with self.db.connection() as conn:
+            if not repo.existing_groups(conn, [group]):
+                raise FacepipeError(ErrorCode.GROUP_NOT_FOUND, group_id=group)
+            items, total = repo.list_group_persons(conn, group, offset, limit)
+        return Page(tuple(items), total, offset, limit)
+
+    def list_groups(self, offset: int = 0, limit: int = 100) -> Page[GroupInfo]:
+        """A page of all groups, ordered by id, with person counts (YouTu getgroupids)."""
+        offset, limit = validate_page(offset, limit)
+        with self.db.connection() as conn:
+            items, total = repo.list_groups(conn, offset, limit)
+        return Page(tuple(items), total, offset, limit)
+
+    def add_person_to_groups(self, person_id: str, group_ids: Sequence[str]) -> PersonInfo:
+        """Put a person in more groups (created implicitly); already-member groups are kept."""
+        person_id = validate_person_id(person_id)
+        groups = validate_group_ids(group_ids)
+        with self.db.transaction() as conn:
+            if not repo.lock_person(conn, person_id):
+                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+            repo.add_memberships(conn, person_id, groups)
+            return self._person_info(conn, person_id)
+
+    def remove_person_from_group(self, person_id: str, group_id: str) -> PersonInfo:
+        """Take a person out of one group. Its last group cannot be removed (``LAST_GROUP``;
+        Baidu ``group/deleteuser``: "user must be in one group at least"): delete the person."""
+        person_id = validate_person_id(person_id)
+        group = validate_group_id(group_id)
+        with self.db.transaction() as conn:
+            if not repo.lock_person(conn, person_id):
+                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+            groups = repo.person_groups(conn, person_id)
+            if group not in groups:
+                raise FacepipeError(
+                    ErrorCode.GROUP_NOT_FOUND, f"person {person_id!r} is not in group {group!r}"
+                )
+            if len(groups) == 1:
+                raise FacepipeError(ErrorCode.LAST_GROUP, person_id=person_id, group_id=group)
+            repo.remove_membership(conn, person_id, group)
+            repo.delete_empty_groups(conn, [group])
+            return self._person_info(conn, person_id)
+
+    # -- faces --
+
+    def add_analyzed_face(
+        self,
+        person_id: str,
+        analysis: ImageAnalysis,
+        face: Face,
+        *,
+        quality_control: int = 0,
+        face_match_threshold: float | None = None,
+        source_uri: str | None = None,
+        job_id: str | None = None,
+        conn: psycopg.Connection | None = None,
+    ) -> AddedFace:
+        """Enrol one already-analysed face for a person, applying the reference rules in order:
+
+        1. ``QualityControl``: the face's quality level must be >= ``quality_control`` (0-4),
+           else ``QUALITY_TOO_LOW`` (-1601);
+        2. the same face of the same image (same image hash, face index and model) already
+           enrolled for this person: its id is returned (``created=False``), nothing is added;
+        3. the per-person cap ``max_faces_per_person``: ``TOO_MANY_FACES`` (-1309);
+        4. a face with cosine >= ``near_duplicate_similarity`` to one of the person's faces:
+           ``NEAR_DUPLICATE_FACE`` (-1312);
+        5. ``FaceMatchThreshold`` (0-100 confidence, default ``face_match_threshold``; 0
+           disables): when the person has faces of this model, the best confidence against
+           them must reach it, else ``FACE_MATCH_BELOW_THRESHOLD`` (-1604).
+
+        The person's row is locked (``SELECT ... FOR UPDATE``) for the checks and the insert, so
+        concurrent adds to one person are serialised and never exceed the cap. With ``conn`` the
+        work joins the caller's transaction (a rule refusal raises without spoiling it).
+        """
+        person_id = validate_person_id(person_id)
+        quality_control = validate_quality_control(quality_control)
+        threshold = validate_threshold(
+            self.settings.face_match_threshold
+            if face_match_threshold is None
+            else face_match_threshold
+        )
+        if face.quality.level < quality_control:
+            raise FacepipeError(
+                ErrorCode.QUALITY_TOO_LOW,
+                f"the face's quality level {face.quality.level} is below QualityControl "
+                f"{quality_control}",
+            )
+        if face.embedding is None:
+            raise FacepipeError(ErrorCode.FEATURE_FAILED, "the face has no embedding")
+        embedding = _unit(face.embedding)
+        crop = None
+        crop_format = None
+        if face.aligned_crop is not None:
+            crop_format = self.settings.face_crop_format
+            crop = encode_crop(face.aligned_crop, crop_format)
+        new = NewFace(
+            person_id=person_id,
+            model_id=analysis.model_id,
+            embedding=embedding,
+            box=face.box,
+            landmarks=np.asarray(face.landmarks, dtype=np.float32),
+            det_score=float(face.score),
+            quality_score=float(face.quality.score),
+            quality_level=int(face.quality.level),
+            quality=face.quality.to_dict(),
+            content_sha256=analysis.content_sha256,
+            face_index=int(face.index),
+            source_uri=source_uri if source_uri is not None else analysis.source,
+            crop=crop,
+            crop_format=crop_format,
+            job_id=job_id,
+        )
+        with self._tx(conn) as c:
+            if not repo.lock_person(c, person_id):
+                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+            existing = repo.find_face(
+                c, person_id, new.content_sha256, new.face_index, new.model_id
+            )
+            if existing is not None:
+                return AddedFace(str(existing), person_id, False, face.box)
+            cap = self.settings.max_faces_per_person
+            if repo.count_person_faces(c, person_id) >= cap:
+                raise FacepipeError(
+                    ErrorCode.TOO_MANY_FACES,
+                    f"person {person_id!r} already has {cap} faces (the limit)",
+                )
+            _ids, known = repo.person_embeddings(c, person_id, new.model_id)
+            if len(_ids):
+                best = float(np.max(known @ embedding))
+                if best >= self.settings.near_duplicate_similarity:
+                    raise FacepipeError(
+                        ErrorCode.NEAR_DUPLICATE_FACE,
+                        f"cosine {best:.3f} to an enrolled face of {person_id!r} is at or above "
+                        f"{self.settings.near_duplicate_similarity}",
+                    )
+                confidence = float(confidence_from_cosine(best))
+                if threshold > 0 and confidence < threshold:
+                    raise FacepipeError(
+                        ErrorCode.FACE_MATCH_BELOW_THRESHOLD,
+                        f"best confidence {confidence:.1f} to {person_id!r}'s faces is below "
+                        f"FaceMatchThreshold {threshold:g}",
+                    )
+            face_id, created = repo.insert_face(c, new)
+            return AddedFace(str(face_id), person_id, created, face.box)
+
+    def add_faces(
+        self,
+        person_id: str,
+        images: Sequence[str | DecodedImage],
+        *,
+        quality_control: int = 0,
+        face_match_threshold: float | None = None,
+        job_id: str | None = None,
+    ) -> AddFacesResult:
+        """Add N images to a person: the largest face of each, with the rules of
+        :meth:`add_analyzed_face`; one result code per image (IAI CreateFace ``RetCode``).
+
+        A bad image, no face or a rule refusal is that image's code; an unknown person or an
+        illegal argument raises for the whole call.
+        """
+        return self._add_images(
+            person_id, images, quality_control, face_match_threshold, job_id, replace=False
+        )
+
+    def replace_faces(
+        self,
+        person_id: str,
+        images: Sequence[str | DecodedImage],
+        *,
+        quality_control: int = 0,
+        face_match_threshold: float | None = None,
+        job_id: str | None = None,
+    ) -> AddFacesResult:
+        """Replace all of a person's faces by those of ``images`` (Baidu faceset ``update`` /
+        ``action_type=replace``), in one transaction. FaceMatchThreshold applies among the new
+        faces only. If no new face is accepted, nothing changes (the old faces stay)."""
+        return self._add_images(
+            person_id, images, quality_control, face_match_threshold, job_id, replace=True
+        )
+
+    def _add_images(
+        self,
+        person_id: str,
+        images: Sequence[str | DecodedImage],
+        quality_control: int,
+        face_match_threshold: float | None,
+        job_id: str | None,
+        *,
+        replace: bool,
+    ) -> AddFacesResult:
+        person_id = validate_person_id(person_id)
+        validate_quality_control(quality_control)
+        if face_match_threshold is not None:
+            validate_threshold(face_match_threshold)
+        if not images:
+            raise FacepipeError(ErrorCode.EMPTY_IMAGE, "no image given")
+        engine = self._engine()
+        with self.db.connection() as conn:
+            if not repo.person_exists(conn, person_id):
+                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+
+        errors: list[FacepipeError | None] = [None] * len(images)
+        decoded: list[tuple[int, DecodedImage]] = []
+        for i, image in enumerate(images):
+            try:
+                decoded.append((i, self._load(image)))
+            except FacepipeError as exc:
+                errors[i] = exc
+        analyses = engine.analyze([d for _, d in decoded], mode=DetectMode.LARGEST, embed=True)
+
+        added: dict[int, AddedFace] = {}
+
+        def attempt(conn: psycopg.Connection) -> None:
+            for (i, _image), analysis in zip(decoded, analyses, strict=True):
+                if not analysis.faces:
+                    errors[i] = FacepipeError(ErrorCode.NO_FACE, source=analysis.source)
+                    continue
+                try:
+                    added[i] = self.add_analyzed_face(
+                        person_id,
+                        analysis,
+                        analysis.faces[0],
+                        quality_control=quality_control,
+                        face_match_threshold=face_match_threshold,
+                        job_id=job_id,
+                        conn=conn,
+                    )
+                except FacepipeError as exc:
+                    if exc.retryable:
+                        raise
+                    errors[i] = exc
+
+        with self.db.transaction() as conn:
+            if not repo.lock_person(conn, person_id):
+                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+            if replace:
+                try:
+                    with conn.transaction():  # a savepoint: undone when nothing is accepted
+                        removed = repo.delete_all_faces(conn, person_id)
+                        attempt(conn)
+                        if not added:
+                            raise _KeepOld
+                    logger.info("replaced %d faces of %s by %d", removed, person_id, len(added))
+                except _KeepOld:
+                    logger.info("replace for %s accepted no face; the old faces stay", person_id)
+            else:
+                attempt(conn)
+        return self._result(person_id, errors, added, engine.model_id)
+
+    @staticmethod
+    def _result(
+        person_id: str,
+        errors: Sequence[FacepipeError | None],
+        added: dict[int, AddedFace],
+        model_id: str,
+    ) -> AddFacesResult:
+        codes, errs = [], []
+        for i, err in enumerate(errors):
+            if i in added:
+                codes.append(0)
+                errs.append(None)
+            else:
+                exc = err or FacepipeError(ErrorCode.INTERNAL, "the image was not processed")
+                codes.append(exc.numeric_code)
+                errs.append(exc.to_dict())
+        order = sorted(added)
+        return AddFacesResult(
+            person_id=person_id,
+            ret_codes=tuple(codes),
+            errors=tuple(errs),
+            suc_face_ids=tuple(added[i].face_id for i in order),
+            suc_indexes=tuple(order),
+            suc_face_rects=tuple(FaceRect.from_box(added[i].box) for i in order),
+            model_id=model_id,
+        )
+
+    def delete_faces(self, person_id: str, face_ids: Sequence[str | int]) -> list[str]:
+        """Delete faces of a person (vector, crop and matches go with each); the ids deleted.
+
+        ``FACE_NOT_FOUND`` (-1305) when none of the ids is a face of this person.
+        """
+        person_id = validate_person_id(person_id)
+        ids = [validate_face_id(f) for f in face_ids]
+        if not ids:
+            raise FacepipeError(ErrorCode.EMPTY_PARAMETER, "face_ids is empty")
+        with self.db.transaction() as conn:
+            if not repo.lock_person(conn, person_id):
+                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+            deleted = repo.delete_faces(conn, person_id, ids)
+        if not deleted:
+            raise FacepipeError(
+                ErrorCode.FACE_NOT_FOUND, f"none of the faces belongs to {person_id!r}"
+            )
+        return [str(f) for f in deleted]
+
+    def list_faces(self, person_id: str) -> list[str]:
+        """The face ids of a person, oldest first (YouTu getfaceids)."""
+        person_id = validate_person_id(person_id)
+        with self.db.connection() as conn:
+            if not repo.person_exists(conn, person_id):
+                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+            return [str(f) for f in repo.person_face_ids(conn, person_id)]
+
+    def get_face(self, face_id: str | int) -> FaceInfo:
+        """An enrolled face's record (YouTu getfaceinfo)."""
+        fid = validate_face_id(face_id)
+        with self.db.connection() as conn:
+            info = repo.get_face(conn, fid)
+        if info is None:
+            raise FacepipeError(ErrorCode.FACE_NOT_FOUND, face_id=str(face_id))
+        return info
+
+    def get_face_crop(self, face_id: str | int) -> NDArray[np.uint8]:
+        """The stored aligned 112x112 crop of a face (BGR), e.g. to re-embed with a new model."""
+        fid = validate_face_id(face_id)
+        with self.db.connection() as conn:
+            stored = repo.get_face_crop(conn, fid)
+        if stored is None:
+            raise FacepipeError(ErrorCode.FACE_NOT_FOUND, f"face {face_id} has no stored crop")
+        return decode_crop(stored[0])
+
+    # -- searches --
+
+    def identify_embeddings(
+        self,
+        embeddings: Sequence[NDArray[np.float32]] | NDArray[np.float32],
+        group_ids: Sequence[str],
+        top_n: int | None = None,
+        *,
+        model_id: str | None = None,
+        conn: psycopg.Connection | None = None,
+    ) -> list[list[Candidate]]:
+        """For each probe embedding, up to ``top_n`` persons of the groups, each once with its
+        best face, best first.
+
+        Groups holding at most ``exact_search_max_faces`` faces are scanned exactly; larger ones
+        use the HNSW index with pgvector iterative scans (the group filter is applied during the
+        walk, and the fetch grows until ``top_n`` distinct persons are found). Missing groups
+        are skipped; when none exists: ``GROUP_NOT_FOUND`` / ``GROUP_LIST_NOT_FOUND``.
+        """
+        groups = validate_group_ids(group_ids)
+        n = validate_top_n(self.settings.identify_top_n if top_n is None else top_n)
+        model = self._model_id(model_id)
+        arr = np.asarray(embeddings, dtype=np.float32)
+        if arr.ndim == 1:
+            arr = arr[np.newaxis, :]
+        probes = [_unit(row) for row in arr] if arr.size else []
+        results: list[list[Candidate]] = []
+        with self._tx(conn) as c:
+            present = repo.existing_groups(c, groups)
+            if not present:
+                code = ErrorCode.GROUP_NOT_FOUND if len(groups) == 1 else (
+                    ErrorCode.GROUP_LIST_NOT_FOUND
+                )
+                raise FacepipeError(code, group_ids=groups)
+            if not probes:
+                return []
+            exact_max = self.settings.exact_search_max_faces
+            exact = repo.count_group_faces(c, present, model, exact_max) <= exact_max
+            hits_per_probe = [
+                self._search_one(c, probe, present, model, n, exact) for probe in probes
+            ]
+            names = repo.person_tags(
+                c, sorted({h.person_id for hits in hits_per_probe for h in hits})
+            )
+        for hits in hits_per_probe:
+            results.append(_candidates(hits, names))
+        return results
+
+    def _search_one(
+        self,
+        conn: psycopg.Connection,
+        probe: NDArray[np.float32],
+        groups: list[str],
+        model_id: str,
+        top_n: int,
+        exact: bool,
+    ) -> list[FaceHit]:
+        if exact:
+            return repo.search_exact(conn, probe, groups, model_id, top_n)
+        k = top_n * _HITS_PER_PERSON
+        while True:
+            with conn.transaction():
+                raw = repo.search_hnsw(
+                    conn,
+                    probe,
+                    groups,
+                    model_id,
+                    limit=k,
+                    ef_search=max(self.settings.hnsw_ef_search, k),
+                    max_scan_tuples=HNSW_MAX_SCAN_TUPLES,
+                )
+            best = _best_per_person(raw, top_n)
+            if len(best) >= top_n or len(raw) < k or k >= _MAX_HNSW_HITS:
+                return best
+            k = min(k * 4, _MAX_HNSW_HITS)
+
+    def identify(
+        self,
+        image: str | DecodedImage,
+        group_ids: Sequence[str],
+        top_n: int | None = None,
+        *,
+        all_faces: bool = False,
+    ) -> IdentifyResult:
+        """Who is in the image? Up to ``top_n`` persons (default ``identify_top_n``) across the
+        groups, each once with its best face, confidence and tag (YouTu identify). The largest
+        face by default; every face with ``all_faces``."""
+        groups = validate_group_ids(group_ids)
+        analysis = self._analyze_one(image, all_faces=all_faces)
+        faces = [f for f in analysis.faces if f.embedding is not None]
+        per_face = self.identify_embeddings(
+            [f.embedding for f in faces], groups, top_n, model_id=analysis.model_id
+        )
+        return IdentifyResult(
+            source=analysis.source,
+            group_ids=tuple(groups),
+            faces=tuple(
+                IdentifiedFace(f.index, f.box, tuple(c))
+                for f, c in zip(faces, per_face, strict=True)
+            ),
+            model_id=analysis.model_id,
+        )
+
+    def verify(self, image: str | DecodedImage, person_id: str) -> VerifyResult:
+        """Is the image's (largest) face this person? Confidence 0-100 against the person's best
+        face and ``is_match`` at ``match_threshold`` (YouTu verify)."""
+        person_id = validate_person_id(person_id)
+        with self.db.connection() as conn:
+            if not repo.person_exists(conn, person_id):
+                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+        analysis = self._analyze_one(image)
+        probe = _unit(analysis.faces[0].embedding)
+        with self.db.connection() as conn:
+            hit = repo.best_person_face(conn, probe, person_id, analysis.model_id)
+        if hit is None:
+            raise FacepipeError(
+                ErrorCode.FACE_NOT_FOUND,
+                f"person {person_id!r} has no face enrolled with model {analysis.model_id}",
+            )
+        confidence = float(confidence_from_cosine(hit.score))
+        return VerifyResult(
+            person_id=person_id,
+            confidence=confidence,
+            score=hit.score,
+            is_match=confidence >= self.settings.match_threshold,
+            face_id=str(hit.face_id),
+        )
+
+    def compare(self, image_a: str | DecodedImage, image_b: str | DecodedImage) -> CompareResult:
+        """Similarity 0-100 of the largest faces of two images (Baidu match)."""
+        a = _unit(self._analyze_one(image_a).faces[0].embedding)
+        b = _unit(self._analyze_one(image_b).faces[0].embedding)
+        score = float(np.clip(a @ b, -1.0, 1.0))
+        similarity = float(confidence_from_cosine(score))
+        return CompareResult(similarity, score, similarity >= self.settings.match_threshold)
+
+
+class _KeepOld(Exception):
+    """Raised inside the replace savepoint to roll it back when no new face was accepted."""

@@ -1,0 +1,39 @@
+"""InsightFace's 2d106det: 106 landmarks from a 192x192 crop around the face box."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from pipeline.models.base import OnnxModel
+from pipeline.models.manifest import ModelKind
+from pipeline.ops.align import apply_affine, box_crop_transform
+
+LANDMARK_MARGIN = 1.5
+"""The crop is a square of 1.5 x the box's long side centred on the box (the model's training
+convention)."""
+
+
+class Landmark106(OnnxModel):
+    """106-point 2D landmarks; outputs are in [-1, 1] of the crop, mapped back to the image."""
+
+    kind = ModelKind.LANDMARK106
+
+    def landmarks(
+        self, pixels: NDArray[np.uint8], boxes: Sequence[NDArray[np.float32]]
+    ) -> list[NDArray[np.float32]]:
+        """(106, 2) image-pixel landmarks for each box of one image, one batched run."""
+        if len(boxes) == 0:
+            return []
+        size = self.manifest.input_size[0] if self.manifest.input_size else 192
+        matrices = [box_crop_transform(box, size, LANDMARK_MARGIN) for box in boxes]
+        crops = [cv2.warpAffine(pixels, m, (size, size), borderValue=0) for m in matrices]
+        raw = self.run(self.blob(crops))[0].reshape(len(crops), -1, 2)
+        out = []
+        for pred, matrix in zip(raw, matrices, strict=True):
+            crop_pts = (pred + 1.0) * (size // 2)
+            out.append(apply_affine(crop_pts, cv2.invertAffineTransform(matrix)))
+        return out

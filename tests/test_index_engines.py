@@ -1,0 +1,162 @@
+"""pgvector vs FAISS on real embeddings, the planner, identify-batch end to end, CLI and worker.
+
+Real faces: every face of players.jpg and gdp.jpg enrolled as its own person (the engine
+fixture on the default model pack); probes are the faces of the mirrored photos.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.config import Settings
+from pipeline.index.identify_batch import identify_batch
+from pipeline.index.planner import SearchEngine, Thresholds, choose_engine
+from pipeline.index.reindex import reindex
+from pipeline.index.search import SnapshotCache, identify_faiss
+from pipeline.index.snapshot import Scope
+from pipeline.library import FaceLibrary, record_observed_faces
+from pipeline.sources import load_image
+from pipeline.types import DecodedImage
+
+GROUP = "photos"
+
+
+@pytest.fixture(scope="module")
+def analyses(engine, players_jpg: Path, gdp_jpg: Path):
+    """(gallery analyses, mirrored probe analyses) of the two sample photos."""
+    images = [load_image(str(p)) for p in (players_jpg, gdp_jpg)]
+    mirrored = [
+        DecodedImage(f"{im.source}#mirror", np.ascontiguousarray(im.pixels[:, ::-1]),
+                     "mirror-" + im.content_sha256, im.format)
+        for im in images
+    ]
+    return engine.analyze(images), engine.analyze(mirrored)
+
+
+@pytest.fixture
+def enrolled(clean_database, analyses, engine):
+    gallery, _ = analyses
+    library = FaceLibrary(clean_database, engine)
+    n = 0
+    for a in gallery:
+        for face in a.faces:
+            pid = f"{Path(a.source).stem}-{face.index:02d}"
+            library.create_person(pid, [GROUP], name=pid.upper())
+            library.add_analyzed_face(pid, a, face, face_match_threshold=0)
+            n += 1
+    assert n >= 25  # players.jpg has 22 faces, gdp.jpg 5
+    return clean_database, library, engine.model_id
+
+
+def probe_matrix(analyses) -> np.ndarray:
+    _, mirrored = analyses
+    return np.stack([f.embedding for a in mirrored for f in a.faces])
+
+
+def test_pgvector_exact_and_faiss_flat_rank_real_faces_identically(enrolled, analyses, tmp_path):
+    db, library, model = enrolled
+    settings = Settings(home=tmp_path, snapshot_uri=str(tmp_path / "snaps"))
+    rec = reindex(db, Scope(model_id=model, group=GROUP), settings)
+    assert rec.kind == "flat"
+    probes = probe_matrix(analyses)
+    pg = library.identify_embeddings(probes, [GROUP], 5, model_id=model)
+    fa = identify_faiss(db, probes, [GROUP], model, 5, cache=SnapshotCache(), settings=settings)
+    assert [[c.person_id for c in r] for r in fa] == [[c.person_id for c in r] for r in pg]
+    assert [[c.face_id for c in r] for r in fa] == [[c.face_id for c in r] for r in pg]
+    np.testing.assert_allclose(
+        [[c.score for c in r] for r in fa], [[c.score for c in r] for r in pg], atol=1e-4
+    )
+    # a mirrored face finds its own original first
+    assert float(np.mean([r[0].score > 0.5 for r in fa])) > 0.8
+
+
+def test_planner_applies_the_documented_thresholds() -> None:
+    t = Thresholds(min_gallery=20_000, min_probes=200, max_delta=50_000)
+    assert choose_engine(1_000_000, 10_000, None, t).engine is SearchEngine.PGVECTOR
+    assert choose_engine(19_999, 10_000, 0, t).engine is SearchEngine.PGVECTOR
+    assert choose_engine(1_000_000, 199, 0, t).engine is SearchEngine.PGVECTOR
+    stale = choose_engine(1_000_000, 10_000, 50_001, t)
+    assert stale.engine is SearchEngine.PGVECTOR and stale.reindex_due
+    assert choose_engine(20_000, 200, 50_000, t).engine is SearchEngine.FAISS
+
+
+def test_identify_batch_writes_matches_and_exports_the_same_with_both_engines(
+    enrolled, analyses, tmp_path, pipeline_env, moto_server
+):
+    import boto3
+
+    db, _, model = enrolled
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    s3.create_bucket(Bucket="exports")
+    settings = Settings(home=tmp_path, snapshot_uri=str(tmp_path / "snaps"),
+                        s3_endpoint_url=moto_server, search_batch_size=8)
+    _, mirrored = analyses
+    with db.transaction() as conn:
+        for a in mirrored:
+            record_observed_faces(conn, a, job_id="night-1")
+    reindex(db, Scope(model_id=model, group=GROUP), settings)
+    runs = {}
+    for eng, dest in ((SearchEngine.FAISS, str(tmp_path / "out.jsonl")),
+                      (SearchEngine.PGVECTOR, "s3://exports/run/pg.jsonl")):
+        res = identify_batch(db, [GROUP], probe_job="night-1", top_n=3, export=dest,
+                             settings=settings, force_engine=eng)
+        assert res.plan.engine is eng and res.probes == len(probe_matrix(analyses))
+        assert res.matched == res.probes and res.exported == res.probes
+        with db.connection() as conn:
+            rows = conn.execute(
+                "SELECT observed_id, rank, person_id, face_id FROM matches WHERE job_id = %s "
+                "ORDER BY observed_id, rank",
+                (res.job_id,),
+            ).fetchall()
+            status = conn.execute("SELECT status FROM jobs WHERE id = %s", (res.job_id,))
+            assert status.fetchone()[0] == "done"
+        assert len(rows) == 3 * res.probes
+        runs[eng] = [r[1:] for r in rows]
+    assert runs[SearchEngine.FAISS] == runs[SearchEngine.PGVECTOR]
+    local = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    remote = [json.loads(x) for x in s3.get_object(Bucket="exports", Key="run/pg.jsonl")[
+        "Body"].read().decode().splitlines()]
+    assert [[m["person_id"] for m in r["matches"]] for r in local] == [
+        [m["person_id"] for m in r["matches"]] for r in remote
+    ]
+    assert local[0]["engine"] == "faiss" and remote[0]["engine"] == "pgvector"
+
+
+def test_cli_reindex_inline_and_index_list(enrolled, pipeline_env) -> None:
+    from pipeline.cli.index_cmds import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["reindex", "--group", GROUP, "--inline", "--json"])
+    assert out.exit_code == 0, out.output
+    rec = json.loads(out.output)
+    listed = runner.invoke(app, ["index", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert rec["snapshot_id"] in [r["snapshot_id"] for r in json.loads(listed.output)]
+    bad = runner.invoke(app, ["reindex", "--inline"])
+    assert bad.exit_code == 2
+
+
+def test_celery_worker_reindexes_and_identifies(enrolled, analyses, start_worker, tmp_path):
+    from pipeline.cli.index_cmds import app
+
+    db, _, _ = enrolled
+    _, mirrored = analyses
+    with db.transaction() as conn:
+        for a in mirrored:
+            record_observed_faces(conn, a, job_id="night-2")
+    start_worker(queues=("index", "search"))
+    runner = CliRunner()
+    out = runner.invoke(app, ["reindex", "--group", GROUP, "--wait", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["snapshots"][0]["scope"] == f"group={GROUP}"
+    dest = tmp_path / "worker.jsonl"
+    out = runner.invoke(app, ["identify-batch", "--group", GROUP, "--job", "night-2",
+                              "--engine", "faiss", "--export", str(dest), "--wait", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["status"] == "done"
+    assert len(dest.read_text().splitlines()) == len(probe_matrix(analyses))

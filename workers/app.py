@@ -1,0 +1,88 @@
+"""The Celery application: Redis broker, queues, routing and the delivery guarantees.
+
+Queues: ``ingest`` (list sources, fan out chunks, exports, scheduled jobs), ``infer`` (chunks:
+fetch + decode + detect + embed + write), ``index`` (FAISS reindex) and ``search`` (large
+identify jobs). Tasks are acknowledged after they finish (``acks_late``) and requeued when the
+worker process dies (``task_reject_on_worker_lost``); a task whose worker vanished entirely is
+redelivered by Redis after ``visibility_timeout_s``, which must exceed the longest chunk.
+Redelivery is safe: every write a task makes is idempotent (see ``pipeline/jobs``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+from celery import Celery
+from celery.signals import worker_process_init
+from kombu import Queue
+
+from pipeline.config import Settings, get_settings
+from pipeline.jobs.runtime import reset_runtime
+
+log = logging.getLogger(__name__)
+
+QUEUES = ("ingest", "infer", "index", "search")
+ROUTES = {
+    "facepipe.ingest.*": {"queue": "ingest"},
+    "facepipe.schedule.*": {"queue": "ingest"},
+    "facepipe.infer.*": {"queue": "infer"},
+    "facepipe.index.*": {"queue": "index"},
+    "facepipe.search.*": {"queue": "search"},
+}
+# Task modules; the index module is written separately and joins when it exists.
+TASK_MODULES = [
+    m for m in ("workers.tasks", "workers.index_tasks") if importlib.util.find_spec(m) is not None
+]
+
+
+def create_app() -> Celery:
+    """Build the Celery app from the process settings."""
+    celery = Celery("facepipe")
+    configure(celery, get_settings())
+    return celery
+
+
+def configure(celery: Celery, settings: Settings) -> None:
+    """Apply settings to the app (again after the settings changed, e.g. in tests)."""
+    celery.conf.update(
+        broker_url=settings.broker_url,
+        result_backend=settings.result_backend,
+        include=TASK_MODULES,
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="ingest",
+        task_routes=ROUTES,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One unacknowledged chunk per worker process: a chunk is long, and prefetching more
+        # would pin them to a busy process while another one idles.
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        result_expires=24 * 3600,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            # sweep for abandoned (unacknowledged) messages at least this often
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 2)),
+            "unacked_restore_throttle": 1,
+        },
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        timezone=settings.timezone,
+        enable_utc=True,
+        worker_hijack_root_logger=False,
+    )
+    from schedules.beat import build_schedule
+
+    celery.conf.beat_schedule = build_schedule(settings)
+
+
+app = create_app()
+
+
+@worker_process_init.connect
+def _fresh_runtime_in_child(**_: object) -> None:
+    # A forked child must not reuse the parent's database pool or ONNX sessions.
+    reset_runtime()

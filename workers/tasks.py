@@ -1,0 +1,145 @@
+"""The pipeline's Celery tasks: thin wrappers over ``pipeline.jobs`` taking ids, never bytes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from celery import Task
+
+from pipeline.jobs import store
+from pipeline.jobs.chunks import process_chunk
+from pipeline.jobs.export import export_matches
+from pipeline.jobs.listing import list_step
+from pipeline.jobs.model import JobKind
+from pipeline.jobs.runtime import get_runtime
+from schedules.beat import INDEX_REINDEX_TASK
+from workers.app import app
+from workers.base import facepipe_task
+from workers.locks import acquire_slot
+
+log = logging.getLogger(__name__)
+
+LIST_SOURCE = "facepipe.ingest.list_source"
+PROCESS_CHUNK = "facepipe.infer.process_chunk"
+EXPORT = "facepipe.ingest.export"
+
+
+def enqueue_chunk(job_id: str, seq_lo: int, seq_hi: int) -> None:
+    """Send one chunk to the ``infer`` queue."""
+    process_chunk_task.apply_async(args=(job_id, seq_lo, seq_hi))
+
+
+@facepipe_task(LIST_SOURCE)
+def list_source_task(
+    self: Task, job_id: str, token: str | None = None, next_seq: int = 0
+) -> dict[str, Any]:
+    """List a job's source (one S3 page per run), enqueue its chunks, continue if needed."""
+    rt = get_runtime()
+    with rt.db.connection() as conn:
+        job = store.get_job(conn, job_id)
+    if job.status.finished:
+        return {"job_id": job_id, "skipped": f"job is {job.status.value}"}
+    try:
+        step = list_step(
+            rt, job, lambda lo, hi: enqueue_chunk(job_id, lo, hi), token=token, next_seq=next_seq
+        )
+    except Exception as exc:
+        from workers.base import is_transient
+
+        if is_transient(exc):
+            raise
+        from pipeline.errors import error_dict
+
+        with rt.db.transaction() as conn:
+            store.fail_job(conn, job_id, error_dict(exc))
+        raise
+    if not step.finished:
+        list_source_task.apply_async(
+            args=(job_id,), kwargs={"token": step.next_token, "next_seq": step.next_seq}
+        )
+    return {"job_id": job_id, "listed": step.listed, "next_seq": step.next_seq}
+
+
+@facepipe_task(PROCESS_CHUNK)
+def process_chunk_task(self: Task, job_id: str, seq_lo: int, seq_hi: int) -> dict[str, Any]:
+    """Process items ``seq_lo..seq_hi``; items with transient errors are retried later."""
+    rt = get_runtime()
+    result = process_chunk(rt, job_id, seq_lo, seq_hi)
+    if result.job_finished:
+        _on_job_finished(job_id)
+    if result.retry_later:
+        from workers.base import backoff_s
+
+        # a new task, not self.retry(): this run's results are committed and final
+        process_chunk_task.apply_async(
+            args=(job_id, seq_lo, seq_hi), countdown=backoff_s(self.request.retries)
+        )
+    return result.to_dict()
+
+
+def _on_job_finished(job_id: str) -> None:
+    rt = get_runtime()
+    with rt.db.connection() as conn:
+        job = store.get_job(conn, job_id)
+    log.info(
+        "job %s finished: %d done, %d failed, %d faces", job_id, job.n_done, job.n_failed,
+        job.n_faces,
+    )
+    if job.params.get("export"):
+        export_task.apply_async(args=(job_id, job.params["export"]))
+
+
+@facepipe_task(EXPORT)
+def export_task(self: Task, job_id: str, dest: str) -> dict[str, Any]:
+    """Export a finished job's observed faces and matches as JSON Lines."""
+    count = export_matches(get_runtime(), job_id, dest)
+    return {"job_id": job_id, "dest": dest, "records": count}
+
+
+def _slot(seconds: float) -> str:
+    return str(int(time.time() // max(1.0, seconds)))
+
+
+@facepipe_task(NIGHTLY := "facepipe.schedule.nightly_reidentify")
+def nightly_reidentify_task(self: Task) -> dict[str, Any]:
+    """Re-identify observed faces stored in the last ``nightly_reidentify_hours`` (once a day)."""
+    from workers.submit import submit_job
+
+    rt = get_runtime()
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    if not acquire_slot(rt.settings, NIGHTLY, day, 23 * 3600):
+        return {"skipped": "another beat instance ran it"}
+    since = datetime.now(UTC) - timedelta(hours=rt.settings.nightly_reidentify_hours)
+    job = submit_job(
+        JobKind.REIDENTIFY,
+        None,
+        groups=rt.settings.reidentify_groups,
+        since=since,
+        idempotency_key=f"nightly-reidentify:{day}",
+    )
+    return {"job_id": job.id}
+
+
+@facepipe_task(REINDEX := "facepipe.schedule.reindex")
+def scheduled_reindex_task(self: Task) -> dict[str, Any]:
+    """Forward to the FAISS reindex task once per interval."""
+    rt = get_runtime()
+    interval = rt.settings.reindex_interval_s
+    if not acquire_slot(rt.settings, REINDEX, _slot(interval), int(interval)):
+        return {"skipped": "another beat instance ran it"}
+    sent = app.send_task(INDEX_REINDEX_TASK, queue="index")
+    return {"sent": INDEX_REINDEX_TASK, "task_id": sent.id}
+
+
+@facepipe_task(CLEANUP := "facepipe.schedule.cleanup")
+def cleanup_task(self: Task) -> dict[str, Any]:
+    """Delete the items of jobs finished before the retention period (once a day)."""
+    rt = get_runtime()
+    if not acquire_slot(rt.settings, CLEANUP, _slot(86400), 23 * 3600):
+        return {"skipped": "another beat instance ran it"}
+    with rt.db.transaction() as conn:
+        deleted = store.cleanup_items(conn, rt.settings.job_retention_days)
+    return {"deleted_items": deleted}
