@@ -43,6 +43,7 @@ from pipeline.api_io import (
     image_source,
     image_sources,
     load,
+    openapi_body,
     parse,
     read_payload,
     token_ok,
@@ -133,9 +134,15 @@ def _state(request: Request) -> ApiState:
     return request.app.state.facepipe  # type: ignore[no-any-return]
 
 
-async def _blocking(state: ApiState, fn: Callable[[], T]) -> T:
-    """Run blocking work (decode, models, database) in a worker thread."""
+async def _models(state: ApiState, fn: Callable[[], T]) -> T:
+    """Run model work (decode, detect, embed, then the database) in a worker thread, at most
+    ENGINE_CONCURRENCY at once."""
     return await anyio.to_thread.run_sync(fn, limiter=state.limiter)
+
+
+async def _blocking(fn: Callable[[], T]) -> T:
+    """Run database-only work in a worker thread (never queued behind model calls)."""
+    return await anyio.to_thread.run_sync(fn)
 
 
 async def _payload(request: Request) -> Payload:
@@ -165,9 +172,10 @@ def _raise_first_error(result: Any) -> None:
 # --- routes ------------------------------------------------------------------------------------
 
 v1 = APIRouter(prefix="/v1", dependencies=[Depends(_require_token)])
+_FACES_BODY = openapi_body(AddFacesParams, many=True)
 
 
-@v1.post("/detect")
+@v1.post("/detect", openapi_extra=openapi_body(DetectParams))
 async def detect(request: Request) -> dict[str, Any]:
     """Faces of one image: box, score, 5 landmarks, pose, quality (embedding on request).
 
@@ -201,10 +209,10 @@ async def detect(request: Request) -> dict[str, Any]:
             "timings_ms": {k: round(v, 2) for k, v in analysis.timings_ms.items()},
         }
 
-    return await _blocking(state, run)
+    return await _models(state, run)
 
 
-@v1.post("/compare")
+@v1.post("/compare", openapi_extra=openapi_body(None, ("image_a", "image_b")))
 async def compare(request: Request) -> dict[str, Any]:
     """Similarity (0-100) of the largest faces of two images: ``image_a``/``url_a`` (or file
     ``image_a``) and ``image_b``/``url_b``."""
@@ -217,10 +225,10 @@ async def compare(request: Request) -> dict[str, Any]:
         image_a, image_b = load(a, state.settings), load(b, state.settings)
         return state.library.compare(image_a, image_b).to_dict()
 
-    return await _blocking(state, run)
+    return await _models(state, run)
 
 
-@v1.post("/verify")
+@v1.post("/verify", openapi_extra=openapi_body(VerifyParams))
 async def verify(request: Request) -> dict[str, Any]:
     """Is the image's largest face ``person_id``? Confidence 0-100 and ``ismatch``."""
     state = _state(request)
@@ -231,10 +239,10 @@ async def verify(request: Request) -> dict[str, Any]:
     def run() -> dict[str, Any]:
         return state.library.verify(load(source, state.settings), params.person_id).to_dict()
 
-    return await _blocking(state, run)
+    return await _models(state, run)
 
 
-@v1.post("/identify")
+@v1.post("/identify", openapi_extra=openapi_body(IdentifyParams))
 async def identify(request: Request) -> dict[str, Any]:
     """Top-N persons of ``group_ids`` for the image's largest face (every face with
     ``all_faces``), each person once with its best face and confidence."""
@@ -252,13 +260,13 @@ async def identify(request: Request) -> dict[str, Any]:
         )
         return result.to_dict()  # type: ignore[no-any-return]
 
-    return await _blocking(state, run)
+    return await _models(state, run)
 
 
 # -- persons ------------------------------------------------------------------------------------
 
 
-@v1.post("/persons", status_code=201)
+@v1.post("/persons", status_code=201, openapi_extra=openapi_body(PersonCreate))
 async def create_person(request: Request) -> dict[str, Any]:
     """Create a person in ``group_ids`` (created implicitly), with ``name`` and ``tag``.
 
@@ -293,17 +301,17 @@ async def create_person(request: Request) -> dict[str, Any]:
             out = {"person": library.get_person(params.person_id).to_dict(), **added.to_dict()}
         return out
 
-    return await _blocking(state, run)
+    return await _models(state, run)
 
 
 @v1.get("/persons/{person_id}")
 async def get_person(request: Request, person_id: str) -> dict[str, Any]:
     """Name, tag, groups and face ids of a person."""
     state = _state(request)
-    return await _blocking(state, lambda: state.library.get_person(person_id).to_dict())
+    return await _blocking(lambda: state.library.get_person(person_id).to_dict())
 
 
-@v1.patch("/persons/{person_id}")
+@v1.patch("/persons/{person_id}", openapi_extra=openapi_body(PersonUpdate, ()))
 async def update_person(request: Request, person_id: str) -> dict[str, Any]:
     """Set ``name`` and/or ``tag``."""
     state = _state(request)
@@ -313,7 +321,7 @@ async def update_person(request: Request, person_id: str) -> dict[str, Any]:
         info = state.library.set_person_info(person_id, params.name, params.tag)
         return info.to_dict()  # type: ignore[no-any-return]
 
-    return await _blocking(state, run)
+    return await _blocking(run)
 
 
 @v1.delete("/persons/{person_id}")
@@ -328,10 +336,10 @@ async def delete_person(
         deleted = state.library.delete_person(person_id, group_id)
         return {"person_id": person_id, "deleted": deleted}
 
-    return await _blocking(state, run)
+    return await _blocking(run)
 
 
-@v1.post("/persons/{person_id}/groups")
+@v1.post("/persons/{person_id}/groups", openapi_extra=openapi_body(GroupsBody, ()))
 async def add_person_groups(request: Request, person_id: str) -> dict[str, Any]:
     """Put a person in more groups."""
     state = _state(request)
@@ -341,7 +349,7 @@ async def add_person_groups(request: Request, person_id: str) -> dict[str, Any]:
         info = state.library.add_person_to_groups(person_id, params.group_ids)
         return info.to_dict()  # type: ignore[no-any-return]
 
-    return await _blocking(state, run)
+    return await _blocking(run)
 
 
 @v1.delete("/persons/{person_id}/groups/{group_id}")
@@ -353,7 +361,7 @@ async def remove_person_group(request: Request, person_id: str, group_id: str) -
         info = state.library.remove_person_from_group(person_id, group_id)
         return info.to_dict()  # type: ignore[no-any-return]
 
-    return await _blocking(state, run)
+    return await _blocking(run)
 
 
 # -- faces --------------------------------------------------------------------------------------
@@ -367,7 +375,7 @@ async def list_faces(request: Request, person_id: str) -> dict[str, Any]:
     def run() -> dict[str, Any]:
         return {"person_id": person_id, "face_ids": state.library.list_faces(person_id)}
 
-    return await _blocking(state, run)
+    return await _blocking(run)
 
 
 async def _add_faces(request: Request, person_id: str, *, replace: bool) -> dict[str, Any]:
@@ -386,10 +394,10 @@ async def _add_faces(request: Request, person_id: str, *, replace: bool) -> dict
         )
         return result.to_dict()  # type: ignore[no-any-return]
 
-    return await _blocking(state, run)
+    return await _models(state, run)
 
 
-@v1.post("/persons/{person_id}/faces")
+@v1.post("/persons/{person_id}/faces", openapi_extra=_FACES_BODY)
 async def add_faces(request: Request, person_id: str) -> dict[str, Any]:
     """Add N images to a person: one result code per image (``RetCode``), with the reference
     rules (largest face, ``quality_control`` 0-4, ``face_match_threshold``, near-duplicates,
@@ -397,13 +405,13 @@ async def add_faces(request: Request, person_id: str) -> dict[str, Any]:
     return await _add_faces(request, person_id, replace=False)
 
 
-@v1.put("/persons/{person_id}/faces")
+@v1.put("/persons/{person_id}/faces", openapi_extra=_FACES_BODY)
 async def replace_faces(request: Request, person_id: str) -> dict[str, Any]:
     """Replace all of a person's faces by those of the images (kept if none is accepted)."""
     return await _add_faces(request, person_id, replace=True)
 
 
-@v1.delete("/persons/{person_id}/faces")
+@v1.delete("/persons/{person_id}/faces", openapi_extra=openapi_body(DeleteFacesBody, ()))
 async def delete_faces(request: Request, person_id: str) -> dict[str, Any]:
     """Delete the faces ``face_ids`` of a person."""
     state = _state(request)
@@ -413,7 +421,7 @@ async def delete_faces(request: Request, person_id: str) -> dict[str, Any]:
         deleted = state.library.delete_faces(person_id, params.face_ids)
         return {"person_id": person_id, "deleted": deleted}
 
-    return await _blocking(state, run)
+    return await _blocking(run)
 
 
 @v1.delete("/persons/{person_id}/faces/{face_id}")
@@ -424,14 +432,14 @@ async def delete_face(request: Request, person_id: str, face_id: str) -> dict[st
     def run() -> dict[str, Any]:
         return {"person_id": person_id, "deleted": state.library.delete_faces(person_id, [face_id])}
 
-    return await _blocking(state, run)
+    return await _blocking(run)
 
 
 @v1.get("/faces/{face_id}")
 async def get_face(request: Request, face_id: str) -> dict[str, Any]:
     """An enrolled face's record (box, landmarks, quality, model, source)."""
     state = _state(request)
-    return await _blocking(state, lambda: state.library.get_face(face_id).to_dict())
+    return await _blocking(lambda: state.library.get_face(face_id).to_dict())
 
 
 @v1.get("/faces/{face_id}/crop", response_class=Response)
@@ -440,7 +448,7 @@ async def get_face_crop(request: Request, face_id: str) -> Response:
     from pipeline.library import encode_crop
 
     state = _state(request)
-    crop = await _blocking(state, lambda: state.library.get_face_crop(face_id))
+    crop = await _blocking(lambda: state.library.get_face_crop(face_id))
     return Response(encode_crop(crop, "png"), media_type="image/png")
 
 
@@ -453,7 +461,7 @@ async def list_groups(
 ) -> dict[str, Any]:
     """A page of groups with their person counts."""
     state = _state(request)
-    return await _blocking(state, lambda: state.library.list_groups(offset, limit).to_dict())
+    return await _blocking(lambda: state.library.list_groups(offset, limit).to_dict())
 
 
 @v1.get("/groups/{group_id}/persons")
@@ -469,7 +477,7 @@ async def list_group_persons(
     def run() -> dict[str, Any]:
         return state.library.list_persons(group_id, offset, limit).to_dict()  # type: ignore[no-any-return]
 
-    return await _blocking(state, run)
+    return await _blocking(run)
 
 
 # -- jobs ---------------------------------------------------------------------------------------
@@ -496,7 +504,7 @@ async def list_jobs(
             jobs = store.list_jobs(conn, limit=limit, status=wanted)
         return {"jobs": [j.to_dict() for j in jobs]}
 
-    return await _blocking(state, run)
+    return await _blocking(run)
 
 
 @v1.get("/jobs/{job_id}")
@@ -519,9 +527,9 @@ async def show_job(
             rows = store.list_items(
                 conn, job.id, status=ItemStatus.FAILED if failed else None, limit=items
             ) if items else []
-        return job.to_dict() | {"errors": errors, "items": [r.to_dict() for r in rows]}
+        return job.to_dict() | {"errors": errors, "items_shown": [r.to_dict() for r in rows]}
 
-    return await _blocking(state, run)
+    return await _blocking(run)
 
 
 @v1.post("/jobs/{job_id}/cancel")
@@ -535,10 +543,10 @@ async def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
         with state.db.transaction() as conn:
             return store.cancel_job(conn, job_id).to_dict()  # type: ignore[no-any-return]
 
-    return await _blocking(state, run)
+    return await _blocking(run)
 
 
-@v1.post("/jobs/enroll", status_code=202)
+@v1.post("/jobs/enroll", status_code=202, openapi_extra=openapi_body(EnrollJob, ()))
 async def submit_enroll(request: Request) -> dict[str, Any]:
     """Enrol every face of ``source`` (an s3:// prefix or an http(s) URL list) into
     ``group_ids``; the job runs on the workers. ``idempotency_key`` makes retries safe."""
@@ -562,10 +570,10 @@ async def submit_enroll(request: Request) -> dict[str, Any]:
         )
         return job.to_dict()  # type: ignore[no-any-return]
 
-    return await _blocking(state, run)
+    return await _blocking(run)
 
 
-@v1.post("/jobs/reidentify", status_code=202)
+@v1.post("/jobs/reidentify", status_code=202, openapi_extra=openapi_body(ReidentifyJob, ()))
 async def submit_reidentify(request: Request) -> dict[str, Any]:
     """Identify every face of ``source`` (or of observations stored ``since``) against
     ``group_ids``; matches go to Postgres and, with ``export``, to JSON Lines."""
@@ -593,7 +601,7 @@ async def submit_reidentify(request: Request) -> dict[str, Any]:
         )
         return job.to_dict()  # type: ignore[no-any-return]
 
-    return await _blocking(state, run)
+    return await _blocking(run)
 
 
 @v1.post("/events/s3")
@@ -616,7 +624,7 @@ async def s3_event(request: Request) -> dict[str, Any]:
         handled = submit_objects(parsed.objects, f"http-{origin}", rt=_ApiRuntime(state))
         return {"jobs": list(handled.jobs), "ignored": handled.ignored}
 
-    return await _blocking(state, run)
+    return await _blocking(run)
 
 
 def _aws_event_names(event: dict[str, Any]) -> dict[str, Any]:

@@ -351,3 +351,55 @@ class ReidentifyJob(_Params):
     @classmethod
     def _groups(cls, value: Any) -> Any:
         return _split_list(value)
+
+
+# --- OpenAPI descriptions of the hand-parsed bodies ---------------------------------------------
+
+
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    """Replace ``{"$ref": "#/$defs/X"}`` by X's schema (the routes' schemas stand alone)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.rsplit("/", 1)[1]], defs)
+        return {k: _inline_refs(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
+def openapi_body(
+    model: type[BaseModel] | None, images: tuple[str, ...] = ("image",), *, many: bool = False
+) -> dict[str, Any]:
+    """``openapi_extra`` documenting a route's body: JSON (base64 ``image``/``url``) or
+    multipart (file parts), with the parameter model's fields."""
+    schema = model.model_json_schema() if model is not None else {"properties": {}}
+    fields = _inline_refs(schema, schema.get("$defs", {})).get("properties", {})
+    required = list(schema.get("required", []))
+    as_json: dict[str, Any] = dict(fields)
+    as_form: dict[str, Any] = dict(fields)
+    for name in images:
+        suffix = name[len("image") :]
+        b64 = {"type": "string", "description": "the image, base64 (or a data: URI)"}
+        url = {"type": "string", "description": "http(s):// or s3:// URL of the image"}
+        if many:
+            as_json[f"{name}s"] = {"type": "array", "items": b64}
+            as_json["urls"] = {"type": "array", "items": url}
+        else:
+            as_json[name] = b64
+            as_json[f"url{suffix}"] = url
+        upload = {"type": "string", "format": "binary"}
+        as_form[name] = {"type": "array", "items": upload} if many else upload
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "properties": as_json, "required": required}
+                },
+                "multipart/form-data": {
+                    "schema": {"type": "object", "properties": as_form, "required": required}
+                },
+            },
+        }
+    }

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     )
     det_batch_size: int = Field(default=8, description="Images per detector run.")
     embed_batch_size: int = Field(default=32, description="Faces per embedder run.")
+    stream_workers: int = Field(
+        default=2,
+        description="Batches analyze_stream runs on the models at once (sessions are shared).",
+    )
     landmarks_106: bool = Field(
         default=True,
         description="Run the 106-point landmark model (when the pack has one) in analyze(); "
@@ -91,7 +95,7 @@ class Settings(BaseSettings):
         description="Quality grades of the detector score (lower bounds).",
     )
     quality_face_size: list[float] = Field(
-        default_factory=lambda: [80.0, 48.0, 32.0],
+        default_factory=lambda: [64.0, 40.0, 24.0],
         description="Quality grades of the face box's short side in px (lower bounds).",
     )
     quality_blur: list[float] = Field(

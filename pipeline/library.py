@@ -62,9 +62,10 @@ HNSW_MAX_SCAN_TUPLES = 50_000
 """Upper bound of index tuples one iterative HNSW scan visits (pgvector hnsw.max_scan_tuples)."""
 
 _HITS_PER_PERSON = 4
-"""First HNSW fetch size per wanted person; grown x4 while too few distinct persons come back."""
+"""First fetch size per wanted person; grown x4 while too few distinct persons come back."""
 
 _MAX_HNSW_HITS = 1000
+"""Largest fetch: hnsw.ef_search cannot exceed 1000."""
 
 __all__ = [
     "AddFacesResult",
@@ -865,7 +866,7 @@ class FaceLibrary:
             if not probes:
                 return []
             exact_max = self.settings.exact_search_max_faces
-            exact = repo.count_group_faces(c, present, model, exact_max) <= exact_max
+            exact = repo.estimate_group_faces(c, present, model, exact_max) <= exact_max
             hits_per_probe = [
                 self._search_one(c, probe, present, model, n, exact) for probe in probes
             ]
@@ -885,24 +886,32 @@ class FaceLibrary:
         top_n: int,
         exact: bool,
     ) -> list[FaceHit]:
-        if exact:
-            return repo.search_exact(conn, probe, groups, model_id, top_n)
+        """The ``top_n`` best persons: fetch the k best faces (exact or HNSW), keep each
+        person's best; grow k while fewer than ``top_n`` distinct persons came back and more
+        faces exist. With an exact fetch the result is exact: the first ``top_n`` distinct
+        persons among the best faces are the ``top_n`` best persons."""
         k = top_n * _HITS_PER_PERSON
+        # an exact fetch may need every face of the top_n persons; an HNSW one is bounded by
+        # hnsw.ef_search's maximum
+        k_max = top_n * max(self.settings.max_faces_per_person, 1) if exact else _MAX_HNSW_HITS
         while True:
-            with conn.transaction():
-                raw = repo.search_hnsw(
-                    conn,
-                    probe,
-                    groups,
-                    model_id,
-                    limit=k,
-                    ef_search=max(self.settings.hnsw_ef_search, k),
-                    max_scan_tuples=HNSW_MAX_SCAN_TUPLES,
-                )
+            if exact:
+                raw = repo.search_exact(conn, probe, groups, model_id, k)
+            else:
+                with conn.transaction():
+                    raw = repo.search_hnsw(
+                        conn,
+                        probe,
+                        groups,
+                        model_id,
+                        limit=k,
+                        ef_search=max(self.settings.hnsw_ef_search, k),
+                        max_scan_tuples=HNSW_MAX_SCAN_TUPLES,
+                    )
             best = _best_per_person(raw, top_n)
-            if len(best) >= top_n or len(raw) < k or k >= _MAX_HNSW_HITS:
+            if len(best) >= top_n or len(raw) < k or k >= k_max:
                 return best
-            k = min(k * 4, _MAX_HNSW_HITS)
+            k = min(k * 4, k_max)
 
     def identify(
         self,

@@ -238,7 +238,7 @@ def test_jobs_list_show_cancel(api: TestClient, clean_database: Database) -> Non
     listed = api.get("/v1/jobs").json()["jobs"]
     assert [j["id"] for j in listed] == [job.id]
     shown = api.get(f"/v1/jobs/{job.id}")
-    assert shown.status_code == 200 and shown.json()["items"] == []
+    assert shown.status_code == 200 and shown.json()["items_shown"] == []
     cancelled = api.post(f"/v1/jobs/{job.id}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert api.get("/v1/jobs", params={"status": "cancelled"}).json()["jobs"][0]["id"] == job.id
@@ -302,3 +302,17 @@ def test_facepipe_api_command_serves(database: Database) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_openapi_documents_the_bodies(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    detect = spec["paths"]["/v1/detect"]["post"]["requestBody"]["content"]
+    assert set(detect) == {"application/json", "multipart/form-data"}
+    json_fields = set(detect["application/json"]["schema"]["properties"])
+    assert {"image", "url", "mode", "embed"} <= json_fields
+    assert detect["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
+    faces = spec["paths"]["/v1/persons/{person_id}/faces"]["post"]["requestBody"]["content"]
+    assert {"images", "urls", "quality_control"} <= set(
+        faces["application/json"]["schema"]["properties"]
+    )
+    assert "$ref" not in str(spec["paths"]["/v1/detect"])

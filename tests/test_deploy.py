@@ -186,9 +186,10 @@ def _settings_env_names() -> set[str]:
 
 
 def test_terraform_environment_names_are_settings(terraform: dict[str, Any]) -> None:
-    env = terraform["parsed"]["main.tf"]["locals"][0]["common_environment"]
-    names = set(re.findall(r"\b(FACEPIPE_[A-Z0-9_]+)\s*=", env)) | {"FACEPIPE_DATABASE_URL"}
-    assert len(names) >= 6
+    """Environment and secrets of the ECS containers (main.tf locals) name real settings."""
+    local_values = json.dumps(terraform["parsed"]["main.tf"]["locals"])
+    names = set(re.findall(r"\b(FACEPIPE_[A-Z0-9_]+)\b", local_values))
+    assert {"FACEPIPE_DATABASE_URL", "FACEPIPE_BROKER_URL", "FACEPIPE_SNAPSHOT_URI"} <= names
     assert names - _settings_env_names() == set()
 
 
@@ -387,3 +388,56 @@ def test_queue_metrics_command_once(kombu_prefix: str, cloudwatch: Any) -> None:
     assert "infer=" in proc.stdout and "unacked=" in proc.stdout
     listed = cloudwatch.list_metrics(Namespace=NAMESPACE, MetricName=METRIC_NAME)["Metrics"]
     assert {m["Dimensions"][0]["Value"] for m in listed} >= {"infer", "ingest", UNACKED}
+
+
+def _cli() -> Any:
+    """The click command tree of ``facepipe`` with every command module imported."""
+    import importlib
+
+    import typer
+
+    from pipeline.cli import COMMAND_MODULES
+    from pipeline.cli.app import app
+
+    for name in (*COMMAND_MODULES, "pipeline.cli.api_cmds"):
+        importlib.import_module(name)
+    return typer.main.get_command(app)
+
+
+def _check_invocation(root: Any, argv: list[str]) -> None:
+    """``argv`` names a real (sub-)command and only options that command has."""
+    command, rest = root, list(argv)
+    while rest and hasattr(command, "commands") and rest[0] in command.commands:
+        command = command.commands[rest.pop(0)]
+    assert not hasattr(command, "commands"), f"{argv}: not a command"
+    options = {opt for p in command.params for opt in p.opts}
+    for arg in rest:
+        if arg.startswith("--"):
+            assert arg.split("=")[0] in options, f"{argv}: {arg} is not an option of it"
+
+
+def test_container_commands_exist(compose_config: dict[str, Any]) -> None:
+    """Every command the compose services and ECS containers run is a real facepipe command."""
+    root = _cli()
+    invocations = [
+        [str(a) for a in svc["command"]]
+        for name, svc in compose_config["services"].items()
+        if "build" in svc and svc.get("command")
+    ]
+    services_tf = (TF_DIR / "services.tf").read_text()
+    for match in re.finditer(r"command\s*=\s*\[(.*?)\]", services_tf, re.DOTALL):
+        invocations.append(re.findall(r'"([^"]*)"', match.group(1)))
+    assert len(invocations) >= 12
+    for argv in invocations:
+        _check_invocation(root, argv)
+    for dockerfile in ("Dockerfile.service", "Dockerfile.worker"):
+        cmd = re.search(r"^CMD (\[.*\])$", (DOCKER_DIR / dockerfile).read_text(), re.MULTILINE)
+        assert cmd is not None
+        _check_invocation(root, json.loads(cmd.group(1)))
+
+
+def test_metric_queues_are_the_celery_queues() -> None:
+    from pipeline.metrics import QUEUES
+    from workers.app import QUEUES as CELERY_QUEUES
+
+    assert set(QUEUES) == set(CELERY_QUEUES)

@@ -259,3 +259,44 @@ def test_snapshot_round_trip_through_s3(gallery, tmp_path, pipeline_env, moto_se
         db, centres[[3, 4]], ["g"], MODEL, 1, cache=SnapshotCache(), settings=settings
     )
     assert [r[0].person_id for r in res] == ["p003", "p004"]
+
+
+def test_a_face_committed_after_the_build_started_is_in_the_delta(gallery, settings) -> None:
+    """A transaction open while the snapshot is built commits afterwards: its face has a
+    created_at before the build, is not in the snapshot, and must still be found."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    db, _, _, _ = gallery
+    late = unit(np.random.default_rng(4).standard_normal((1, DIM)))
+    with psycopg.connect(db.url) as writer:
+        register_vector(writer)
+        writer.execute("INSERT INTO persons (person_id) VALUES ('late')")
+        writer.execute("INSERT INTO memberships (group_id, person_id) VALUES ('g', 'late')")
+        writer.execute(
+            "INSERT INTO faces (person_id, model_id, embedding_dim, embedding, box, landmarks, "
+            "det_score, quality_score, quality_level, content_sha256, face_index) VALUES "
+            "('late', %s, %s, %s, '{0,0,1,1}', '{0,0,0,0,0,0,0,0,0,0}', 0.9, 80, 3, 'late', 0)",
+            (MODEL, DIM, late[0]),
+        )
+        # a later face commits first: the late face's id is below the snapshot's newest
+        enrol(db, "g", ["early"], unit(np.random.default_rng(5).standard_normal((1, DIM))))
+        rec = reindex(db, Scope(model_id=MODEL, group="g"), settings)  # writer still open
+        writer.commit()
+    assert rec.count == 401
+    with db.connection() as conn:
+        late_id = conn.execute("SELECT face_id FROM faces WHERE person_id = 'late'").fetchone()
+    assert late_id[0] < rec.max_face_id
+    res = identify_faiss(db, late, ["g"], MODEL, 1, cache=SnapshotCache())
+    assert res[0][0].person_id == "late"
+
+
+@pytest.mark.parametrize("kind", [IndexKind.IVF_FLAT, IndexKind.HNSW])
+def test_forced_approximate_kinds_build_from_postgres_and_find_the_person(
+    gallery, settings, kind
+) -> None:
+    db, centres, _, _ = gallery
+    rec = reindex(db, Scope(model_id=MODEL, group="g"), settings, kind=kind)
+    assert rec.kind == kind.value and rec.count == 400
+    res = identify_faiss(db, centres[:20], ["g"], MODEL, 1, cache=SnapshotCache())
+    assert float(np.mean([r[0].person_id == f"p{i:03d}" for i, r in enumerate(res)])) >= 0.95

@@ -160,3 +160,23 @@ def test_celery_worker_reindexes_and_identifies(enrolled, analyses, start_worker
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["status"] == "done"
     assert len(dest.read_text().splitlines()) == len(probe_matrix(analyses))
+
+
+def test_identify_batch_of_a_source_records_probes_then_matches(enrolled, tmp_path, engine,
+                                                               gdp_jpg) -> None:
+    db, _, model = enrolled
+    settings = Settings(home=tmp_path, snapshot_uri=str(tmp_path / "snaps"))
+    reindex(db, Scope(model_id=model, group=GROUP), settings)
+    res = identify_batch(db, [GROUP], sources=[str(gdp_jpg), str(tmp_path / "missing.jpg")],
+                         top_n=1, engine=engine, settings=settings,
+                         force_engine=SearchEngine.FAISS)
+    assert res.probes == 5 and res.matched == 5
+    assert [e["name"] for e in res.errors] == ["SOURCE_NOT_FOUND"]
+    with db.connection() as conn:
+        rows = conn.execute(
+            "SELECT m.person_id FROM matches m JOIN observed_faces o USING (observed_id) "
+            "WHERE m.job_id = %s AND o.job_id = %s ORDER BY o.face_index",
+            (res.job_id, res.job_id),
+        ).fetchall()
+    # the very same photo: each face's best match is its own enrolled person
+    assert [r[0] for r in rows] == [f"gdp-{i:02d}" for i in range(5)]

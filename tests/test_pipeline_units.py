@@ -158,3 +158,27 @@ def test_beat_schedule_from_settings() -> None:
     assert schedule["periodic-reindex"]["schedule"].total_seconds() == 600
     with pytest.raises(FacepipeError):
         parse_cron("0 2 * *")
+
+
+def test_schedule_lock_runs_a_slot_once(pipeline_redis: object) -> None:
+    from tests.fixtures.services import REDIS_BROKER
+    from workers.locks import acquire_slot
+
+    settings = Settings(broker_url=REDIS_BROKER)
+    assert acquire_slot(settings, "facepipe.schedule.test", "2026-01-01", 60)
+    assert not acquire_slot(settings, "facepipe.schedule.test", "2026-01-01", 60)
+    assert acquire_slot(settings, "facepipe.schedule.test", "2026-01-02", 60)
+
+
+def test_retry_policy_backs_off_capped_and_only_for_transient_errors() -> None:
+    from pipeline.config import get_settings
+    from workers.base import backoff_s, is_transient
+
+    settings = get_settings()
+    delays = [backoff_s(n) for n in range(12)]
+    assert delays[1] > delays[0]
+    assert max(delays) <= settings.retry_backoff_max_s * 1.1
+    assert is_transient(FacepipeError(ErrorCode.DATABASE_UNAVAILABLE))
+    assert is_transient(ConnectionRefusedError())
+    assert not is_transient(FacepipeError(ErrorCode.NO_FACE))
+    assert not is_transient(ValueError("bad"))

@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.jobs import store
 from pipeline.jobs.model import ItemSpec, Job, JobKind
+from pipeline.jobs.producers import source_type
 from pipeline.jobs.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def submit_job(
     rt = rt or get_runtime()
     params: dict[str, Any] = {"groups": list(groups)}
     if source is not None:
+        source_type(source)  # a missing local path is refused now, not by the worker later
         params["source"] = source
     if manifest:
         params["manifest"] = manifest

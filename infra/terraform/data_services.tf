@@ -35,7 +35,28 @@ resource "aws_elasticache_replication_group" "broker" {
   security_group_ids         = [aws_security_group.redis.id]
   at_rest_encryption_enabled = true
   transit_encryption_enabled = true
+  auth_token                 = random_password.redis.result
   snapshot_retention_limit   = 1
+}
+
+# Redis AUTH (needs in-transit encryption); the broker URLs holding it live in Secrets Manager.
+resource "random_password" "redis" {
+  length  = 48
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "broker" {
+  name                    = "${var.name}/broker"
+  description             = "FACEPIPE_BROKER_URL and FACEPIPE_RESULT_BACKEND of facepipe (JSON keys)"
+  recovery_window_in_days = 7
+}
+
+resource "aws_secretsmanager_secret_version" "broker" {
+  secret_id = aws_secretsmanager_secret.broker.id
+  secret_string = jsonencode({
+    broker_url     = "rediss://:${random_password.redis.result}@${local.redis_host}:6379/0?ssl_cert_reqs=required"
+    result_backend = "rediss://:${random_password.redis.result}@${local.redis_host}:6379/1?ssl_cert_reqs=required"
+  })
 }
 
 resource "random_password" "db" {
@@ -87,6 +108,9 @@ resource "aws_db_instance" "library" {
   skip_final_snapshot          = false
   final_snapshot_identifier    = "${var.name}-library-final"
   performance_insights_enabled = true
+  copy_tags_to_snapshot        = true
+  # Postgres and upgrade logs in CloudWatch Logs.
+  enabled_cloudwatch_logs_exports = ["postgresql", "upgrade"]
   auto_minor_version_upgrade   = true
   apply_immediately            = false
 }

@@ -25,9 +25,10 @@ resource "aws_launch_template" "gpu" {
     arn = aws_iam_instance_profile.gpu_instance.arn
   }
 
+  # IMDSv2 only, and out of reach of containers (awsvpc tasks get their role from the agent).
   metadata_options {
     http_tokens                 = "required"
-    http_put_response_hop_limit = 2
+    http_put_response_hop_limit = 1
   }
 
   block_device_mappings {

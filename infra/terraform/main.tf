@@ -10,19 +10,16 @@ locals {
   service_image = var.service_image != "" ? var.service_image : "${aws_ecr_repository.service.repository_url}:${var.image_tag}"
   worker_image  = var.worker_image != "" ? var.worker_image : "${aws_ecr_repository.worker.repository_url}:${var.image_tag}"
 
-  # ElastiCache with in-transit encryption: Celery/kombu take rediss:// with the CA check on.
+  # ElastiCache with in-transit encryption and AUTH: Celery/kombu take
+  # rediss://:<token>@host with the CA check on (the URLs are in the broker secret).
   redis_host   = aws_elasticache_replication_group.broker.primary_endpoint_address
-  broker_url   = "rediss://${local.redis_host}:6379/0?ssl_cert_reqs=required"
-  result_url   = "rediss://${local.redis_host}:6379/1?ssl_cert_reqs=required"
   snapshot_uri = "s3://${aws_s3_bucket.data.bucket}/snapshots"
 
-  # Settings shared by every facepipe container (see pipeline/config.py). The database URL,
-  # which holds the password, is injected from Secrets Manager instead (local.secrets).
+  # Settings shared by every facepipe container (see pipeline/config.py). The URLs holding
+  # passwords are injected from Secrets Manager instead (local.secrets).
   common_environment = merge({
     FACEPIPE_HOME            = "/var/lib/facepipe"
     FACEPIPE_LOG_LEVEL       = "INFO"
-    FACEPIPE_BROKER_URL      = local.broker_url
-    FACEPIPE_RESULT_BACKEND  = local.result_url
     FACEPIPE_S3_REGION       = var.region
     FACEPIPE_SNAPSHOT_URI    = local.snapshot_uri
     FACEPIPE_MATCH_THRESHOLD = tostring(var.match_threshold)
@@ -34,10 +31,21 @@ locals {
     value = local.common_environment[k]
   }]
 
-  secrets = [{
+  broker_secrets = [
+    {
+      name      = "FACEPIPE_BROKER_URL"
+      valueFrom = "${aws_secretsmanager_secret.broker.arn}:broker_url::"
+    },
+    {
+      name      = "FACEPIPE_RESULT_BACKEND"
+      valueFrom = "${aws_secretsmanager_secret.broker.arn}:result_backend::"
+    },
+  ]
+
+  secrets = concat(local.broker_secrets, [{
     name      = "FACEPIPE_DATABASE_URL"
     valueFrom = aws_secretsmanager_secret.database_url.arn
-  }]
+  }])
 }
 
 resource "aws_ecr_repository" "service" {

@@ -8,6 +8,7 @@ resource "aws_security_group" "alb" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "alb_http" {
+  description = "HTTP to the API load balancer"
   for_each          = toset(var.api_allowed_cidrs)
   security_group_id = aws_security_group.alb.id
   cidr_ipv4         = each.value
@@ -17,6 +18,7 @@ resource "aws_vpc_security_group_ingress_rule" "alb_http" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "alb_https" {
+  description = "HTTPS to the API load balancer"
   for_each          = var.certificate_arn != "" ? toset(var.api_allowed_cidrs) : toset([])
   security_group_id = aws_security_group.alb.id
   cidr_ipv4         = each.value
@@ -26,6 +28,7 @@ resource "aws_vpc_security_group_ingress_rule" "alb_https" {
 }
 
 resource "aws_vpc_security_group_egress_rule" "alb_to_tasks" {
+  description = "load balancer to the API tasks"
   security_group_id            = aws_security_group.alb.id
   referenced_security_group_id = aws_security_group.tasks.id
   from_port                    = 8000
@@ -40,6 +43,7 @@ resource "aws_security_group" "tasks" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "tasks_from_alb" {
+  description = "API port from the load balancer"
   security_group_id            = aws_security_group.tasks.id
   referenced_security_group_id = aws_security_group.alb.id
   from_port                    = 8000
@@ -49,6 +53,7 @@ resource "aws_vpc_security_group_ingress_rule" "tasks_from_alb" {
 
 # Tasks reach AWS APIs (S3, SQS, ECR, CloudWatch), image URLs given to the API, Redis and Postgres.
 resource "aws_vpc_security_group_egress_rule" "tasks_all" {
+  description = "AWS APIs, image URLs, Redis and Postgres"
   security_group_id = aws_security_group.tasks.id
   cidr_ipv4         = "0.0.0.0/0"
   ip_protocol       = "-1"
@@ -61,6 +66,7 @@ resource "aws_security_group" "gpu_instances" {
 }
 
 resource "aws_vpc_security_group_egress_rule" "gpu_instances_all" {
+  description = "ECS agent, ECR and AWS APIs"
   security_group_id = aws_security_group.gpu_instances.id
   cidr_ipv4         = "0.0.0.0/0"
   ip_protocol       = "-1"
@@ -73,6 +79,7 @@ resource "aws_security_group" "redis" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "redis_from_tasks" {
+  description = "Celery broker from the tasks"
   security_group_id            = aws_security_group.redis.id
   referenced_security_group_id = aws_security_group.tasks.id
   from_port                    = 6379
@@ -87,6 +94,7 @@ resource "aws_security_group" "db" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "db_from_tasks" {
+  description = "Postgres from the tasks"
   security_group_id            = aws_security_group.db.id
   referenced_security_group_id = aws_security_group.tasks.id
   from_port                    = 5432

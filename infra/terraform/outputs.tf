@@ -28,6 +28,11 @@ output "db_endpoint" {
   value       = aws_db_instance.library.address
 }
 
+output "broker_secret_arn" {
+  description = "Secrets Manager secret holding the broker URLs (JSON keys broker_url, result_backend)."
+  value       = aws_secretsmanager_secret.broker.arn
+}
+
 output "database_url_secret_arn" {
   description = "Secrets Manager secret holding FACEPIPE_DATABASE_URL."
   value       = aws_secretsmanager_secret.database_url.arn

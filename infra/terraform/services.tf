@@ -146,6 +146,7 @@ resource "aws_ecs_task_definition" "beat" {
       essential        = true
       command          = ["queue-metrics", "--interval", tostring(var.queue_metrics_interval_s)]
       environment      = local.environment
+      secrets          = local.broker_secrets
       logConfiguration = local.log_options["queue-metrics"]
     },
   ])

@@ -35,6 +35,22 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "data" {
   }
 }
 
+# Incomplete multipart uploads (interrupted archive uploads) are cleaned up after a week.
+resource "aws_s3_bucket_lifecycle_configuration" "data" {
+  bucket = aws_s3_bucket.data.id
+
+  rule {
+    id     = "abort-incomplete-uploads"
+    status = "Enabled"
+
+    filter {}
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+}
+
 resource "aws_s3_bucket_public_access_block" "data" {
   bucket                  = aws_s3_bucket.data.id
   block_public_acls       = true

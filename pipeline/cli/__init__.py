@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "pipeline.cli.library_cmds",
     "pipeline.cli.jobs_cmds",
     "pipeline.cli.index_cmds",
+    "pipeline.cli.api_cmds",
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -18,14 +18,24 @@ from numpy.typing import NDArray
 
 from pipeline.index.snapshot import Scope
 
-DELTA_MARGIN = timedelta(minutes=5)
-"""How far before a snapshot's watermark the delta and tombstone reads reach back.
 
-``created_at`` is a transaction's start time: a face inserted by a transaction that started
-before the build read its snapshot but committed after is not in the snapshot although its
-``created_at`` precedes the watermark. Reading back this margin (and deduplicating by face id)
-covers transactions shorter than it; facepipe's writes are single-chunk transactions.
-"""
+def open_transactions_since(conn: psycopg.Connection) -> datetime:
+    """The start of the oldest transaction open now in this database (other than ours), or
+    now when there is none.
+
+    Read *before* a build takes its snapshot, this is the snapshot's watermark: a face (or a
+    deletion) missing from the snapshot was written by a transaction that committed after the
+    snapshot, so it started after this time or was open at it. ``created_at`` is the writing
+    transaction's start (``now()``), and tombstones carry the deletion time, so "faces created
+    at or after the watermark" and "tombstones at or after it" cover everything the snapshot may
+    lack, with no guessed margin.
+    """
+    row = conn.execute(
+        "SELECT least(now(), coalesce(min(xact_start), now())) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND xact_start IS NOT NULL"
+    ).fetchone()
+    return row[0]  # type: ignore[index]
 
 
 def as_vector(value: Any) -> NDArray[np.float32]:
@@ -131,10 +141,10 @@ class Tombstones:
 
 
 def tombstones_since(conn: psycopg.Connection, since: datetime) -> Tombstones:
-    """Tombstones recorded after ``since`` (minus :data:`DELTA_MARGIN`)."""
+    """Tombstones recorded at or after ``since`` (a snapshot's watermark)."""
     rows = conn.execute(
-        "SELECT kind, face_id, person_id, group_id FROM index_tombstones WHERE deleted_at > %s",
-        (since - DELTA_MARGIN,),
+        "SELECT kind, face_id, person_id, group_id FROM index_tombstones WHERE deleted_at >= %s",
+        (since,),
     ).fetchall()
     faces = frozenset(int(r[1]) for r in rows if r[0] == "face" and r[1] is not None)
     persons = frozenset(r[2] for r in rows if r[0] == "person")
@@ -143,10 +153,8 @@ def tombstones_since(conn: psycopg.Connection, since: datetime) -> Tombstones:
 
 
 def prune_tombstones(conn: psycopg.Connection, before: datetime) -> int:
-    """Delete tombstones older than ``before`` minus the margin; how many."""
-    cur = conn.execute(
-        "DELETE FROM index_tombstones WHERE deleted_at < %s", (before - DELTA_MARGIN,)
-    )
+    """Delete tombstones older than ``before`` (the oldest live watermark); how many."""
+    cur = conn.execute("DELETE FROM index_tombstones WHERE deleted_at < %s", (before,))
     return cur.rowcount
 
 
@@ -163,11 +171,11 @@ class DeltaHit:
 def delta_where(scope: Scope, alias: str = "f") -> str:
     """The condition selecting faces a snapshot may lack: added after it (by id or time), or
     of persons put into the group after it."""
-    cond = f"({alias}.face_id > %(seq)s OR {alias}.created_at > %(wm)s"
+    cond = f"({alias}.face_id > %(seq)s OR {alias}.created_at >= %(wm)s"
     if scope.group is not None:
         cond += (
             f" OR {alias}.person_id IN (SELECT m2.person_id FROM memberships m2"
-            " WHERE m2.group_id = %(group)s AND m2.created_at > %(wm)s)"
+            " WHERE m2.group_id = %(group)s AND m2.created_at >= %(wm)s)"
         )
     return cond + ")"
 
@@ -179,7 +187,7 @@ def delta_count(
     where, params = scope_where(scope)
     row = conn.execute(
         f"SELECT count(*) FROM faces f WHERE {where} AND {delta_where(scope)}",
-        {**params, "seq": after_face_id or 0, "wm": after - DELTA_MARGIN},
+        {**params, "seq": after_face_id or 0, "wm": after},
     ).fetchone()
     return int(row[0]) if row else 0
 
@@ -194,8 +202,8 @@ def delta_search(
 ) -> list[DeltaHit]:
     """Exact top-``k`` per probe in pgvector over the scope's faces added after a snapshot.
 
-    "After" is :func:`delta_where` with ``after`` minus the margin; faces also in the
-    snapshot may come back (the caller deduplicates by face id).
+    "After" is :func:`delta_where` with ``after`` the snapshot's watermark; faces also in
+    the snapshot may come back (the caller deduplicates by face id).
     The delta is materialised first so Postgres scans it exactly instead of walking the HNSW
     index with a filter.
     """
@@ -214,7 +222,7 @@ def delta_search(
         {
             **params,
             "seq": after_face_id or 0,
-            "wm": after - DELTA_MARGIN,
+            "wm": after,
             "probes": [_vector_literal(v) for v in probes],
             "k": k,
         },

@@ -3,7 +3,9 @@
 The build reads the scope in one REPEATABLE READ transaction, so the count, the training
 sample, the vectors and the watermark all describe one consistent state of the library:
 
-1. ``now()`` of that transaction is the watermark (faces committed later are the delta);
+1. the watermark is read just before that transaction starts: the start of the oldest
+   transaction then open, else now (:func:`gallery.open_transactions_since`); every face the
+   snapshot lacks was created at or after it, every deletion it misses is tombstoned after it;
 2. the index type comes from the count (:mod:`pipeline.index.spec`);
 3. IVF indexes train on a sample Postgres draws (only the sample crosses the wire);
 4. vectors stream through a server-side cursor, ``index_stream_batch`` rows at a time, into
@@ -162,8 +164,11 @@ def reindex(
         kind = IndexKind(settings.index_kind)
     started = time.perf_counter()
     with db.connection() as conn:
+        # Read before the build's snapshot exists (see gallery.open_transactions_since).
+        watermark = gallery.open_transactions_since(conn)
+    with db.connection() as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        watermark = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        snapshot_time = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
         count = gallery.count_scope(conn, scope)
         dim = gallery.scope_dim(conn, scope)
         if count == 0 or dim is None:
@@ -223,6 +228,7 @@ def reindex(
         "add_seconds": round(add_s, 3),
         "save_seconds": round(save_s, 3),
         "faiss_version": meta.faiss_version,
+        "snapshot_time": snapshot_time.isoformat(),
     }
     with db.transaction() as conn:
         row = conn.execute(

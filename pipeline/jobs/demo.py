@@ -118,16 +118,18 @@ def _print_refusals(console: Console, job_id: str) -> None:
 
 
 def _print_matches(console: Console, records: list[dict], threshold: float) -> None:
-    table = Table("photo", "face", "box", "best match", "confidence", f"match (>= {threshold:g})")
+    """One row per face: who it is (at the match threshold) and the closest enrolled person."""
+    table = Table("photo", "face", "identified as", "confidence", "closest enrolled person",
+                  caption=f"match threshold: confidence >= {threshold:g}")
     for rec in records:
         best = rec["matches"][0] if rec["matches"] else None
         conf = float(best["confidence"]) if best else 0.0
+        matched = best is not None and conf >= threshold
         table.add_row(
             Path(rec["source"]).name,
             str(rec["face_index"]),
-            ",".join(f"{v:.0f}" for v in rec["box"]),
-            best["person_id"] if best else "-",
+            f"[green]{best['person_id']}[/green]" if matched and best else "unknown",
             f"{conf:.1f}" if best else "-",
-            "[green]yes[/green]" if best and conf >= threshold else "no",
+            best["person_id"] if best else "-",
         )
     console.print(table)

@@ -58,7 +58,7 @@ class DetectOptions:
     det_size: int = 640
     score_threshold: float = 0.5
     nms_threshold: float = 0.4
-    min_face_size: float = 16.0
+    min_face_size: float = 12.0
     max_faces: int = 64
     mode: DetectMode = DetectMode.ALL
     rotate: bool = False
@@ -89,6 +89,11 @@ class ScrfdDetector(OnnxModel):
     """SCRFD with 5 keypoints (any of scrfd_500m/2.5g/10g, det_500m/det_10g)."""
 
     kind = ModelKind.DETECTOR
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the session runs on the CPU provider (no accelerator was available)."""
+        return self.session.get_providers()[0] == "CPUExecutionProvider"
 
     @property
     def batched(self) -> bool:

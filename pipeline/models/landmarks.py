@@ -23,13 +23,24 @@ class Landmark106(OnnxModel):
     kind = ModelKind.LANDMARK106
 
     def landmarks(
-        self, pixels: NDArray[np.uint8], boxes: Sequence[NDArray[np.float32]]
+        self,
+        pixels: NDArray[np.uint8],
+        boxes: Sequence[NDArray[np.float32]],
+        turns: Sequence[float] | None = None,
     ) -> list[NDArray[np.float32]]:
-        """(106, 2) image-pixel landmarks for each box of one image, one batched run."""
+        """(106, 2) image-pixel landmarks for each box of one image, one batched run.
+
+        ``turns`` (degrees clockwise per face, multiples of 90: faces found by the rotation
+        search) are undone in the crop, so the model always sees an upright face.
+        """
         if len(boxes) == 0:
             return []
         size = self.manifest.input_size[0] if self.manifest.input_size else 192
-        matrices = [box_crop_transform(box, size, LANDMARK_MARGIN) for box in boxes]
+        turns = turns if turns is not None else [0.0] * len(boxes)
+        matrices = [
+            box_crop_transform(box, size, LANDMARK_MARGIN, turn)
+            for box, turn in zip(boxes, turns, strict=True)
+        ]
         crops = [cv2.warpAffine(pixels, m, (size, size), borderValue=0) for m in matrices]
         raw = self.run(self.blob(crops))[0].reshape(len(crops), -1, 2)
         out = []

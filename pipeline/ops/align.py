@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
@@ -54,16 +56,23 @@ def align_face(
 
 
 def box_crop_transform(
-    box: tuple[float, float, float, float] | NDArray[np.floating], size: int, margin: float = 1.5
+    box: tuple[float, float, float, float] | NDArray[np.floating],
+    size: int,
+    margin: float = 1.5,
+    degrees: float = 0.0,
 ) -> NDArray[np.float64]:
     """2x3 matrix mapping a square of ``margin`` x the box's long side, centred on the box,
-    to a ``size x size`` crop (InsightFace's convention for its landmark and attribute models).
+    to a ``size x size`` crop (InsightFace's convention for its landmark and attribute models),
+    turned counter-clockwise by ``degrees`` (to undo a face's clockwise roll).
     """
     x1, y1, x2, y2 = (float(v) for v in box)
     long_side = max(x2 - x1, y2 - y1, 1e-3)
     scale = size / (long_side * margin)
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
-    return np.array([[scale, 0.0, size / 2.0 - cx * scale], [0.0, scale, size / 2.0 - cy * scale]])
+    a = math.radians(-degrees)
+    linear = scale * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    shift = np.array([size / 2.0, size / 2.0]) - linear @ np.array([cx, cy])
+    return np.hstack([linear, shift[:, None]])
 
 
 def apply_affine(points: NDArray[np.floating], matrix: NDArray[np.floating]) -> NDArray[np.float32]:

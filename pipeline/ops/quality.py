@@ -74,7 +74,7 @@ class QualityThresholds:
     """Grade thresholds of every dimension (defaults measured on the dev photos)."""
 
     detector_score: Grades = Grades(0.70, 0.60, 0.50)
-    face_size: Grades = Grades(80.0, 48.0, 32.0)
+    face_size: Grades = Grades(64.0, 40.0, 24.0)
     """Short side of the face box, px."""
     blur: Grades = Grades(0.40, 0.55, 0.70)
     """0 sharp .. 1 blurred (Baidu's convention)."""

@@ -17,6 +17,9 @@ from psycopg.types.json import Jsonb
 
 from pipeline.store.records import FaceHit, FaceInfo, GroupInfo, NewFace, PersonSummary
 
+HNSW_DIM = 512
+"""Dimension of the HNSW expression index (``embedding::halfvec(512)``, migration 0001)."""
+
 
 def as_array(value: Any) -> NDArray[np.float32]:
     """A pgvector value (``Vector``, ``HalfVector`` or array) as a float32 NumPy vector."""
@@ -327,7 +330,7 @@ def get_face_embedding(conn: psycopg.Connection, face_id: int) -> NDArray[np.flo
 def count_group_faces(
     conn: psycopg.Connection, group_ids: Sequence[str], model_id: str, cap: int
 ) -> int:
-    """Faces of ``model_id`` in the groups, counted up to ``cap + 1`` (bounded cost)."""
+    """Faces of ``model_id`` in the groups, counted exactly up to ``cap + 1``."""
     row = conn.execute(
         "SELECT count(*) FROM (SELECT 1 FROM faces f WHERE f.model_id = %s AND f.person_id IN "
         "(SELECT m.person_id FROM memberships m WHERE m.group_id = ANY(%s)) LIMIT %s) t",
@@ -336,24 +339,48 @@ def count_group_faces(
     return int(row[0]) if row else 0
 
 
+def estimate_group_faces(
+    conn: psycopg.Connection, group_ids: Sequence[str], model_id: str, cap: int
+) -> int:
+    """About how many faces the groups hold, cheaply: their memberships (counted on the primary
+    key index, up to ``cap + 1``) times the gallery's mean faces per person (planner
+    statistics). Before the tables were ever analysed it counts exactly (small tables)."""
+    stats = conn.execute(
+        "SELECT (SELECT reltuples FROM pg_class WHERE oid = 'faces'::regclass),"
+        " (SELECT reltuples FROM pg_class WHERE oid = 'persons'::regclass)"
+    ).fetchone()
+    faces, persons = (float(stats[0]), float(stats[1])) if stats else (-1.0, -1.0)
+    if faces <= 0 or persons <= 0:
+        return count_group_faces(conn, group_ids, model_id, cap)
+    row = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM memberships WHERE group_id = ANY(%s) LIMIT %s) t",
+        (list(group_ids), cap + 1),
+    ).fetchone()
+    members = int(row[0]) if row else 0
+    return round(members * max(faces / persons, 1.0))
+
+
 def search_exact(
     conn: psycopg.Connection,
     query: NDArray[np.float32],
     group_ids: Sequence[str],
     model_id: str,
-    top_n: int,
+    limit: int,
 ) -> list[FaceHit]:
-    """Exact search: every face in the groups scored; each person once with its best face."""
+    """Exact search: every face of the groups scored on its float32 vector; the ``limit`` best
+    face hits, best first (a top-N heap sort; several may belong to one person)."""
+    # Walk the groups' members on the memberships primary key and fetch each member's faces on
+    # faces_person_idx (OFFSET 0 keeps the planner from turning this into a hash join, which
+    # would read the whole faces table to find a small group's members).
     rows = conn.execute(
-        "SELECT person_id, face_id, dist FROM ("
-        " SELECT DISTINCT ON (f.person_id) f.person_id, f.face_id, f.embedding <=> %(q)s AS dist"
-        " FROM faces f WHERE f.model_id = %(m)s AND f.person_id IN"
-        "  (SELECT m.person_id FROM memberships m WHERE m.group_id = ANY(%(g)s))"
-        " ORDER BY f.person_id, dist, f.face_id) best "
-        "ORDER BY dist, person_id LIMIT %(n)s",
-        {"q": query, "m": model_id, "g": list(group_ids), "n": top_n},
+        "SELECT f.face_id, f.person_id, f.embedding <=> %(q)s::vector AS dist"
+        " FROM (SELECT DISTINCT m.person_id FROM memberships m WHERE m.group_id = ANY(%(g)s)) p"
+        " CROSS JOIN LATERAL (SELECT x.face_id, x.person_id, x.embedding FROM faces x"
+        "  WHERE x.person_id = p.person_id AND x.model_id = %(m)s OFFSET 0) f"
+        " ORDER BY dist, f.face_id LIMIT %(k)s",
+        {"q": query, "m": model_id, "g": list(group_ids), "k": limit},
     ).fetchall()
-    return [FaceHit(int(r[1]), r[0], 1.0 - float(r[2])) for r in rows]
+    return [FaceHit(int(r[0]), r[1], 1.0 - float(r[2])) for r in rows]
 
 
 def search_hnsw(
@@ -368,6 +395,8 @@ def search_hnsw(
     """Approximate search on the HNSW index with pgvector 0.8 iterative scans; up to ``limit``
     face hits, best first (several may belong to one person).
 
+    The index orders by the halfvec distance; the hits are re-ranked by the exact float32 one.
+
     The group filter is applied while the index is walked; ``relaxed_order`` iterative scanning
     keeps walking until ``limit`` rows pass it (or ``max_scan_tuples`` were visited), so a
     selective filter does not starve the result. Must run inside a transaction (SET LOCAL).
@@ -377,10 +406,11 @@ def search_hnsw(
     conn.execute(f"SET LOCAL hnsw.max_scan_tuples = {int(max_scan_tuples)}")
     rows = conn.execute(
         "WITH hits AS MATERIALIZED ("
-        " SELECT f.face_id, f.person_id, f.embedding <=> %(q)s AS dist FROM faces f"
+        " SELECT f.face_id, f.person_id, f.embedding <=> %(q)s::vector AS dist FROM faces f"
         " WHERE f.model_id = %(m)s AND EXISTS (SELECT 1 FROM memberships m"
         "  WHERE m.person_id = f.person_id AND m.group_id = ANY(%(g)s))"
-        " ORDER BY f.embedding <=> %(q)s LIMIT %(k)s) "
+        f" ORDER BY f.embedding::halfvec({HNSW_DIM}) <=> %(q)s::halfvec({HNSW_DIM})"
+        " LIMIT %(k)s) "
         "SELECT face_id, person_id, dist FROM hits ORDER BY dist, face_id",
         {"q": query, "m": model_id, "g": list(group_ids), "k": limit},
     ).fetchall()
@@ -440,10 +470,16 @@ def replace_matches(
     )
     if not rows:
         return 0
+    written = 0
     with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO matches (observed_id, job_id, rank, person_id, face_id, score, "
-            "confidence) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [(observed_id, job_id, *r) for r in rows],
-        )
-    return len(rows)
+        for rank, person_id, face_id, score, confidence in rows:
+            # A candidate deleted since the search is skipped rather than failing the chunk.
+            cur.execute(
+                "INSERT INTO matches (observed_id, job_id, rank, person_id, face_id, score, "
+                "confidence) SELECT %s, %s, %s, %s, %s, %s, %s WHERE EXISTS "
+                "(SELECT 1 FROM faces WHERE face_id = %s AND person_id = %s)",
+                (observed_id, job_id, rank, person_id, face_id, score, confidence, face_id,
+                 person_id),
+            )
+            written += cur.rowcount
+    return written

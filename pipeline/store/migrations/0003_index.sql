@@ -1,9 +1,10 @@
 -- 0003 (index): FAISS index snapshots and the tombstones that keep old snapshots honest.
 --
 -- index_snapshots: one row per snapshot written to the object store (S3 prefix or local
--- directory). scope is 'all' or 'group=<id>'; max_face_id / watermark are the newest face the
--- snapshot contains (face_id only grows; watermark is the start of the build's read snapshot),
--- so faces added later are found by the delta search. Garbage-collected rows get gc_at set and
+-- directory). scope is 'all' or 'group=<id>'; max_face_id is the newest face the snapshot
+-- contains and watermark the time from which it may lack faces or deletions (the start of the
+-- oldest transaction open when the build took its read snapshot, else that moment): faces
+-- created and tombstones recorded at or after it are the delta search's and the filter's job. Garbage-collected rows get gc_at set and
 -- their files deleted.
 CREATE TABLE IF NOT EXISTS index_snapshots (
     snapshot_id   text PRIMARY KEY,

@@ -1,0 +1,265 @@
+"""Pipeline benchmark: images/s through Celery (1 and 2 worker processes) versus the engine
+in-process on the same photos, and queue-to-result latency of one S3 event.
+
+    .venv/bin/python bench/pipeline.py [--photos DIR] [--limit N] [--chunk-size N]
+
+Every run is a ``detect`` job (decode, detect, align, embed, write observed faces to Postgres),
+the in-process baseline is ``FaceEngine.analyze_stream`` over the same files. Workers are warmed
+(models loaded) before timing. The S3 latency is measured from ``upload_file`` returning to the
+job being done (key ``enroll/bench/person<i>/photo.jpg``: one face enrolled), through a moto
+server (S3 + SQS over HTTP), the real S3 -> SQS notification, the SQS listener and a warm
+worker. Uses Redis DB 9/10 (flushed) and a private embedded Postgres under a temporary
+FACEPIPE_HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import (
+    DEFAULT_OUT,
+    SHARED_FACES,
+    list_photos,
+    machine_info,
+    machine_line,
+    write_json,
+)
+
+BROKER = "redis://127.0.0.1:6379/9"
+RESULTS = "redis://127.0.0.1:6379/10"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+            return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("moto server did not start")
+
+
+def _wait(job_id: str, timeout_s: float = 900.0) -> Any:
+    from pipeline.jobs import store
+    from pipeline.jobs.runtime import get_runtime
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with get_runtime().db.connection() as conn:
+            job = store.get_job(conn, job_id)
+        if job.status.finished or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    rates = sorted(r["images_per_s"] for r in runs)
+    return {**runs[0], "seconds": [r["seconds"] for r in runs],
+            "images_per_s_runs": [r["images_per_s"] for r in runs],
+            "images_per_s": rates[len(rates) // 2], "images_per_s_best": rates[-1],
+            "load_avg_1min": [r["load_1min"] for r in runs]}
+
+
+def _pipeline_runs(folder: Path, processes: int, chunk: int, home: Path,
+                   repeats: int) -> dict[str, Any]:
+    from pipeline.jobs.model import JobKind
+    from workers.process import start_worker, wait_ready
+    from workers.submit import submit_job
+
+    worker = start_worker(queues=("ingest", "infer"), concurrency=processes,
+                          logfile=home / f"worker-{processes}.log")
+    runs = []
+    try:
+        wait_ready(worker, 120)
+        # warm every pool process: small chunks, so each process loads its models
+        _wait(submit_job(JobKind.DETECT, str(folder), groups=[], chunk_size=2).id)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            job = _wait(submit_job(JobKind.DETECT, str(folder), groups=[], chunk_size=chunk).id)
+            wall = time.perf_counter() - start
+            n = job.n_done + job.n_failed
+            runs.append({"processes": processes, "images": n, "faces": job.n_faces,
+                         "failed": job.n_failed, "seconds": round(wall, 2),
+                         "images_per_s": round(n / wall, 2), "load_1min": os.getloadavg()[0]})
+    finally:
+        worker.stop()
+    return _summary(runs)
+
+
+def _in_process(paths: list[Path], repeats: int) -> dict[str, Any]:
+    from pipeline.engine import FaceEngine
+
+    engine = FaceEngine.from_settings()
+    list(engine.analyze_stream([str(p) for p in paths[:4]]))  # warm-up
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        faces = failed = 0
+        for outcome in engine.analyze_stream([str(p) for p in paths]):
+            if outcome.error is not None:
+                failed += 1
+            else:
+                faces += len(outcome.analysis.faces)
+        wall = time.perf_counter() - start
+        runs.append({"images": len(paths), "faces": faces, "failed": failed,
+                     "seconds": round(wall, 2), "images_per_s": round(len(paths) / wall, 2),
+                     "load_1min": os.getloadavg()[0]})
+    return _summary(runs)
+
+
+def _s3_latency(home: Path, photo: Path, repeats: int) -> dict[str, Any]:
+    import boto3
+
+    from pipeline.jobs.runtime import get_runtime
+    from workers.process import start_worker, wait_ready
+    from workers.s3_listener import SqsListener
+
+    proc, endpoint = _start_moto(home / "moto.log")
+    os.environ["FACEPIPE_S3_ENDPOINT_URL"] = endpoint
+    from pipeline.config import get_settings
+
+    get_settings.cache_clear()
+    get_runtime().settings = get_settings()
+    worker = start_worker(queues=("ingest", "infer"), concurrency=1,
+                          logfile=home / "worker-s3.log")
+    stop = threading.Event()
+    try:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="bench")
+        queue = sqs.create_queue(QueueName="bench-events")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
+        s3.put_bucket_notification_configuration(
+            Bucket="bench",
+            NotificationConfiguration={"QueueConfigurations": [
+                {"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
+        )
+        wait_ready(worker, 120)
+        listener = SqsListener(queue, settings=get_settings())
+        jobs: list[tuple[float, str]] = []
+
+        def listen() -> None:
+            while not stop.is_set():
+                for handled in listener.poll_once(wait_s=1):
+                    for job_id in handled.jobs:
+                        jobs.append((time.perf_counter(), job_id))
+
+        thread = threading.Thread(target=listen, daemon=True)
+        thread.start()
+        latencies, enqueue = [], []
+        for i in range(repeats + 1):  # the first one warms the worker's models
+            before = len(jobs)
+            start = time.perf_counter()
+            s3.upload_file(str(photo), "bench", f"enroll/bench/person{i}/photo.jpg")
+            while len(jobs) == before:
+                time.sleep(0.01)
+            seen_at, job_id = jobs[-1]
+            job = _wait(job_id, 120)
+            done = time.perf_counter()
+            if job.n_done != 1:
+                raise RuntimeError(f"the event's job did not enrol its photo: {job}")
+            if i:
+                latencies.append(done - start)
+                enqueue.append(seen_at - start)
+        latencies.sort()
+        return {
+            "events": len(latencies),
+            "median_s": round(latencies[len(latencies) // 2], 3),
+            "max_s": round(latencies[-1], 3),
+            "median_upload_to_enqueued_s": round(sorted(enqueue)[len(enqueue) // 2], 3),
+        }
+    finally:
+        stop.set()
+        worker.stop()
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photos", type=Path, default=SHARED_FACES / "dev")
+    parser.add_argument("--limit", type=int, default=96)
+    parser.add_argument("--chunk-size", type=int, default=16)
+    parser.add_argument("--s3-events", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT / "pipeline.json")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="facepipe-bench-"))
+    os.environ.update({"FACEPIPE_HOME": str(home), "FACEPIPE_BROKER_URL": BROKER,
+                       "FACEPIPE_RESULT_BACKEND": RESULTS, "AWS_ACCESS_KEY_ID": "bench",
+                       "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+                       "FACEPIPE_SQS_WAIT_TIME_S": "1", "FACEPIPE_REIDENTIFY_GROUPS": '["bench"]'})
+    import redis
+
+    for url in (BROKER, RESULTS):
+        redis.Redis.from_url(url).flushdb()
+    from pipeline.jobs.runtime import get_runtime
+
+    db = None
+    try:
+        db = get_runtime().db  # starts the embedded Postgres once; workers reuse it
+        os.environ["FACEPIPE_DATABASE_URL"] = db.url
+        paths = list_photos(args.photos, args.limit)
+        folder = home / "photos"
+        for i, p in enumerate(paths):  # flat copy: the job lists exactly these files
+            dest = folder / f"{i:04d}{p.suffix.lower()}"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(p, dest)
+        info = machine_info()
+        print(machine_line(info), flush=True)
+        baseline = _in_process(sorted(folder.iterdir()), args.repeats)
+        print(f"in-process engine: {baseline}", flush=True)
+        runs = []
+        for n in (1, 2):
+            run = _pipeline_runs(folder, n, args.chunk_size, home, args.repeats)
+            run["overhead_ratio"] = round(baseline["images_per_s"] / run["images_per_s"], 2)
+            run["overhead_ratio_best"] = round(
+                baseline["images_per_s_best"] / run["images_per_s_best"], 2
+            )
+            print(f"celery, {n} worker process(es): {run}", flush=True)
+            runs.append(run)
+        s3 = _s3_latency(home, paths[0], args.s3_events)
+        print(f"S3 event -> job done: {s3}", flush=True)
+        write_json(args.out, {"machine": info, "photos": str(args.photos), "in_process": baseline,
+                              "celery": runs, "s3_event_latency": s3,
+                              "chunk_size": args.chunk_size})
+        print(json.dumps({"written": str(args.out)}))
+    finally:
+        get_runtime().close()
+        if db is not None and db.server is not None:
+            db.server.stop()  # the private embedded Postgres of this run
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

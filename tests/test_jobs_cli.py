@@ -1,0 +1,42 @@
+"""The pipeline's CLI commands against the real database and broker (no worker needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+import pipeline.cli.jobs_cmds  # noqa: F401  (registers the commands)
+from pipeline.cli.app import app
+
+
+def test_enroll_then_list_show_cancel_retry(
+    pipeline_env: Any, clean_database: Any, pipeline_redis: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "ann").mkdir()
+    runner = CliRunner()
+    out = runner.invoke(app, ["enroll", str(tmp_path), "--group", "g1", "--json"])
+    assert out.exit_code == 0, out.output
+    job = json.loads(out.output)
+    assert job["kind"] == "enroll" and job["status"] == "pending"
+    assert job["params"] == {"groups": ["g1"], "source": str(tmp_path)}
+    assert pipeline_redis.llen("ingest") == 1  # the listing task waits for a worker
+
+    listed = json.loads(runner.invoke(app, ["jobs", "list", "--json"]).output)
+    assert [j["id"] for j in listed] == [job["id"]]
+    shown = runner.invoke(app, ["jobs", "show", job["id"][:8]])
+    assert shown.exit_code == 0 and job["id"] in shown.output
+    cancelled = runner.invoke(app, ["jobs", "cancel", job["id"][:8]])
+    assert cancelled.exit_code == 0 and "cancelled" in cancelled.output
+    again = runner.invoke(app, ["jobs", "cancel", job["id"]])
+    assert again.exit_code == 2 and "JOB_STATE" in again.output
+    retried = runner.invoke(app, ["jobs", "retry", job["id"]])
+    assert retried.exit_code == 0 and "0 failed items" in retried.output
+    missing = runner.invoke(app, ["jobs", "show", "ffffffff"])
+    assert missing.exit_code == 2 and "JOB_NOT_FOUND" in missing.output
+    usage = runner.invoke(app, ["reidentify", "--group", "g1"])
+    assert usage.exit_code == 2
+    gone = runner.invoke(app, ["enroll", str(tmp_path / "nope"), "--group", "g1"])
+    assert gone.exit_code == 2 and "SOURCE_NOT_FOUND" in gone.output
