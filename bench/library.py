@@ -252,7 +252,9 @@ def storage_comparison(
     return out
 
 
-def run_size(db: Database, n: int, queries: int, ef_list: Sequence[int], seed: int) -> dict:
+def run_size(
+    db: Database, n: int, queries: int, ef_list: Sequence[int], seed: int, comparisons: bool
+) -> dict:
     rng = np.random.default_rng(seed)
     vecs = unit_rows(rng, n)
     sizes = group_sizes(n)
@@ -272,6 +274,8 @@ def run_size(db: Database, n: int, queries: int, ef_list: Sequence[int], seed: i
                    **measure_library(db, vecs, group, size, probes, exact, ef)}
             print(f"[{n}] {row}", flush=True)
             out["search"].append(row)
+    if not comparisons:
+        return out
     probes = probes_of(rng, vecs, rng.integers(0, n, queries))
     with connect(db.url) as conn:
         out["hnsw_vector_vs_halfvec"] = index_comparison(conn, vecs, probes, max(ef_list))
@@ -289,6 +293,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--ef-search", default="40,100", help="hnsw.ef_search values")
     ap.add_argument("--database-url", default=None, help="use this database (tables emptied!)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--skip-comparisons", action="store_true",
+        help="skip the vector-vs-halfvec index and storage comparisons (saves an index build)",
+    )
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT / "library.json")
     args = ap.parse_args(argv)
     tmp = None
@@ -304,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "probe_cosine": PROBE_COSINE,
             "sizes": [
                 run_size(db, int(n), args.queries, [int(e) for e in args.ef_search.split(",")],
-                         args.seed)
+                         args.seed, not args.skip_comparisons)
                 for n in args.sizes.split(",")
             ],
         }

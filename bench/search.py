@@ -298,6 +298,48 @@ def planner_sweep(db: Database, model: str, settings: Settings, sizes: Sequence[
     return out
 
 
+def delta_sweep(db: Database, model: str, settings: Settings, rng: np.random.Generator,
+                gallery: NDArray[np.float32], deltas: Sequence[int] = (1_000, 10_000)) -> list:
+    """identify_faiss cost per probe when faces were added after the snapshot (delta)."""
+    scope = Scope(model_id=model, group=GROUP)
+    reindex(db, scope, settings)
+    probes = noisy_copies(rng, gallery[rng.integers(0, len(gallery), 256)])
+    out, added = [], 0
+    for d in (0, *deltas):
+        if d > added:
+            new = unit_rows(rng, d - added)
+            with psycopg.connect(db.url) as conn:
+                register_vector(conn)
+                with conn.cursor() as cur:
+                    persons = [f"delta{added + i}" for i in range(len(new))]
+                    with cur.copy("COPY persons (person_id) FROM STDIN") as copy:
+                        for p in persons:
+                            copy.write_row((p,))
+                    with cur.copy("COPY memberships (group_id, person_id) FROM STDIN") as copy:
+                        for p in persons:
+                            copy.write_row((GROUP, p))
+                    with cur.copy(
+                        "COPY faces (person_id, model_id, embedding_dim, embedding, box, "
+                        "landmarks, det_score, quality_score, quality_level, content_sha256, "
+                        "face_index) FROM STDIN WITH (FORMAT BINARY)"
+                    ) as copy:
+                        copy.set_types(["text", "text", "int2", "vector", "float4[]",
+                                        "float4[]", "float4", "float4", "int2", "text", "int4"])
+                        for p, v in zip(persons, new, strict=True):
+                            copy.write_row((p, model, DIM, v, [0.0, 0.0, 1.0, 1.0], [0.0] * 10,
+                                            0.9, 90.0, 4, f"{p:>064}", 0))
+                conn.commit()
+            added = d
+        cache = SnapshotCache()
+        identify_faiss(db, probes[:1], [GROUP], model, 5, cache=cache, settings=settings)
+        t0 = time.perf_counter()
+        identify_faiss(db, probes, [GROUP], model, 5, cache=cache, settings=settings)
+        out.append({"delta_faces": d,
+                    "faiss_ms_per_probe_batch256": round((time.perf_counter() - t0) / 2.56, 2)})
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
 def run_size(db: Database, n: int, args: argparse.Namespace, real) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     model, ids, emb, is_query = real
@@ -351,6 +393,7 @@ def run_size(db: Database, n: int, args: argparse.Namespace, real) -> dict[str, 
     res["auto_spec"] = choose_spec(n, DIM).factory_string
     if args.planner:
         res["planner"] = planner_sweep(db, model, settings, [*sweep_sizes, n], rng, gallery)
+        res["delta"] = delta_sweep(db, model, settings, rng, gallery)
     # end to end: identify-batch over observed faces
     batch_probes = noisy_copies(rng, gallery[rng.integers(0, n, args.batch_probes)])
     with psycopg.connect(db.url) as conn:

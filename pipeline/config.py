@@ -137,12 +137,13 @@ class Settings(BaseSettings):
     )
     identify_top_n: int = Field(default=5, description="Default number of identify candidates.")
     exact_search_max_faces: int = Field(
-        default=20_000,
+        default=10_000,
         description="Group-filtered searches over at most this many faces scan exactly; larger "
         "ones use the HNSW index with iterative scans (measured, README library section).",
     )
     hnsw_ef_search: int = Field(
-        default=100, description="pgvector hnsw.ef_search for identify (recall vs latency)."
+        default=400,
+        description="pgvector hnsw.ef_search for identify (recall vs latency; at most 1000).",
     )
     face_crop_format: str = Field(
         default="png", description="Encoding of stored aligned face crops: png (lossless) or jpeg."

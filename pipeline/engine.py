@@ -168,7 +168,7 @@ class FaceEngine:
         if self.attributes is not None:
             with clock("attributes"):
                 attrs = [
-                    self.attributes.attributes(im.pixels, list(d.boxes))
+                    self.attributes.attributes(im.pixels, list(d.boxes), quarter_turns(d))
                     for im, d in zip(images, found, strict=True)
                 ]
         with clock("align"):

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -60,6 +61,19 @@ logger = logging.getLogger(__name__)
 
 HNSW_MAX_SCAN_TUPLES = 50_000
 """Upper bound of index tuples one iterative HNSW scan visits (pgvector hnsw.max_scan_tuples)."""
+
+SCAN_TABLE_SHARE = 0.3
+"""An exact search reads the whole faces table when the groups hold more than this share of
+the gallery, and walks the members' faces by index otherwise (measured: README library)."""
+
+
+class _Plan(StrEnum):
+    """How one identify call searches."""
+
+    EXACT_MEMBERS = "exact-members"
+    EXACT_SCAN = "exact-scan"
+    HNSW = "hnsw"
+
 
 _HITS_PER_PERSON = 4
 """First fetch size per wanted person; grown x4 while too few distinct persons come back."""
@@ -866,9 +880,15 @@ class FaceLibrary:
             if not probes:
                 return []
             exact_max = self.settings.exact_search_max_faces
-            exact = repo.estimate_group_faces(c, present, model, exact_max) <= exact_max
+            in_groups, in_gallery = repo.estimate_group_faces(c, present, model, exact_max)
+            if in_groups > exact_max:
+                plan = _Plan.HNSW
+            elif in_groups > SCAN_TABLE_SHARE * in_gallery:
+                plan = _Plan.EXACT_SCAN
+            else:
+                plan = _Plan.EXACT_MEMBERS
             hits_per_probe = [
-                self._search_one(c, probe, present, model, n, exact) for probe in probes
+                self._search_one(c, probe, present, model, n, plan) for probe in probes
             ]
             names = repo.person_tags(
                 c, sorted({h.person_id for hits in hits_per_probe for h in hits})
@@ -884,19 +904,22 @@ class FaceLibrary:
         groups: list[str],
         model_id: str,
         top_n: int,
-        exact: bool,
+        plan: _Plan,
     ) -> list[FaceHit]:
         """The ``top_n`` best persons: fetch the k best faces (exact or HNSW), keep each
         person's best; grow k while fewer than ``top_n`` distinct persons came back and more
         faces exist. With an exact fetch the result is exact: the first ``top_n`` distinct
         persons among the best faces are the ``top_n`` best persons."""
+        exact = plan is not _Plan.HNSW
         k = top_n * _HITS_PER_PERSON
         # an exact fetch may need every face of the top_n persons; an HNSW one is bounded by
         # hnsw.ef_search's maximum
         k_max = top_n * max(self.settings.max_faces_per_person, 1) if exact else _MAX_HNSW_HITS
         while True:
             if exact:
-                raw = repo.search_exact(conn, probe, groups, model_id, k)
+                raw = repo.search_exact(
+                    conn, probe, groups, model_id, k, scan_table=plan is _Plan.EXACT_SCAN
+                )
             else:
                 with conn.transaction():
                     raw = repo.search_hnsw(

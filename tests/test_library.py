@@ -249,10 +249,16 @@ def _enrol_players(lib: FaceLibrary, players: ImageAnalysis) -> None:
         lib.add_analyzed_face(f"p{i:02d}", players, face)
 
 
-@pytest.mark.parametrize("exact_max", [100_000, 0], ids=["exact", "hnsw"])
-def test_identify_across_groups_each_person_once(
-    clean_database: Database, engine, players: ImageAnalysis, exact_max: int  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("exact_max", "scan_share"),
+    [(100_000, 0.0), (100_000, 1.0), (0, 0.0)],
+    ids=["exact-scan", "exact-members", "hnsw"],
+)
+def test_identify_across_groups_each_person_once(  # type: ignore[no-untyped-def]
+    clean_database: Database, engine, players: ImageAnalysis, exact_max: int,
+    scan_share: float, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr("pipeline.library.SCAN_TABLE_SHARE", scan_share)
     settings = _settings(exact_search_max_faces=exact_max, near_duplicate_similarity=1.01)
     lib = FaceLibrary(clean_database, engine, settings)
     _enrol_players(lib, players)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 from pathlib import Path
@@ -11,11 +12,12 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.models.attributes import GenderAge
 from pipeline.models.detector import ScrfdDetector
 from pipeline.models.manifest import ARCFACE, SCRFD, ModelKind, manifest_for
 from pipeline.models.pack import ModelFile, resolve_pack, vectron_model_dir
 from pipeline.models.recognizer import ArcFaceRecognizer
-from pipeline.models.session import usable_providers
+from pipeline.models.session import intra_op_threads, usable_providers
 
 
 @pytest.mark.parametrize(
@@ -101,3 +103,24 @@ def test_vectron_detector_is_batched_and_loads_on_cpu() -> None:
     detector = ScrfdDetector.load(resolve_pack(settings).detector, settings)
     assert detector.batched
     assert "CPUExecutionProvider" in detector.session.get_providers()
+
+
+def test_attribute_model_is_optional_and_checked(tmp_path: Path) -> None:
+    folder = vectron_model_dir()
+    for name in ("scrfd_500m_bnkps.onnx", "w600k_mbf.onnx"):
+        (tmp_path / name).symlink_to(folder / name)
+    assert resolve_pack(Settings(model_dir=tmp_path)).attributes is None
+    # a landmark graph under an attribute model's name: 192x192 input, not 96x96
+    shutil.copy(folder / "2d106det.onnx", tmp_path / "genderage.onnx")
+    pack = resolve_pack(Settings(model_dir=tmp_path))
+    assert pack.attributes is not None and pack.landmark106 is None
+    with pytest.raises(FacepipeError) as err:
+        GenderAge.load(pack.attributes, Settings())
+    assert err.value.code is ErrorCode.MODEL_INVALID and "96x96" in err.value.message
+
+
+def test_intra_op_threads_share_the_cores_among_stream_workers() -> None:
+    cores = os.cpu_count() or 1
+    assert intra_op_threads(Settings(intra_op_threads=3)) == 3
+    assert intra_op_threads(Settings(stream_workers=2)) == max(1, cores // 2)
+    assert intra_op_threads(Settings(stream_workers=1)) == cores

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.ops.geometry import map_detections, pad_image, rotate_image, unrotate_points
-from pipeline.ops.letterbox import letterbox, plan_letterbox
+from pipeline.ops.letterbox import letterbox, plan_fixed_letterbox, plan_letterbox
 from pipeline.ops.scrfd import Detections, anchor_centers, decode_scrfd, nms
 
 
@@ -103,3 +103,10 @@ def test_pad_image_adds_constant_border() -> None:
     padded = pad_image(np.full((4, 6, 3), 9, np.uint8), 3, 0)
     assert padded.shape == (10, 12, 3)
     assert padded[3:7, 3:9].min() == 9 and padded[:3].max() == 0
+
+
+def test_fixed_letterbox_fits_a_static_input() -> None:
+    plan = plan_fixed_letterbox(480, 1280, (640, 640))
+    assert plan.scale == pytest.approx(0.5)
+    assert (plan.resized_height, plan.resized_width) == (240, 640)
+    assert (plan.canvas_height, plan.canvas_width) == (640, 640)

@@ -15,7 +15,7 @@ import logging
 
 from celery import Celery
 from celery.signals import worker_process_init
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from pipeline.config import Settings, get_settings
 from pipeline.jobs.runtime import reset_runtime
@@ -49,8 +49,13 @@ def configure(celery: Celery, settings: Settings) -> None:
         broker_url=settings.broker_url,
         result_backend=settings.result_backend,
         include=TASK_MODULES,
-        task_queues=[Queue(name) for name in QUEUES],
+        # one direct exchange per queue, bound by its own name: a task routed to a queue lands
+        # in that queue only
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name)
+                     for name in QUEUES],
         task_default_queue="ingest",
+        task_default_exchange="ingest",
+        task_default_routing_key="ingest",
         task_routes=ROUTES,
         task_serializer="json",
         result_serializer="json",
@@ -68,6 +73,8 @@ def configure(celery: Celery, settings: Settings) -> None:
             # sweep for abandoned (unacknowledged) messages at least this often
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 2)),
             "unacked_restore_throttle": 1,
+            # a worker killed while holding the restore mutex must not block restores for long
+            "unacked_mutex_expire": max(10, min(300, settings.visibility_timeout_s)),
         },
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         timezone=settings.timezone,

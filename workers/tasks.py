@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Task
 
+from pipeline.errors import error_dict
 from pipeline.jobs import store
 from pipeline.jobs.chunks import process_chunk
 from pipeline.jobs.export import export_matches
@@ -17,7 +18,7 @@ from pipeline.jobs.model import JobKind
 from pipeline.jobs.runtime import get_runtime
 from schedules.beat import INDEX_REINDEX_TASK
 from workers.app import app
-from workers.base import facepipe_task
+from workers.base import backoff_s, facepipe_task, is_transient
 from workers.locks import acquire_slot
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,8 @@ def list_source_task(
             rt, job, lambda lo, hi: enqueue_chunk(job_id, lo, hi), token=token, next_seq=next_seq
         )
     except Exception as exc:
-        from workers.base import is_transient
-
         if is_transient(exc):
             raise
-        from pipeline.errors import error_dict
-
         with rt.db.transaction() as conn:
             store.fail_job(conn, job_id, error_dict(exc))
         raise
@@ -71,8 +68,6 @@ def process_chunk_task(self: Task, job_id: str, seq_lo: int, seq_hi: int) -> dic
     if result.job_finished:
         _on_job_finished(job_id)
     if result.retry_later:
-        from workers.base import backoff_s
-
         # a new task, not self.retry(): this run's results are committed and final
         process_chunk_task.apply_async(
             args=(job_id, seq_lo, seq_hi), countdown=backoff_s(self.request.retries)

@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from pipeline.cli.app import app
@@ -55,44 +53,10 @@ def _get_job(job_id: str) -> Job:
 
 
 def watch_job(job_id: str, *, show: bool = True, timeout_s: float | None = None) -> Job:
-    """Poll a job until it ends, with a live progress bar (images/s, faces, failures, ETA)."""
-    from pipeline.jobs import store
+    """Follow a job with a progress bar until it ends."""
+    from pipeline.jobs.progress import watch_job as watch
 
-    rt = _runtime()
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.completed:.0f}/{task.fields[listed]} images"),
-        TextColumn("{task.fields[rate]} img/s"),
-        TextColumn("faces {task.fields[faces]}"),
-        TextColumn("[red]failed {task.fields[failed]}"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, disable=not show, transient=False) as progress:
-        task = progress.add_task(
-            job_id[:8], total=None, rate="-", faces=0, failed=0, listed="?"
-        )
-        while True:
-            with rt.db.connection() as conn:
-                job = store.get_job(conn, job_id)
-            rate = job.images_per_s
-            progress.update(
-                task,
-                total=max(job.n_items, 1) if job.listing_done or job.n_items else None,
-                completed=job.n_done + job.n_failed,
-                rate=f"{rate:.1f}" if rate else "-",
-                faces=job.n_faces,
-                failed=job.n_failed,
-                listed=str(job.n_items) if job.listing_done else f"{job.n_items}+",
-                description=f"{job.kind.value} {job.id[:8]} {job.status.value}",
-            )
-            if job.status.finished:
-                return job
-            if deadline is not None and time.monotonic() > deadline:
-                return job
-            time.sleep(0.5)
+    return watch(job_id, console, show=show, timeout_s=timeout_s)
 
 
 def _print_job(job: Job, *, as_json: bool) -> None:

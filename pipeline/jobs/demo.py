@@ -24,9 +24,9 @@ DEMO_GROUP = "demo"
 
 def run_demo(console: Console, *, workdir: Path | None = None) -> int:
     """Run the demo; returns the process exit status."""
-    from pipeline.cli.jobs_cmds import watch_job
     from pipeline.jobs.export import iter_job_matches
     from pipeline.jobs.model import JobKind, JobStatus
+    from pipeline.jobs.progress import watch_job
     from pipeline.jobs.sample import build_sample_archive
     from pipeline.models.pack import vectron_model_dir
     from workers.process import start_worker, wait_ready
@@ -67,7 +67,7 @@ def run_demo(console: Console, *, workdir: Path | None = None) -> int:
 
         console.rule("enrol the archive (person = folder name)")
         job = submit_job(JobKind.ENROLL, str(archive_root), groups=[DEMO_GROUP])
-        job = watch_job(job.id)
+        job = watch_job(job.id, console)
         console.print(
             f"enroll job {job.id[:8]}: {job.n_done} photos enrolled, {job.n_failed} refused "
             f"({job.images_per_s or 0:.1f} images/s)"
@@ -82,7 +82,7 @@ def run_demo(console: Console, *, workdir: Path | None = None) -> int:
         rjob = submit_job(
             JobKind.REIDENTIFY, str(urls), groups=[DEMO_GROUP], export=str(export), top_n=3
         )
-        rjob = watch_job(rjob.id)
+        rjob = watch_job(rjob.id, console)
         if rjob.status != JobStatus.DONE:
             console.print(f"[red]reidentify job ended {rjob.status.value}: {rjob.error}")
             return 1

@@ -66,7 +66,9 @@ def analyse(rt: Runtime, job: Job, items: Sequence[Item]) -> Prepared:
                 "SELECT observed_id, embedding FROM observed_faces WHERE observed_id = ANY(%s)",
                 (observed_ids,),
             ).fetchall()
-        observed = {int(i): np.asarray(e, dtype=np.float32) for i, e in rows}
+        from pipeline.store.repo import as_array
+
+        observed = {int(i): as_array(e) for i, e in rows}
     return Prepared(outcomes, observed)
 
 

@@ -22,15 +22,20 @@ class GenderAge(OnnxModel):
     kind = ModelKind.ATTRIBUTES
 
     def attributes(
-        self, pixels: NDArray[np.uint8], boxes: Sequence[NDArray[np.float32]]
+        self,
+        pixels: NDArray[np.uint8],
+        boxes: Sequence[NDArray[np.float32]],
+        turns: Sequence[float] | None = None,
     ) -> list[Attributes]:
-        """Gender and age for each box of one image, one batched run."""
+        """Gender and age for each box of one image, one batched run (``turns``: see
+        :meth:`pipeline.models.landmarks.Landmark106.landmarks`)."""
         if len(boxes) == 0:
             return []
         size = self.manifest.input_size[0] if self.manifest.input_size else 96
+        turns = turns if turns is not None else [0.0] * len(boxes)
         crops = [
-            cv2.warpAffine(pixels, box_crop_transform(b, size, ATTRIBUTE_MARGIN), (size, size))
-            for b in boxes
+            cv2.warpAffine(pixels, box_crop_transform(b, size, ATTRIBUTE_MARGIN, t), (size, size))
+            for b, t in zip(boxes, turns, strict=True)
         ]
         raw = self.run(self.blob(crops))[0]
         return [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Self
 
 import cv2
 import numpy as np
@@ -54,7 +55,7 @@ class OnnxModel:
         self.outputs = outputs
 
     @classmethod
-    def load(cls, model: ModelFile, settings: Settings) -> OnnxModel:
+    def load(cls, model: ModelFile, settings: Settings) -> Self:
         """Build the session for ``model`` and check it against its manifest."""
         return cls(model, create_session(model.path, settings), model.manifest)
 

@@ -33,7 +33,12 @@ from numpy.typing import NDArray
 from pipeline.models.base import OnnxModel
 from pipeline.models.manifest import ModelKind, detector_is_batched
 from pipeline.ops.geometry import map_detections, pad_image, rotate_image
-from pipeline.ops.letterbox import letterbox, plan_letterbox
+from pipeline.ops.letterbox import (
+    LetterboxPlan,
+    letterbox,
+    plan_fixed_letterbox,
+    plan_letterbox,
+)
 from pipeline.ops.scrfd import Detections, decode_scrfd, nms
 from pipeline.types import DetectMode
 
@@ -100,6 +105,20 @@ class ScrfdDetector(OnnxModel):
         """Whether N images can go in one session run (the graph's outputs have a batch axis)."""
         return detector_is_batched(self.outputs)
 
+    @property
+    def fixed_input(self) -> tuple[int, int] | None:
+        """(height, width) when the graph's input shape is static, else None."""
+        h, w = self.inputs[0].shape[2:4]
+        if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
+            return h, w
+        return None
+
+    def _plan(self, height: int, width: int, det_size: int) -> LetterboxPlan:
+        fixed = self.fixed_input
+        if fixed is not None:
+            return plan_fixed_letterbox(height, width, fixed)
+        return plan_letterbox(height, width, det_size)
+
     def detect(
         self, images: Sequence[NDArray[np.uint8]], options: DetectOptions
     ) -> list[Detections]:
@@ -145,7 +164,7 @@ class ScrfdDetector(OnnxModel):
     ) -> list[Detections]:
         prepared = [present(pixels, attempt, options.det_size) for pixels in images]
         plans = [
-            plan_letterbox(p.pixels.shape[0], p.pixels.shape[1], options.det_size) for p in prepared
+            self._plan(p.pixels.shape[0], p.pixels.shape[1], options.det_size) for p in prepared
         ]
         by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, plan in enumerate(plans):

@@ -8,6 +8,7 @@ configuration falls back cleanly to CPU.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import onnxruntime as ort
@@ -29,12 +30,24 @@ def usable_providers(wanted: list[str]) -> list[str]:
     return chosen
 
 
+def intra_op_threads(settings: Settings) -> int:
+    """``settings.intra_op_threads``, or when 0 (auto) the cores shared out among the
+    ``stream_workers`` batches analyze_stream runs at once (1 per batch on a 2-core machine).
+
+    Several single-threaded runs side by side beat one run split over both cores while decode
+    threads compete for them: a split op waits for its slowest thread, and a thread descheduled
+    for a decoder stalls the whole run.
+    """
+    if settings.intra_op_threads > 0:
+        return settings.intra_op_threads
+    return max(1, (os.cpu_count() or 1) // max(1, settings.stream_workers))
+
+
 def create_session(path: Path, settings: Settings) -> ort.InferenceSession:
     """An inference session for ``path`` on the first usable providers of ``settings``."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if settings.intra_op_threads > 0:
-        options.intra_op_num_threads = settings.intra_op_threads
+    options.intra_op_num_threads = intra_op_threads(settings)
     # One request at a time per session: inter-op parallelism only adds thread churn.
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
@@ -48,5 +61,10 @@ def create_session(path: Path, settings: Settings) -> ort.InferenceSession:
         raise FacepipeError(
             ErrorCode.MODEL_INVALID, f"{path.name} could not be loaded: {exc}", path=str(path)
         ) from exc
-    log.info("loaded %s on %s", path.name, ", ".join(session.get_providers()))
+    log.info(
+        "loaded %s on %s (%d intra-op threads)",
+        path.name,
+        ", ".join(session.get_providers()),
+        options.intra_op_num_threads,
+    )
     return session

@@ -44,6 +44,22 @@ def plan_letterbox(height: int, width: int, size: int) -> LetterboxPlan:
     )
 
 
+def plan_fixed_letterbox(height: int, width: int, canvas: tuple[int, int]) -> LetterboxPlan:
+    """Fit the image into a fixed ``(canvas_height, canvas_width)`` (graphs with a static input
+    shape), keeping the aspect ratio."""
+    canvas_h, canvas_w = canvas
+    if height <= 0 or width <= 0 or canvas_h <= 0 or canvas_w <= 0:
+        raise ValueError(f"letterbox needs positive sizes, got {height}x{width} -> {canvas}")
+    scale = min(canvas_h / height, canvas_w / width)
+    return LetterboxPlan(
+        scale=scale,
+        resized_height=max(1, min(canvas_h, round(height * scale))),
+        resized_width=max(1, min(canvas_w, round(width * scale))),
+        canvas_height=canvas_h,
+        canvas_width=canvas_w,
+    )
+
+
 def letterbox(pixels: NDArray[np.uint8], plan: LetterboxPlan) -> NDArray[np.uint8]:
     """A new canvas with ``pixels`` resized per ``plan`` at its top-left, zeros elsewhere."""
     canvas = np.zeros((plan.canvas_height, plan.canvas_width, 3), dtype=np.uint8)

@@ -341,23 +341,27 @@ def count_group_faces(
 
 def estimate_group_faces(
     conn: psycopg.Connection, group_ids: Sequence[str], model_id: str, cap: int
-) -> int:
-    """About how many faces the groups hold, cheaply: their memberships (counted on the primary
-    key index, up to ``cap + 1``) times the gallery's mean faces per person (planner
-    statistics). Before the tables were ever analysed it counts exactly (small tables)."""
+) -> tuple[int, int]:
+    """(about how many faces the groups hold, about how many the gallery holds), cheaply.
+
+    The groups' memberships are counted on the primary key index (up to ``cap + 1``) and
+    multiplied by the gallery's mean faces per person (planner statistics). Before the tables
+    were ever analysed it counts exactly (they are small then).
+    """
     stats = conn.execute(
         "SELECT (SELECT reltuples FROM pg_class WHERE oid = 'faces'::regclass),"
         " (SELECT reltuples FROM pg_class WHERE oid = 'persons'::regclass)"
     ).fetchone()
     faces, persons = (float(stats[0]), float(stats[1])) if stats else (-1.0, -1.0)
     if faces <= 0 or persons <= 0:
-        return count_group_faces(conn, group_ids, model_id, cap)
+        exact = count_group_faces(conn, group_ids, model_id, cap)
+        return exact, exact
     row = conn.execute(
         "SELECT count(*) FROM (SELECT 1 FROM memberships WHERE group_id = ANY(%s) LIMIT %s) t",
         (list(group_ids), cap + 1),
     ).fetchone()
     members = int(row[0]) if row else 0
-    return round(members * max(faces / persons, 1.0))
+    return round(members * max(faces / persons, 1.0)), round(faces)
 
 
 def search_exact(
@@ -366,20 +370,35 @@ def search_exact(
     group_ids: Sequence[str],
     model_id: str,
     limit: int,
+    *,
+    scan_table: bool = False,
 ) -> list[FaceHit]:
     """Exact search: every face of the groups scored on its float32 vector; the ``limit`` best
-    face hits, best first (a top-N heap sort; several may belong to one person)."""
-    # Walk the groups' members on the memberships primary key and fetch each member's faces on
-    # faces_person_idx (OFFSET 0 keeps the planner from turning this into a hash join, which
-    # would read the whole faces table to find a small group's members).
-    rows = conn.execute(
-        "SELECT f.face_id, f.person_id, f.embedding <=> %(q)s::vector AS dist"
-        " FROM (SELECT DISTINCT m.person_id FROM memberships m WHERE m.group_id = ANY(%(g)s)) p"
-        " CROSS JOIN LATERAL (SELECT x.face_id, x.person_id, x.embedding FROM faces x"
-        "  WHERE x.person_id = p.person_id AND x.model_id = %(m)s OFFSET 0) f"
-        " ORDER BY dist, f.face_id LIMIT %(k)s",
-        {"q": query, "m": model_id, "g": list(group_ids), "k": limit},
-    ).fetchall()
+    face hits, best first (a top-N heap sort; several may belong to one person).
+
+    ``scan_table`` reads the whole faces table once (a hash semi-join on the members: best when
+    the groups hold most of the gallery); otherwise the members are walked on the memberships
+    primary key and their faces fetched on ``faces_person_idx`` (best for a small share).
+    """
+    params = {"q": query, "m": model_id, "g": list(group_ids), "k": limit}
+    if scan_table:
+        sql = (
+            "SELECT f.face_id, f.person_id, f.embedding <=> %(q)s::vector AS dist FROM faces f"
+            " WHERE f.model_id = %(m)s AND f.person_id IN"
+            "  (SELECT m.person_id FROM memberships m WHERE m.group_id = ANY(%(g)s))"
+            " ORDER BY dist, f.face_id LIMIT %(k)s"
+        )
+    else:
+        # OFFSET 0 keeps the planner from flattening the lateral subquery into a hash join.
+        sql = (
+            "SELECT f.face_id, f.person_id, f.embedding <=> %(q)s::vector AS dist"
+            " FROM (SELECT DISTINCT m.person_id FROM memberships m"
+            "  WHERE m.group_id = ANY(%(g)s)) p"
+            " CROSS JOIN LATERAL (SELECT x.face_id, x.person_id, x.embedding FROM faces x"
+            "  WHERE x.person_id = p.person_id AND x.model_id = %(m)s OFFSET 0) f"
+            " ORDER BY dist, f.face_id LIMIT %(k)s"
+        )
+    rows = conn.execute(sql, params).fetchall()
     return [FaceHit(int(r[0]), r[1], 1.0 - float(r[2])) for r in rows]
 
 

@@ -24,6 +24,10 @@ CREATE TABLE IF NOT EXISTS index_snapshots (
 CREATE INDEX IF NOT EXISTS index_snapshots_scope_idx
     ON index_snapshots (scope, model_id, created_at DESC);
 
+-- The delta search reads faces created (or persons put into a group) at or after a watermark.
+CREATE INDEX IF NOT EXISTS faces_created_idx ON faces (created_at);
+CREATE INDEX IF NOT EXISTS memberships_group_created_idx ON memberships (group_id, created_at);
+
 -- Tombstones: every deleted face, deleted person and removed membership, with the time it
 -- happened (clock_timestamp, not the transaction start). A search over a snapshot built before
 -- deleted_at drops these faces and persons at once; a reindex leaves them out for good, and

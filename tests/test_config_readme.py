@@ -1,0 +1,58 @@
+"""The README's configuration table must list every field of pipeline.config.Settings.
+
+Regenerate the table with:
+``.venv/bin/python -c "from tests.test_config_readme import render_settings as r; print(r())"``
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic_core import PydanticUndefined
+
+from pipeline.config import Settings
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BEGIN = "<!-- settings:begin -->"
+END = "<!-- settings:end -->"
+
+
+def _default(field_name: str) -> str:
+    field = Settings.model_fields[field_name]
+    if field.default_factory is not None:
+        if field_name == "home":
+            return "per-user data dir (`~/.local/share/facepipe`)"
+        value = field.default_factory()  # type: ignore[call-arg]
+    elif field.default is PydanticUndefined:
+        return "(required)"
+    else:
+        value = field.default
+    if value is None:
+        return "unset"
+    if isinstance(value, list | dict):
+        return f"`{json.dumps(value)}`"
+    return f"`{value}`"
+
+
+def render_settings() -> str:
+    """The markdown table of every setting: variable, default, meaning."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        doc = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `FACEPIPE_{name.upper()}` | {_default(name)} | {doc} |")
+    return "\n".join(rows)
+
+
+def test_readme_settings_table_matches_code() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert BEGIN in text and END in text, "the settings markers are missing from README.md"
+    table = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+    assert table == render_settings(), (
+        "README configuration table is out of date; regenerate it (see this module's docstring)"
+    )
+
+
+def test_every_setting_is_documented() -> None:
+    missing = [name for name, f in Settings.model_fields.items() if not f.description]
+    assert not missing, f"settings without a description: {missing}"
