@@ -40,6 +40,7 @@ from pgvector.psycopg import register_vector
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import DEFAULT_OUT, machine_info
+from pipeline import library
 from pipeline.config import Settings
 from pipeline.library import FaceLibrary
 from pipeline.store.db import Database, embedded_server, stop_embedded_server
@@ -267,11 +268,19 @@ def run_size(
     out: dict[str, Any] = {"faces": n, "load": load, "search": []}
     for group, size in groups.items():
         probes = probes_of(rng, vecs, rng.integers(0, size, queries))
-        modes = [("exact", True, 0)] if size <= 50_000 else []
-        modes += [(f"hnsw ef={ef}", False, ef) for ef in ef_list]
-        for label, exact, ef in modes:
-            row = {"group": group, "group_faces": size, "mode": label,
-                   **measure_library(db, vecs, group, size, probes, exact, ef)}
+        # exact by walking the members on the index, and by reading the whole table (the
+        # library picks one by the groups' share of the gallery, SCAN_TABLE_SHARE)
+        modes = [("exact-members", True, 0, 1.0), ("exact-scan", True, 0, 0.0)]
+        modes = modes if size <= 50_000 else []
+        modes += [(f"hnsw ef={ef}", False, ef, library.SCAN_TABLE_SHARE) for ef in ef_list]
+        for label, exact, ef, share in modes:
+            default_share = library.SCAN_TABLE_SHARE
+            library.SCAN_TABLE_SHARE = share
+            try:
+                measured = measure_library(db, vecs, group, size, probes, exact, ef)
+            finally:
+                library.SCAN_TABLE_SHARE = default_share
+            row = {"group": group, "group_faces": size, "mode": label, **measured}
             print(f"[{n}] {row}", flush=True)
             out["search"].append(row)
     if not comparisons:

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,58 +82,58 @@ def _wait(job_id: str, timeout_s: float = 900.0) -> Any:
 
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    rates = sorted(r["images_per_s"] for r in runs)
+    rates = [r["images_per_s"] for r in runs]
     return {**runs[0], "seconds": [r["seconds"] for r in runs],
-            "images_per_s_runs": [r["images_per_s"] for r in runs],
-            "images_per_s": rates[len(rates) // 2], "images_per_s_best": rates[-1],
-            "load_avg_1min": [r["load_1min"] for r in runs]}
+            "images_per_s_runs": rates,
+            "images_per_s": round(statistics.median(rates), 2), "images_per_s_best": max(rates),
+            "load_avg_1min": [round(r["load_1min"], 2) for r in runs]}
 
 
-def _pipeline_runs(folder: Path, processes: int, chunk: int, home: Path,
-                   repeats: int) -> dict[str, Any]:
+def _pipeline_run(folder: Path, warm: Path, processes: int, chunk: int,
+                  home: Path) -> dict[str, Any]:
+    """Start a worker with ``processes`` pool processes, warm it, time one job, stop it."""
     from pipeline.jobs.model import JobKind
     from workers.process import start_worker, wait_ready
     from workers.submit import submit_job
 
     worker = start_worker(queues=("ingest", "infer"), concurrency=processes,
                           logfile=home / f"worker-{processes}.log")
-    runs = []
     try:
         wait_ready(worker, 120)
-        # warm every pool process: small chunks, so each process loads its models
-        _wait(submit_job(JobKind.DETECT, str(folder), groups=[], chunk_size=2).id)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            job = _wait(submit_job(JobKind.DETECT, str(folder), groups=[], chunk_size=chunk).id)
-            wall = time.perf_counter() - start
-            n = job.n_done + job.n_failed
-            runs.append({"processes": processes, "images": n, "faces": job.n_faces,
-                         "failed": job.n_failed, "seconds": round(wall, 2),
-                         "images_per_s": round(n / wall, 2), "load_1min": os.getloadavg()[0]})
+        # one image per chunk: every pool process loads its models before the timed job
+        _wait(submit_job(JobKind.DETECT, str(warm), groups=[], chunk_size=1).id)
+        start = time.perf_counter()
+        job = _wait(submit_job(JobKind.DETECT, str(folder), groups=[], chunk_size=chunk).id)
+        wall = time.perf_counter() - start
     finally:
         worker.stop()
-    return _summary(runs)
+    n = job.n_done + job.n_failed
+    return {"processes": processes, "images": n, "faces": job.n_faces, "failed": job.n_failed,
+            "seconds": round(wall, 2), "images_per_s": round(n / wall, 2),
+            "load_1min": os.getloadavg()[0]}
 
 
-def _in_process(paths: list[Path], repeats: int) -> dict[str, Any]:
-    from pipeline.engine import FaceEngine
+class _InProcess:
+    """The engine in this process (models loaded once), timed over the same files."""
 
-    engine = FaceEngine.from_settings()
-    list(engine.analyze_stream([str(p) for p in paths[:4]]))  # warm-up
-    runs = []
-    for _ in range(repeats):
+    def __init__(self) -> None:
+        from pipeline.engine import FaceEngine
+
+        self.engine = FaceEngine.from_settings()
+
+    def run(self, paths: list[Path]) -> dict[str, Any]:
+        list(self.engine.analyze_stream([str(p) for p in paths[:4]]))  # warm caches
         start = time.perf_counter()
         faces = failed = 0
-        for outcome in engine.analyze_stream([str(p) for p in paths]):
+        for outcome in self.engine.analyze_stream([str(p) for p in paths]):
             if outcome.error is not None:
                 failed += 1
             else:
                 faces += len(outcome.analysis.faces)
         wall = time.perf_counter() - start
-        runs.append({"images": len(paths), "faces": faces, "failed": failed,
-                     "seconds": round(wall, 2), "images_per_s": round(len(paths) / wall, 2),
-                     "load_1min": os.getloadavg()[0]})
-    return _summary(runs)
+        return {"images": len(paths), "faces": faces, "failed": failed,
+                "seconds": round(wall, 2), "images_per_s": round(len(paths) / wall, 2),
+                "load_1min": os.getloadavg()[0]}
 
 
 def _s3_latency(home: Path, photo: Path, repeats: int) -> dict[str, Any]:
@@ -193,9 +194,9 @@ def _s3_latency(home: Path, photo: Path, repeats: int) -> dict[str, Any]:
         latencies.sort()
         return {
             "events": len(latencies),
-            "median_s": round(latencies[len(latencies) // 2], 3),
+            "median_s": round(statistics.median(latencies), 3),
             "max_s": round(latencies[-1], 3),
-            "median_upload_to_enqueued_s": round(sorted(enqueue)[len(enqueue) // 2], 3),
+            "median_upload_to_enqueued_s": round(statistics.median(enqueue), 3),
         }
     finally:
         stop.set()
@@ -237,15 +238,31 @@ def main() -> None:
             shutil.copy(p, dest)
         info = machine_info()
         print(machine_line(info), flush=True)
-        baseline = _in_process(sorted(folder.iterdir()), args.repeats)
+        warm = home / "warm"
+        warm.mkdir()
+        for p in sorted(folder.iterdir())[:4]:
+            shutil.copy(p, warm / p.name)
+        # the configurations take turns, repeat after repeat, so the machine's load (shared
+        # with other work) weighs on all of them alike
+        engine = _InProcess()
+        raw: dict[str, list[dict[str, Any]]] = {"in_process": [], "celery_1": [], "celery_2": []}
+        for rep in range(args.repeats):
+            raw["in_process"].append(engine.run(sorted(folder.iterdir())))
+            for n in (1, 2):
+                raw[f"celery_{n}"].append(
+                    _pipeline_run(folder, warm, n, args.chunk_size, home))
+            print(f"repeat {rep + 1}: " + ", ".join(
+                f"{k} {v[-1]['images_per_s']} img/s" for k, v in raw.items()), flush=True)
+        baseline = _summary(raw["in_process"])
         print(f"in-process engine: {baseline}", flush=True)
         runs = []
         for n in (1, 2):
-            run = _pipeline_runs(folder, n, args.chunk_size, home, args.repeats)
-            run["overhead_ratio"] = round(baseline["images_per_s"] / run["images_per_s"], 2)
-            run["overhead_ratio_best"] = round(
-                baseline["images_per_s_best"] / run["images_per_s_best"], 2
-            )
+            run = _summary(raw[f"celery_{n}"])
+            # in-process / pipeline within each repeat (same load), then the median
+            paired = [a["images_per_s"] / b["images_per_s"]
+                      for a, b in zip(raw["in_process"], raw[f"celery_{n}"], strict=True)]
+            run["overhead_ratio_per_repeat"] = [round(x, 2) for x in paired]
+            run["overhead_ratio"] = round(statistics.median(paired), 2)
             print(f"celery, {n} worker process(es): {run}", flush=True)
             runs.append(run)
         s3 = _s3_latency(home, paths[0], args.s3_events)

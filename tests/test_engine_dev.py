@@ -33,6 +33,7 @@ def test_every_dev_photo_yields_a_face(engine: FaceEngine, dev_labels) -> None:
 
 def test_no_face_photos_yield_none(engine: FaceEngine, shared_faces) -> None:
     sources = [str(shared_faces / "hard" / name) for name in NO_FACE]
-    outcomes = list(engine.analyze_stream(sources, embed=False))
-    assert all(o.error is None for o in outcomes)
-    assert {o.source: len(o.analysis.faces) for o in outcomes} == dict.fromkeys(sources, 0)
+    for rotate in (False, True):  # the rotation search must not invent faces either
+        outcomes = list(engine.analyze_stream(sources, embed=False, rotate=rotate))
+        assert all(o.error is None for o in outcomes)
+        assert {o.source: len(o.analysis.faces) for o in outcomes} == dict.fromkeys(sources, 0)

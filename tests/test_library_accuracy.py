@@ -95,5 +95,6 @@ def test_near_identical_real_photos_are_refused(
             codes.append(exc.code.value)
     print(f"\ndlib Johns: {codes.count('ok')} enrolled, "
           f"{codes.count('NEAR_DUPLICATE_FACE')} refused as near-duplicates, {len(codes)} photos")
-    assert codes.count("NEAR_DUPLICATE_FACE") >= 1
+    # the set's README names three near-identical pairs; nothing else is that close
+    assert 1 <= codes.count("NEAR_DUPLICATE_FACE") <= 3
     assert codes.count("ok") >= 40

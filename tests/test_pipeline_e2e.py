@@ -18,10 +18,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.jobs import store
-from pipeline.jobs.model import ItemStatus, Job, JobKind, JobStatus
-from pipeline.jobs.runtime import get_runtime
+from pipeline.jobs.model import ItemStatus, JobKind, JobStatus
 from pipeline.jobs.sample import build_sample_archive
+from tests.fixtures.services import enrolled_faces, items_of, wait_job
 from workers.submit import submit_job
 
 pytestmark = pytest.mark.slow
@@ -32,29 +31,6 @@ def archive(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Path:
     root = tmp_path_factory.mktemp("e2e-archive")
     build_sample_archive(root, engine, persons=3)
     return root
-
-
-def wait_job(job_id: str, timeout_s: float = 120.0) -> Job:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with get_runtime().db.connection() as conn:
-            job = store.get_job(conn, job_id)
-        if job.status.finished or time.monotonic() > deadline:
-            return job
-        time.sleep(0.3)
-
-
-def items_of(job_id: str) -> list[Any]:
-    with get_runtime().db.connection() as conn:
-        return store.list_items(conn, job_id)
-
-
-def enrolled_faces() -> list[tuple[str, str, int]]:
-    with get_runtime().db.connection() as conn:
-        rows = conn.execute(
-            "SELECT person_id, content_sha256, face_index FROM faces ORDER BY face_id"
-        ).fetchall()
-    return [(r[0], r[1], r[2]) for r in rows]
 
 
 def _poison(folder: Path, gdp_jpg: Path) -> dict[str, str]:

@@ -19,8 +19,7 @@ from pipeline.jobs import store
 from pipeline.jobs.model import ItemStatus, JobKind, JobStatus
 from pipeline.jobs.runtime import get_runtime
 from pipeline.jobs.sample import build_sample_archive
-from tests.fixtures.services import S3Events
-from tests.test_pipeline_e2e import enrolled_faces, items_of, wait_job
+from tests.fixtures.services import S3Events, enrolled_faces, items_of, wait_job
 from workers.s3_listener import SqsListener, handle_s3_event
 from workers.submit import submit_job
 

@@ -114,3 +114,22 @@ def test_embedded_server_is_shared_by_processes_and_outlives_them() -> None:
         assert stop_embedded_server(pgdata)
         assert not (pgdata / "postmaster.pid").exists()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_server_outage_is_retryable_and_the_pool_recovers() -> None:
+    pgdata = private_pgdata()
+    db = Database.from_url(embedded_server(pgdata).get_uri(), timeout_s=2)
+    try:
+        with db.connection() as conn:
+            conn.execute("INSERT INTO persons (person_id) VALUES ('kept')")
+        assert stop_embedded_server(pgdata)
+        with pytest.raises(FacepipeError) as info, db.connection() as conn:
+            conn.execute("SELECT 1")
+        assert info.value.code is ErrorCode.DATABASE_UNAVAILABLE and info.value.retryable
+        embedded_server(pgdata)  # the server comes back (same data directory)
+        with db.connection() as conn:
+            assert conn.execute("SELECT person_id FROM persons").fetchall() == [("kept",)]
+    finally:
+        db.close()
+        stop_embedded_server(pgdata)
+        shutil.rmtree(pgdata.parent, ignore_errors=True)

