@@ -52,7 +52,11 @@ class Pose:
     roll: float
 
     def to_dict(self) -> dict[str, float]:
-        return {"yaw": round(self.yaw, 2), "pitch": round(self.pitch, 2), "roll": round(self.roll, 2)}
+        return {
+            "yaw": round(self.yaw, 2),
+            "pitch": round(self.pitch, 2),
+            "roll": round(self.roll, 2),
+        }
 
 
 @dataclass(frozen=True)
