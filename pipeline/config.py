@@ -65,7 +65,10 @@ class Settings(BaseSettings):
         description="ONNX Runtime providers in order of preference; unavailable ones skipped.",
     )
     intra_op_threads: int = Field(default=0, description="ONNX Runtime threads (0 = auto).")
-    det_size: int = Field(default=640, description="Detector canvas: the long side is scaled to this (rounded up to 32 px).")
+    det_size: int = Field(
+        default=640,
+        description="Detector canvas: the long side is scaled to this (rounded up to 32 px).",
+    )
     det_score_threshold: float = Field(default=0.5, description="Detector score threshold.")
     nms_threshold: float = Field(default=0.4, description="NMS IoU threshold.")
     max_faces: int = Field(default=64, description="Most faces kept per image.")
