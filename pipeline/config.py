@@ -229,11 +229,12 @@ class Settings(BaseSettings):
         default=1024, description="Probes searched per batch by identify-batch."
     )
     faiss_min_gallery: int = Field(
-        default=20_000,
-        description="Planner: smallest scope (faces) that identify-batch serves from FAISS.",
+        default=10_000,
+        description="Planner: smallest scope (faces) that identify-batch serves from FAISS; "
+        "also the group size the scheduled reindex starts indexing at.",
     )
     faiss_min_probes: int = Field(
-        default=200,
+        default=10,
         description="Planner: fewest probes of a call or job that go to FAISS.",
     )
     faiss_max_delta: int = Field(

@@ -42,6 +42,7 @@ from pipeline.store.records import (
 )
 from pipeline.types import Box, DecodedImage, DetectMode, Face, ImageAnalysis
 from pipeline.validation import (
+    MAX_GROUPS_PER_PERSON,
     validate_face_id,
     validate_group_id,
     validate_group_ids,
@@ -413,7 +414,9 @@ class FaceLibrary:
         mode = DetectMode.ALL if all_faces else DetectMode.LARGEST
         analysis = self._engine().analyze([decoded], mode=mode, embed=True)[0]
         if not analysis.faces:
-            raise FacepipeError(ErrorCode.NO_FACE, source=decoded.source)
+            raise FacepipeError(
+                ErrorCode.NO_FACE, f"{decoded.source}: no face was detected", source=decoded.source
+            )
         return analysis
 
     # -- persons and groups --
@@ -434,7 +437,11 @@ class FaceLibrary:
         name, tag = validate_name(name), validate_tag(tag)
         with self.db.transaction() as conn:
             if not repo.insert_person(conn, person_id, name, tag):
-                raise FacepipeError(ErrorCode.PERSON_EXISTS, person_id=person_id)
+                raise FacepipeError(
+                    ErrorCode.PERSON_EXISTS,
+                    f"person {person_id!r} already exists",
+                    person_id=person_id,
+                )
             repo.add_memberships(conn, person_id, groups)
             return self._person_info(conn, person_id)
 
@@ -470,7 +477,11 @@ class FaceLibrary:
         group = validate_group_id(group_id) if group_id is not None else None
         with self.db.transaction() as conn:
             if not repo.lock_person(conn, person_id):
-                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+                raise FacepipeError(
+                    ErrorCode.PERSON_NOT_FOUND,
+                    f"person {person_id!r} does not exist",
+                    person_id=person_id,
+                )
             if group is not None:
                 groups = repo.person_groups(conn, person_id)
                 if group not in groups:
@@ -498,7 +509,11 @@ class FaceLibrary:
             raise FacepipeError(ErrorCode.EMPTY_PARAMETER, "nothing to set: give a name or a tag")
         with self.db.transaction() as conn:
             if not repo.update_person(conn, person_id, new_name, new_tag):
-                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+                raise FacepipeError(
+                    ErrorCode.PERSON_NOT_FOUND,
+                    f"person {person_id!r} does not exist",
+                    person_id=person_id,
+                )
             return self._person_info(conn, person_id)
 
     def get_person(self, person_id: str) -> PersonInfo:
@@ -510,7 +525,11 @@ class FaceLibrary:
     def _person_info(self, conn: psycopg.Connection, person_id: str) -> PersonInfo:
         row = repo.get_person(conn, person_id)
         if row is None:
-            raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+            raise FacepipeError(
+                ErrorCode.PERSON_NOT_FOUND,
+                f"person {person_id!r} does not exist",
+                person_id=person_id,
+            )
         return PersonInfo(
             person_id=person_id,
             name=row[0],
@@ -526,7 +545,9 @@ class FaceLibrary:
         offset, limit = validate_page(offset, limit)
         with self.db.connection() as conn:
             if not repo.existing_groups(conn, [group]):
-                raise FacepipeError(ErrorCode.GROUP_NOT_FOUND, group_id=group)
+                raise FacepipeError(
+                    ErrorCode.GROUP_NOT_FOUND, f"group {group!r} does not exist", group_id=group
+                )
             items, total = repo.list_group_persons(conn, group, offset, limit)
         return Page(tuple(items), total, offset, limit)
 
@@ -543,7 +564,18 @@ class FaceLibrary:
         groups = validate_group_ids(group_ids)
         with self.db.transaction() as conn:
             if not repo.lock_person(conn, person_id):
-                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+                raise FacepipeError(
+                    ErrorCode.PERSON_NOT_FOUND,
+                    f"person {person_id!r} does not exist",
+                    person_id=person_id,
+                )
+            total = len(set(repo.person_groups(conn, person_id)) | set(groups))
+            if total > MAX_GROUPS_PER_PERSON:
+                raise FacepipeError(
+                    ErrorCode.TOO_MANY_GROUPS,
+                    f"person {person_id!r} would be in {total} groups, more than "
+                    f"{MAX_GROUPS_PER_PERSON}",
+                )
             repo.add_memberships(conn, person_id, groups)
             return self._person_info(conn, person_id)
 
@@ -554,14 +586,24 @@ class FaceLibrary:
         group = validate_group_id(group_id)
         with self.db.transaction() as conn:
             if not repo.lock_person(conn, person_id):
-                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+                raise FacepipeError(
+                    ErrorCode.PERSON_NOT_FOUND,
+                    f"person {person_id!r} does not exist",
+                    person_id=person_id,
+                )
             groups = repo.person_groups(conn, person_id)
             if group not in groups:
                 raise FacepipeError(
                     ErrorCode.GROUP_NOT_FOUND, f"person {person_id!r} is not in group {group!r}"
                 )
             if len(groups) == 1:
-                raise FacepipeError(ErrorCode.LAST_GROUP, person_id=person_id, group_id=group)
+                raise FacepipeError(
+                    ErrorCode.LAST_GROUP,
+                    f"{group!r} is the last group of person {person_id!r} (delete the person"
+                    " instead)",
+                    person_id=person_id,
+                    group_id=group,
+                )
             repo.remove_membership(conn, person_id, group)
             repo.delete_empty_groups(conn, [group])
             return self._person_info(conn, person_id)
@@ -637,7 +679,11 @@ class FaceLibrary:
         )
         with self._tx(conn) as c:
             if not repo.lock_person(c, person_id):
-                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+                raise FacepipeError(
+                    ErrorCode.PERSON_NOT_FOUND,
+                    f"person {person_id!r} does not exist",
+                    person_id=person_id,
+                )
             existing = repo.find_face(
                 c, person_id, new.content_sha256, new.face_index, new.model_id
             )
@@ -722,7 +768,11 @@ class FaceLibrary:
         engine = self._engine()
         with self.db.connection() as conn:
             if not repo.person_exists(conn, person_id):
-                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+                raise FacepipeError(
+                    ErrorCode.PERSON_NOT_FOUND,
+                    f"person {person_id!r} does not exist",
+                    person_id=person_id,
+                )
 
         errors: list[FacepipeError | None] = [None] * len(images)
         decoded: list[tuple[int, DecodedImage]] = []
@@ -738,7 +788,11 @@ class FaceLibrary:
         def attempt(conn: psycopg.Connection) -> None:
             for (i, _image), analysis in zip(decoded, analyses, strict=True):
                 if not analysis.faces:
-                    errors[i] = FacepipeError(ErrorCode.NO_FACE, source=analysis.source)
+                    errors[i] = FacepipeError(
+                        ErrorCode.NO_FACE,
+                        f"{analysis.source}: no face was detected",
+                        source=analysis.source,
+                    )
                     continue
                 try:
                     added[i] = self.add_analyzed_face(
@@ -757,7 +811,11 @@ class FaceLibrary:
 
         with self.db.transaction() as conn:
             if not repo.lock_person(conn, person_id):
-                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+                raise FacepipeError(
+                    ErrorCode.PERSON_NOT_FOUND,
+                    f"person {person_id!r} does not exist",
+                    person_id=person_id,
+                )
             if replace:
                 try:
                     with conn.transaction():  # a savepoint: undone when nothing is accepted
@@ -810,7 +868,11 @@ class FaceLibrary:
             raise FacepipeError(ErrorCode.EMPTY_PARAMETER, "face_ids is empty")
         with self.db.transaction() as conn:
             if not repo.lock_person(conn, person_id):
-                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+                raise FacepipeError(
+                    ErrorCode.PERSON_NOT_FOUND,
+                    f"person {person_id!r} does not exist",
+                    person_id=person_id,
+                )
             deleted = repo.delete_faces(conn, person_id, ids)
         if not deleted:
             raise FacepipeError(
@@ -823,7 +885,11 @@ class FaceLibrary:
         person_id = validate_person_id(person_id)
         with self.db.connection() as conn:
             if not repo.person_exists(conn, person_id):
-                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+                raise FacepipeError(
+                    ErrorCode.PERSON_NOT_FOUND,
+                    f"person {person_id!r} does not exist",
+                    person_id=person_id,
+                )
             return [str(f) for f in repo.person_face_ids(conn, person_id)]
 
     def get_face(self, face_id: str | int) -> FaceInfo:
@@ -832,7 +898,9 @@ class FaceLibrary:
         with self.db.connection() as conn:
             info = repo.get_face(conn, fid)
         if info is None:
-            raise FacepipeError(ErrorCode.FACE_NOT_FOUND, face_id=str(face_id))
+            raise FacepipeError(
+                ErrorCode.FACE_NOT_FOUND, f"face {face_id} does not exist", face_id=str(face_id)
+            )
         return info
 
     def get_face_crop(self, face_id: str | int) -> NDArray[np.uint8]:
@@ -874,8 +942,10 @@ class FaceLibrary:
         with self._tx(conn) as c:
             present = repo.existing_groups(c, groups)
             if not present:
-                code = ErrorCode.GROUP_NOT_FOUND if len(groups) == 1 else (
-                    ErrorCode.GROUP_LIST_NOT_FOUND
+                code = (
+                    ErrorCode.GROUP_NOT_FOUND
+                    if len(groups) == 1
+                    else (ErrorCode.GROUP_LIST_NOT_FOUND)
                 )
                 raise FacepipeError(code, group_ids=groups)
             if not probes:
@@ -970,7 +1040,11 @@ class FaceLibrary:
         person_id = validate_person_id(person_id)
         with self.db.connection() as conn:
             if not repo.person_exists(conn, person_id):
-                raise FacepipeError(ErrorCode.PERSON_NOT_FOUND, person_id=person_id)
+                raise FacepipeError(
+                    ErrorCode.PERSON_NOT_FOUND,
+                    f"person {person_id!r} does not exist",
+                    person_id=person_id,
+                )
         analysis = self._analyze_one(image)
         probe = _unit(analysis.faces[0].embedding)
         with self.db.connection() as conn:

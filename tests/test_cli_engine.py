@@ -147,3 +147,26 @@ def test_compare_without_a_face_fails(runner: CliRunner, gdp_jpg: Path, tmp_path
     assert result.exit_code == 1
     error = lines(result.stdout)[0]["error"]
     assert (error["name"], error["image"]) == ("NO_FACE", "a")
+
+
+def test_embed_jsonl_on_the_hard_formats(runner: CliRunner, shared_faces: Path) -> None:
+    """The awkward inputs of the shared "hard" set: each gets a sensible line, none a crash."""
+    hard = shared_faces / "hard"
+    names = {
+        "derived__bald_guys_x4_large.jpg": (7944, 6180),  # ~49 MP, under the pixel cap
+        "insightface__face_sample.png": (870, 1018),  # RGBA PNG
+        "derived__obama3_gray.jpg": (1434, 2333),  # single-channel JPEG
+        "derived__r90_exif_orient8.jpg": (330, 409),  # stored 409x330 + EXIF orientation 8
+    }
+    sources = [str(hard / n) for n in names] + [str(hard / "derived__obama3_tiny64.jpg")]
+    result = run(runner, "embed", *sources, "--jsonl")
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    out = lines(result.stdout)
+    assert [o["source"] for o in out] == sources
+    for line, (name, size) in zip(out, names.items(), strict=False):
+        assert line["error"] is None and (line["width"], line["height"]) == size, name
+        assert line["faces"] and len(line["faces"][0]["embedding"]) == 512
+    assert len(out[0]["faces"]) >= 20  # the collage's faces survive the downscale to 640
+    upright = out[3]["faces"][0]["landmarks"]
+    assert upright[0][1] < upright[3][1] and upright[1][1] < upright[4][1]  # eyes above mouth
+    assert out[4]["error"]["name"] == "IMAGE_TOO_SMALL" and out[4]["faces"] == []

@@ -300,3 +300,18 @@ def test_forced_approximate_kinds_build_from_postgres_and_find_the_person(
     assert rec.kind == kind.value and rec.count == 400
     res = identify_faiss(db, centres[:20], ["g"], MODEL, 1, cache=SnapshotCache())
     assert float(np.mean([r[0].person_id == f"p{i:03d}" for i, r in enumerate(res)])) >= 0.95
+
+
+def test_scheduled_reindex_picks_big_groups_and_changed_scopes_only(gallery, tmp_path) -> None:
+    from pipeline.index.reindex import due_scopes
+
+    db, _, _, _ = gallery
+    settings = Settings(home=tmp_path, snapshot_uri=str(tmp_path / "s"), faiss_min_gallery=400)
+    scope = Scope(model_id=MODEL, group="g")
+    assert due_scopes(db, settings) == [scope]
+    assert due_scopes(db, Settings(home=tmp_path, faiss_min_gallery=401)) == []
+    reindex(db, scope, settings)
+    assert due_scopes(db, settings) == []  # nothing changed since the snapshot
+    with db.transaction() as conn:
+        conn.execute("DELETE FROM faces WHERE face_id = (SELECT min(face_id) FROM faces)")
+    assert due_scopes(db, settings) == [scope]

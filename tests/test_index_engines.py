@@ -76,13 +76,14 @@ def test_pgvector_exact_and_faiss_flat_rank_real_faces_identically(enrolled, ana
 
 
 def test_planner_applies_the_documented_thresholds() -> None:
-    t = Thresholds(min_gallery=20_000, min_probes=200, max_delta=50_000)
+    t = Thresholds.from_settings(Settings())
+    assert (t.min_gallery, t.min_probes, t.max_delta) == (10_000, 10, 50_000)
     assert choose_engine(1_000_000, 10_000, None, t).engine is SearchEngine.PGVECTOR
-    assert choose_engine(19_999, 10_000, 0, t).engine is SearchEngine.PGVECTOR
-    assert choose_engine(1_000_000, 199, 0, t).engine is SearchEngine.PGVECTOR
+    assert choose_engine(9_999, 10_000, 0, t).engine is SearchEngine.PGVECTOR
+    assert choose_engine(1_000_000, 9, 0, t).engine is SearchEngine.PGVECTOR
     stale = choose_engine(1_000_000, 10_000, 50_001, t)
     assert stale.engine is SearchEngine.PGVECTOR and stale.reindex_due
-    assert choose_engine(20_000, 200, 50_000, t).engine is SearchEngine.FAISS
+    assert choose_engine(10_000, 10, 50_000, t).engine is SearchEngine.FAISS
 
 
 def test_identify_batch_writes_matches_and_exports_the_same_with_both_engines(

@@ -227,3 +227,22 @@ def test_unreadable_chunk_sources_fail_per_item(runtime: Runtime, tmp_path: Path
         items = {Path(i.uri).name: i for i in store.list_items(conn, job.id)}
     assert items["blank.png"].error_name == "NO_FACE"
     assert items["empty.jpg"].error_name == "EMPTY_IMAGE"
+
+
+def test_an_item_whose_worker_keeps_dying_fails_instead_of_looping(
+    runtime: Runtime, archive: Path
+) -> None:
+    with runtime.db.transaction() as conn:
+        job, _ = store.create_job(conn, JobKind.ENROLL, {"source": str(archive / "player_01"),
+                                                         "groups": ["team"]})
+    list_step(runtime, job, lambda lo, hi: None)
+    for _ in range(runtime.settings.item_max_attempts):  # three deliveries, three dead workers
+        with runtime.db.transaction() as conn:
+            store.claim_chunk(conn, job.id, 0, 0)
+    result = process_chunk(runtime, job.id, 0, 1)
+    assert (result.failed, result.done) == (1, 1)
+    with runtime.db.connection() as conn:
+        first, second = store.list_items(conn, job.id)[:2]
+    assert (first.status, first.error_name, first.attempts) == (ItemStatus.FAILED, "INTERNAL", 4)
+    assert "interrupted 3 times" in (first.error_message or "")
+    assert second.status == ItemStatus.DONE and second.attempts == 1

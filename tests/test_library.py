@@ -62,6 +62,7 @@ def test_person_and_group_operations(clean_database: Database) -> None:
     with pytest.raises(FacepipeError) as exc:
         lib.create_person("alice", ["team"])
     assert _codes(exc) is ErrorCode.PERSON_EXISTS and exc.value.numeric_code == -1302
+    assert "'alice'" in exc.value.message  # the message names what it is about
     for i in range(5):
         lib.create_person(f"p{i}", ["team"])
     page = lib.list_persons("team", offset=2, limit=2)
@@ -125,6 +126,29 @@ def test_id_name_and_tag_limits(clean_database: Database) -> None:
     with pytest.raises(FacepipeError) as exc:
         lib.create_person("other", [])
     assert _codes(exc) is ErrorCode.EMPTY_PARAMETER
+
+
+def test_paging_and_group_limits(clean_database: Database) -> None:
+    lib = FaceLibrary(clean_database, None, _settings())
+    for i in range(3):
+        lib.create_person(f"q{i}", [f"g{i}", "all"])
+    groups = lib.list_groups(offset=1, limit=2)
+    assert groups.total == 4 and [g.group_id for g in groups.items] == ["g0", "g1"]
+    past_end = lib.list_persons("all", offset=10)
+    assert past_end.total == 3 and past_end.items == ()
+    for offset, limit in [(-1, 10), (0, 0), (0, 1001)]:
+        with pytest.raises(FacepipeError) as exc:
+            lib.list_groups(offset=offset, limit=limit)
+        assert _codes(exc) is ErrorCode.ILLEGAL_PARAMETER
+    with pytest.raises(FacepipeError) as exc:
+        lib.create_person("many", [f"x{i}" for i in range(101)])
+    assert _codes(exc) is ErrorCode.TOO_MANY_GROUPS and exc.value.numeric_code == -1311
+    # the cap holds for the person's total, not only for one call
+    lib.create_person("many", [f"x{i}" for i in range(60)])
+    with pytest.raises(FacepipeError) as exc:
+        lib.add_person_to_groups("many", [f"y{i}" for i in range(41)])
+    assert _codes(exc) is ErrorCode.TOO_MANY_GROUPS
+    assert len(lib.add_person_to_groups("many", [f"y{i}" for i in range(40)]).group_ids) == 100
 
 
 # --- adding faces ----------------------------------------------------------------------------

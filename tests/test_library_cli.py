@@ -74,6 +74,14 @@ def test_face_verify_identify_commands(run, yaoming_jpg: Path, gdp_jpg: Path) ->
     assert found["candidates"][0]["tag"] == "center"
     code, out = run("identify", str(gdp_jpg), "-g", "g1", "--all-faces", "--json")
     assert code == 0 and len(json.loads(out)["faces"]) >= 5
+    code, out = run("identify", str(yaoming_jpg), "-g", "g1")
+    assert code == 0 and "1. yao  confidence" in out and "MATCH" in out
+    code, out = run("identify", str(gdp_jpg), "-g", "g1")  # yao is no one in gdp.jpg
+    assert code == 0 and "below threshold" in out and "MATCH" not in out
+    code, out = run("identify", str(yaoming_jpg), "-g", "nosuch", "--json")
+    assert code == 1 and json.loads(out)["error"]["name"] == "GROUP_NOT_FOUND"
+    code, out = run("identify", str(yaoming_jpg), "-g", "g1", "--top", "0", "--json")
+    assert code == 1 and json.loads(out)["error"]["code"] == -1313
     code, out = run("verify", str(yaoming_jpg), "--person", "yao", "--json")
     assert json.loads(out)["ismatch"] is True
     code, out = run("verify", str(gdp_jpg), "--person", "yao")

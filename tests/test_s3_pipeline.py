@@ -104,9 +104,13 @@ def test_s3_upload_triggers_processing_through_the_listener(
     assert items_of(job.id)[0].uri.endswith("/ann_lee/photo one.jpg")
 
     started = time.monotonic()
-    s3_events.s3.upload_file(str(players_jpg), s3_events.bucket, "incoming/cam1/players.jpg")
     s3_events.s3.put_object(Bucket=s3_events.bucket, Key="elsewhere/x.jpg", Body=b"x")
-    handled += _drain(listener, 2)
+    s3_events.s3.upload_file(str(players_jpg), s3_events.bucket, "incoming/cam1/players.jpg")
+    handled += _drain(listener, 1)
+    for _ in range(5):  # the unrouted key's event may come in a later receive
+        if sum(h.ignored for h in handled):
+            break
+        handled += listener.poll_once(wait_s=1)
     reid = [j for h in handled for j in h.jobs if j not in enroll_jobs]
     assert len(reid) == 1
     rjob = wait_job(reid[0])

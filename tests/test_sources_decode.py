@@ -99,6 +99,8 @@ def test_damaged_header_fails_to_decode() -> None:
     data = bytearray(encode(gradient(), "PNG"))
     data[12:29] = b"\x00" * 17  # IHDR body and CRC zeroed
     assert refusal(bytes(data)).code is ErrorCode.DECODE_FAILED
+    err = refusal(b"\xff\xd8\xff" + b"garbage" * 20)  # JPEG magic, no JPEG behind it
+    assert err.code is ErrorCode.DECODE_FAILED and "BytesIO" not in err.message
 
 
 def test_jpeg_with_trailing_bytes_still_decodes() -> None:

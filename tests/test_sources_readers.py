@@ -92,8 +92,17 @@ def test_expand_passes_other_sources_through(tmp_path: Path) -> None:
         "base64:AAAA",
         "data:image/png;base64,AAAA",
         str(tmp_path / "missing.jpg"),
+        "",  # not the current directory: reading it reports EMPTY_PARAMETER
+        "ftp://host/a.jpg",
     ]
     assert list(expand_sources(sources)) == sources
+
+
+def test_unsupported_scheme_is_illegal_parameter() -> None:
+    for source in ("ftp://host/a.jpg", "gs://bucket/a.jpg"):
+        with pytest.raises(FacepipeError) as exc:
+            read_source_bytes(source)
+        assert exc.value.code is ErrorCode.ILLEGAL_PARAMETER and "scheme" in exc.value.message
 
 
 def test_expand_is_lazy(tmp_path: Path) -> None:

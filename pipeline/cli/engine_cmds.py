@@ -168,7 +168,7 @@ def _detect_table(console: Console, line: dict[str, Any]) -> None:
         pose = face["pose"]
         table.add_row(
             str(i),
-            ",".join(f"{v:.0f}" for v in face["box"]),
+            ",".join(str(round(v)) for v in face["box"]),  # round(): no "-0"
             f"{face['score']:.3f}",
             f"{face['quality']['score']:.0f}",
             str(face["quality"]["level"]),

@@ -298,14 +298,16 @@ def identify(
     """Who is in the image? Top-N persons across the groups, best first."""
     with _library(as_json, with_engine=True) as lib:
         result = lib.identify(source, group, top, all_faces=all_faces)
+        threshold = lib.settings.match_threshold
 
     def human() -> None:
         for face in result.faces:
-            box = ",".join(f"{v:.0f}" for v in face.box)
+            box = ",".join(str(round(v)) for v in face.box)
             typer.echo(f"face {face.face_index} [{box}]")
             for rank, c in enumerate(face.candidates, start=1):
+                verdict = "MATCH" if c.confidence >= threshold else "below threshold"
                 typer.echo(
-                    f"  {rank}. {c.person_id}  confidence {c.confidence:.1f}  "
+                    f"  {rank}. {c.person_id}  confidence {c.confidence:.1f} {verdict}  "
                     f"(face {c.face_id}{', ' + c.name if c.name else ''}"
                     f"{', tag ' + c.tag if c.tag else ''})"
                 )

@@ -48,7 +48,11 @@ def to_device(index: faiss.Index, kind: IndexKind, use_gpu: bool | None = None) 
         use_gpu = gpu_count() > 0
     if not use_gpu or not _gpu_supported(kind):
         return index
-    return faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)  # type: ignore[attr-defined]
+    options = faiss.GpuClonerOptions()  # type: ignore[attr-defined]
+    # 64 sub-quantizers x 256 float32 lookup tables exceed a GPU block's shared memory; IVF-PQ
+    # is approximate and re-ranked anyway, so its tables go to float16. Exact kinds stay float32.
+    options.useFloat16 = kind is IndexKind.IVF_PQ
+    return faiss.index_cpu_to_gpu(_gpu_resources(), 0, index, options)  # type: ignore[attr-defined]
 
 
 def to_cpu(index: faiss.Index) -> faiss.Index:

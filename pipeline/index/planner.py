@@ -4,19 +4,23 @@ The decision (:func:`choose_engine`, pure) takes the gallery size of the scope, 
 probes and the snapshot's freshness, and applies, in order:
 
 1. no snapshot of every group searched -> pgvector (a FAISS search needs one);
-2. gallery < ``faiss_min_gallery`` (20,000 faces) -> pgvector: an exact pgvector scan of a
-   small group costs about as much per probe as a FAISS search plus its Postgres look-ups, and
-   is always fresh;
-3. probes < ``faiss_min_probes`` (200) -> pgvector: an online call does not amortise loading a
-   snapshot (tens of ms per 10k faces from a local disk, seconds from S3 for large ones) and the
-   per-batch delta and tombstone queries;
+2. gallery < ``faiss_min_gallery`` (10,000 faces) -> pgvector: below it the library's exact
+   scan costs ~11 ms a probe (2,000 faces measured), always fresh, and a group that small is
+   not worth a snapshot to maintain; from 10,000 faces up pgvector costs 60-210 ms a probe
+   here against 1-2 ms for FAISS in batches;
+3. probes < ``faiss_min_probes`` (10) -> pgvector: a cold FAISS call (snapshot load + delta,
+   tombstone and look-up queries) costs 0.16-0.31 s at 10k-100k faces, which the per-probe
+   saving repays after 1-3 probes; 10 leaves room for loads from S3 and keeps one-face online
+   calls on the always-fresh path;
 4. faces added since the snapshot > ``faiss_max_delta`` (50,000) -> pgvector, flagged
-   ``reindex_due``: the exact delta scan would dominate the batch;
+   ``reindex_due``: the exact delta scan adds ~0.9 ms a probe per 1,000 delta faces, so around
+   50,000 it costs what pgvector does on the whole group;
 5. otherwise FAISS.
 
-The defaults come from ``bench/search.py`` on this project's 2-core CPU machine (README, "Large
-scale search"); they are settings, to be re-measured on other hardware (a GPU moves 2 and 3
-down). For exact indexes both engines return the same ranking (tests/test_index_engines.py).
+The figures come from ``bench/search.py`` at 100,000 faces on this project's 2-core CPU machine
+under load (README, "Large-scale search"); the thresholds are settings, to be re-measured on
+other hardware. For exact indexes both engines return the same ranking
+(tests/test_index_engines.py).
 """
 
 from __future__ import annotations

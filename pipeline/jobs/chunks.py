@@ -47,6 +47,12 @@ def process_chunk(rt: Runtime, job_id: str, seq_lo: int, seq_hi: int) -> ChunkRe
     if not items:
         return ChunkResult(job_id, skipped="no unfinished items")
 
+    # an item claimed more often than allowed was interrupted every time (its worker died,
+    # e.g. on an image that exhausts memory): fail it instead of redelivering it forever
+    limit = rt.settings.item_max_attempts
+    exhausted = [it for it in items if it.attempts > limit]
+    items = [it for it in items if it.attempts <= limit]
+
     t1 = time.perf_counter()
     from pipeline.jobs import kinds  # the engine and library are only needed past this point
 
@@ -55,10 +61,11 @@ def process_chunk(rt: Runtime, job_id: str, seq_lo: int, seq_hi: int) -> ChunkRe
 
     t2 = time.perf_counter()
     with rt.db.transaction() as conn:
-        locked = store.lock_unfinished(conn, [it.id for it in items])
+        locked = store.lock_unfinished(conn, [it.id for it in items + exhausted])
         todo = [it for it in items if it.id in locked]
         outcomes = kinds.write(rt, conn, job, todo, prepared) if todo else []
         outcomes = [_maybe_retry_later(o, it, rt) for o, it in zip(outcomes, todo, strict=True)]
+        outcomes += [_interrupted(it) for it in exhausted if it.id in locked]
         finished = store.write_outcomes(conn, job_id, outcomes)
     timings["write"] = _ms(t2)
     timings["total"] = _ms(t0)
@@ -89,6 +96,15 @@ def _maybe_retry_later(outcome: ItemOutcome, item: Item, rt: Runtime) -> ItemOut
     if item.attempts < rt.settings.item_max_attempts:
         return ItemOutcome(item.id, ItemStatus.PENDING, error=_strip(outcome.error))
     return _strip_retryable(outcome)
+
+
+def _interrupted(item: Item) -> ItemOutcome:
+    err = FacepipeError(
+        ErrorCode.INTERNAL,
+        f"processing {item.uri} was interrupted {item.attempts - 1} times (the worker died); "
+        "giving up on this item",
+    )
+    return ItemOutcome(item.id, ItemStatus.FAILED, error=err.to_dict())
 
 
 def _strip(error: dict[str, object]) -> dict[str, object]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import re
 from dataclasses import dataclass
 
 import cv2
@@ -52,6 +53,11 @@ class ImageHeader:
     """Transparency given by a colour key / palette entry (PNG tRNS), not an alpha channel."""
 
 
+def _reason(exc: Exception) -> str:
+    """Pillow's message without the in-memory object it names ("<_io.BytesIO object at ...>")."""
+    return re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(exc)).strip()
+
+
 def read_header(data: bytes, fmt: ImageFormat, source: str, settings: Settings) -> ImageHeader:
     """Parse size, mode, alpha and EXIF orientation with Pillow (no pixel decoding)."""
     try:
@@ -72,7 +78,7 @@ def read_header(data: bytes, fmt: ImageFormat, source: str, settings: Settings) 
     except _HEADER_ERRORS as exc:
         raise FacepipeError(
             ErrorCode.DECODE_FAILED,
-            f"{source}: the {fmt.value.upper()} header is damaged ({exc})",
+            f"{source}: the {fmt.value.upper()} header is damaged ({_reason(exc)})",
             source=source,
         ) from exc
     return ImageHeader(fmt, width, height, mode, orientation, has_alpha, color_key)

@@ -76,7 +76,8 @@ def expand_sources(
     """
     settings = settings or get_settings()
     for source in sources:
-        if is_inline(source) or is_http(source):
+        if not source.strip() or is_inline(source) or is_http(source):
+            # an empty source is not the current directory: reading it reports EMPTY_PARAMETER
             yield source
         elif is_s3(source):
             location = parse_s3_uri(source)

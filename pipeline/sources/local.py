@@ -32,7 +32,8 @@ def read_local(source: str, settings: Settings) -> bytes:
     if path.is_dir():
         raise FacepipeError(
             ErrorCode.ILLEGAL_PARAMETER,
-            f"{source}: is a directory (expand it with expand_sources)",
+            f"{source}: is a directory, not an image file (give its files; detect/embed and the "
+            "pipeline expand directories, see expand_sources)",
             source=source,
         )
     if size > settings.max_image_bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.sources.decode import decode_image
@@ -10,6 +12,8 @@ from pipeline.sources.inline import describe, is_inline, read_inline
 from pipeline.sources.local import read_local
 from pipeline.sources.s3 import is_s3, read_s3
 from pipeline.types import DecodedImage
+
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 def source_label(source: str) -> str:
@@ -31,6 +35,14 @@ def read_source_bytes(source: str, settings: Settings | None = None) -> bytes:
         return read_http(source, settings)
     if is_s3(source):
         return read_s3(source, settings)
+    scheme = _URL_SCHEME.match(source)
+    if scheme and scheme.group(1).lower() != "file":
+        raise FacepipeError(
+            ErrorCode.ILLEGAL_PARAMETER,
+            f"{source}: unsupported scheme {scheme.group(1)!r} (use a path, file://, http(s)://, "
+            "s3://, data: or base64:)",
+            source=source,
+        )
     return read_local(source, settings)
 
 
