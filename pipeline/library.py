@@ -708,7 +708,7 @@ class FaceLibrary:
                 if threshold > 0 and confidence < threshold:
                     raise FacepipeError(
                         ErrorCode.FACE_MATCH_BELOW_THRESHOLD,
-                        f"best confidence {confidence:.1f} to {person_id!r}'s faces is below "
+                        f"best confidence {confidence:.1f} to the faces of {person_id!r} is below "
                         f"FaceMatchThreshold {threshold:g}",
                     )
             face_id, created = repo.insert_face(c, new)

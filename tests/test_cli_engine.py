@@ -170,3 +170,30 @@ def test_embed_jsonl_on_the_hard_formats(runner: CliRunner, shared_faces: Path) 
     upright = out[3]["faces"][0]["landmarks"]
     assert upright[0][1] < upright[3][1] and upright[1][1] < upright[4][1]  # eyes above mouth
     assert out[4]["error"]["name"] == "IMAGE_TOO_SMALL" and out[4]["faces"] == []
+
+
+def test_a_failing_listing_or_model_pack_is_an_error_not_a_traceback(
+    runner: CliRunner, gdp_jpg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.config import get_settings
+
+    # an S3 prefix whose listing fails (nothing listens there) gets its line; the rest go on
+    monkeypatch.setenv("FACEPIPE_S3_ENDPOINT_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    get_settings.cache_clear()
+    try:
+        result = run(runner, "detect", "s3://bucket/prefix/", str(gdp_jpg), "--json")
+        assert result.exit_code == 0
+        out = lines(result.stdout)
+        assert [o["source"] for o in out] == ["s3://bucket/prefix/", str(gdp_jpg)]
+        assert out[0]["error"]["name"] == "OBJECT_STORE_UNAVAILABLE"
+        assert len(out[1]["faces"]) == 5
+        monkeypatch.setenv("FACEPIPE_MODEL_DIR", str(tmp_path / "missing"))
+        get_settings.cache_clear()
+        failed = runner.invoke(app, ["embed", str(gdp_jpg), "--jsonl"])
+        assert failed.exit_code == 1 and "MODEL_INVALID" in failed.output
+        assert failed.exception is None or isinstance(failed.exception, SystemExit)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

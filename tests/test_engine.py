@@ -217,3 +217,28 @@ def test_106_landmarks_follow_a_turned_face(engine: FaceEngine, samples) -> None
     # a point (x, y) of the upright photo sits at (H - y, x) once turned clockwise
     expected = np.stack([yao.height - upright.landmarks_106[:, 1], upright.landmarks_106[:, 0]], 1)
     assert np.abs(expected - turned.landmarks_106).mean() < 2.0
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("min_face_size", 30), ("det_score_threshold", 0.8), ("det_size", 320), ("max_faces", 3)],
+)
+def test_detection_settings_are_honoured(
+    engine: FaceEngine, samples, batch_result, setting: str, value: float
+) -> None:
+    """Each detector setting changes what players.jpg (22 faces, 13-46 px) gives."""
+    settings = engine.settings.model_copy(update={setting: value})
+    sibling = FaceEngine(  # same sessions, other settings
+        settings, engine.pack, engine.detector, engine.recognizer, engine.landmark106
+    )
+    faces = sibling.analyze(samples[:1], embed=False, landmarks=False)[0].faces
+    assert 0 < len(faces) < len(batch_result[0].faces)
+    sides = [min(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces]
+    if setting == "min_face_size":
+        assert min(sides) >= value
+    elif setting == "det_score_threshold":
+        assert min(f.score for f in faces) >= value
+    elif setting == "det_size":  # a coarser canvas loses the smallest faces
+        assert min(sides) > 20
+    else:
+        assert len(faces) == value

@@ -12,6 +12,7 @@ import pytest
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.library import FaceLibrary, record_matches, record_observed_faces
+from pipeline.similarity import confidence_from_cosine
 from pipeline.sources import decode_image, load_image
 from pipeline.store.db import Database
 from pipeline.types import DecodedImage, ImageAnalysis
@@ -149,6 +150,16 @@ def test_paging_and_group_limits(clean_database: Database) -> None:
         lib.add_person_to_groups("many", [f"y{i}" for i in range(41)])
     assert _codes(exc) is ErrorCode.TOO_MANY_GROUPS
     assert len(lib.add_person_to_groups("many", [f"y{i}" for i in range(40)]).group_ids) == 100
+    # delete from a person's only group deletes the person; from a group it is not in: -1306
+    with pytest.raises(FacepipeError) as exc:
+        lib.delete_person("q0", "g1")
+    assert _codes(exc) is ErrorCode.GROUP_NOT_FOUND and "'q0'" in exc.value.message
+    lib.create_person("solo", ["alone"])
+    assert lib.delete_person("solo", "alone") is True
+    assert "alone" not in [g.group_id for g in lib.list_groups().items]
+    with pytest.raises(FacepipeError) as exc:
+        lib.get_person("solo")
+    assert _codes(exc) is ErrorCode.PERSON_NOT_FOUND
 
 
 # --- adding faces ----------------------------------------------------------------------------
@@ -324,6 +335,9 @@ def test_identify_verify_compare_images(
 
     verified = lib.verify(yaoming, "yao")
     assert verified.is_match and verified.confidence > 95
+    # one 0-100 scale everywhere: the library's confidences are pipeline.similarity's
+    assert verified.confidence == pytest.approx(confidence_from_cosine(verified.score))
+    assert hit[0].confidence == pytest.approx(confidence_from_cosine(hit[0].score))
     refused = lib.verify(str(gdp_jpg), "yao")
     assert not refused.is_match and refused.confidence < 60
     same = lib.compare(yaoming, _encoded(yaoming.pixels, "re.jpg", ".jpg", quality=80))

@@ -84,6 +84,14 @@ def configure(celery: Celery, settings: Settings) -> None:
     from schedules.beat import build_schedule
 
     celery.conf.beat_schedule = build_schedule(settings)
+    # forget connections made with the previous settings (they are created lazily again)
+    celery._pool = None
+    amqp = celery.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
+    local = getattr(celery, "_local", None)
+    if local is not None and hasattr(local, "backend"):
+        del local.backend
 
 
 app = create_app()
@@ -93,3 +101,13 @@ app = create_app()
 def _fresh_runtime_in_child(**_: object) -> None:
     # A forked child must not reuse the parent's database pool or ONNX sessions.
     reset_runtime()
+    consumed = set(getattr(app.amqp.queues, "consume_from", None) or ())
+    if "infer" in consumed:
+        # load the models now, once per pool process, rather than in the first chunk
+        from pipeline.errors import FacepipeError
+        from pipeline.jobs.runtime import get_runtime
+
+        try:
+            get_runtime().engine  # noqa: B018  (the property loads the models)
+        except FacepipeError:  # the first chunk will report it; the process still starts
+            log.exception("could not load the models at process start")

@@ -94,10 +94,18 @@ def outcome_json(
 
 
 def _engine(settings: Settings) -> Any:
-    """Load the engine (imported here so ``facepipe --help`` stays fast)."""
+    """Load the engine (imported here so ``facepipe --help`` stays fast); a pack that cannot
+    be loaded (MODEL_INVALID...) is reported on stderr with exit status 1, not a traceback."""
     from pipeline.engine import FaceEngine
 
-    return FaceEngine.from_settings(settings)
+    try:
+        return FaceEngine.from_settings(settings)
+    except FacepipeError as exc:
+        Console(stderr=True).print(
+            f"[red]error {exc.numeric_code} {exc.code.value}[/red]: {exc.message}",
+            highlight=False,
+        )
+        raise typer.Exit(code=1) from exc
 
 
 def _settings(max_faces: int | None = None, rotate: bool | None = None) -> Settings:
@@ -110,10 +118,29 @@ def _settings(max_faces: int | None = None, rotate: bool | None = None) -> Setti
     return settings.model_copy(update=update) if update else settings
 
 
-def _expanded(sources: Iterable[str], settings: Settings) -> Iterator[str]:
-    from pipeline.sources import expand_sources
+class _Expansion:
+    """Expands the command's sources one by one. A source whose listing fails (an S3 prefix
+    without credentials, say) is passed on as itself, and its error is kept here so that its
+    line carries the listing's error: a bad input never stops the others."""
 
-    return expand_sources(sources, settings)
+    def __init__(self, sources: Iterable[str], settings: Settings) -> None:
+        self.sources = sources
+        self.settings = settings
+        self.failed: dict[str, FacepipeError] = {}
+
+    def __iter__(self) -> Iterator[str]:
+        from pipeline.sources import expand_sources
+
+        for source in self.sources:
+            try:
+                yield from expand_sources([source], self.settings)
+            except FacepipeError as exc:
+                self.failed[source] = exc
+                yield source
+
+    def error_of(self, source: str, error: FacepipeError | None) -> FacepipeError | None:
+        """The error to report for an outcome: the listing's, when its expansion failed."""
+        return self.failed.get(source, error)
 
 
 @contextmanager
@@ -201,15 +228,14 @@ def detect(
     engine = _engine(settings)
     mode = DetectMode.LARGEST if largest else DetectMode.ALL
     console = Console()
-    stream = engine.analyze_stream(
-        _expanded(sources, settings), mode=mode, embed=False, batch_size=batch_size
-    )
+    expansion = _Expansion(sources, settings)
+    stream = engine.analyze_stream(expansion, mode=mode, embed=False, batch_size=batch_size)
     with _progress("detect") as advance:
         for outcome in stream:
             line = outcome_json(
                 outcome.source,
                 outcome.analysis,
-                outcome.error,
+                expansion.error_of(outcome.source, outcome.error),
                 model=engine.model_id,
                 with_embedding=False,
             )
@@ -242,15 +268,14 @@ def embed(
     table = Table(title=f"embeddings ({engine.model_id}, {engine.embedding_dim}-d)")
     for column in ("source", "size", "faces", "error"):
         table.add_column(column)
-    stream = engine.analyze_stream(
-        _expanded(sources, settings), mode=mode, embed=True, batch_size=batch_size
-    )
+    expansion = _Expansion(sources, settings)
+    stream = engine.analyze_stream(expansion, mode=mode, embed=True, batch_size=batch_size)
     with _progress("embed") as advance:
         for outcome in stream:
             line = outcome_json(
                 outcome.source,
                 outcome.analysis,
-                outcome.error,
+                expansion.error_of(outcome.source, outcome.error),
                 model=engine.model_id,
                 with_embedding=jsonl,
             )

@@ -127,6 +127,8 @@ def enroll(
     if wait:
         job = watch_job(job.id, show=not as_json)
     _print_job(job, as_json=as_json)
+    if job.status == JobStatus.FAILED:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -168,6 +170,8 @@ def reidentify(
     if wait:
         job = watch_job(job.id, show=not as_json)
     _print_job(job, as_json=as_json)
+    if job.status == JobStatus.FAILED:
+        raise typer.Exit(1)
 
 
 @jobs_app.command("list")

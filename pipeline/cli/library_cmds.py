@@ -30,6 +30,9 @@ app.add_typer(face_app, name="face")
 app.add_typer(db_app, name="db")
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
+PERSON_ARG = typer.Argument(..., help="Person id.", show_default=False)
+OFFSET_OPT = typer.Option(0, "--offset", help="Skip this many (paging; >= 0).")
+LIMIT_OPT = typer.Option(100, "--limit", help="Page size (1-1000).")
 
 
 @contextmanager
@@ -101,7 +104,7 @@ def person_create(
 
 @person_app.command("delete")
 def person_delete(
-    person_id: str = typer.Argument(...),
+    person_id: str = PERSON_ARG,
     group: str | None = typer.Option(
         None, "--group", "-g", help="Only take the person out of this group."
     ),
@@ -121,7 +124,7 @@ def person_delete(
 
 
 @person_app.command("info")
-def person_info(person_id: str = typer.Argument(...), as_json: bool = JSON_OPT) -> None:
+def person_info(person_id: str = PERSON_ARG, as_json: bool = JSON_OPT) -> None:
     """Show a person's name, tag, groups and face ids."""
     with _library(as_json) as lib:
         info = lib.get_person(person_id)
@@ -130,9 +133,9 @@ def person_info(person_id: str = typer.Argument(...), as_json: bool = JSON_OPT) 
 
 @person_app.command("set")
 def person_set(
-    person_id: str = typer.Argument(...),
-    name: str | None = typer.Option(None, "--name"),
-    tag: str | None = typer.Option(None, "--tag"),
+    person_id: str = PERSON_ARG,
+    name: str | None = typer.Option(None, "--name", help="New display name (<= 60 characters)."),
+    tag: str | None = typer.Option(None, "--tag", help="New tag (<= 256 bytes)."),
     add_group: list[str] = typer.Option([], "--add-group", help="Also put it in this group."),
     remove_group: list[str] = typer.Option(
         [], "--remove-group", help="Take it out of this group (not its last one)."
@@ -155,9 +158,9 @@ def person_set(
 
 @person_app.command("list")
 def person_list(
-    group: str = typer.Option(..., "--group", "-g"),
-    offset: int = typer.Option(0, "--offset"),
-    limit: int = typer.Option(100, "--limit"),
+    group: str = typer.Option(..., "--group", "-g", help="The group to list."),
+    offset: int = OFFSET_OPT,
+    limit: int = LIMIT_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """List the persons of a group (paged)."""
@@ -177,8 +180,8 @@ def person_list(
 
 @group_app.command("list")
 def group_list(
-    offset: int = typer.Option(0, "--offset"),
-    limit: int = typer.Option(100, "--limit"),
+    offset: int = OFFSET_OPT,
+    limit: int = LIMIT_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """List groups with their person counts (paged)."""
@@ -198,11 +201,21 @@ def group_list(
 
 @face_app.command("add")
 def face_add(
-    person_id: str = typer.Argument(...),
+    person_id: str = PERSON_ARG,
     sources: list[str] = typer.Argument(..., help="Image paths, URLs, s3:// keys or base64."),
-    quality_control: int = typer.Option(0, "--quality-control", "-q", min=0, max=4),
+    quality_control: int = typer.Option(
+        0,
+        "--quality-control",
+        "-q",
+        min=0,
+        max=4,
+        help="Refuse faces below this quality level (-1601): 0 off, 1 low ... 4 very high.",
+    ),
     match_threshold: float | None = typer.Option(
-        None, "--match-threshold", help="FaceMatchThreshold 0-100 (default from settings)."
+        None,
+        "--match-threshold",
+        help="FaceMatchThreshold 0-100: a new face must reach this confidence to the "
+        "person's faces (-1604; 0 off; default FACEPIPE_FACE_MATCH_THRESHOLD, 60).",
     ),
     replace: bool = typer.Option(False, "--replace", help="Replace all the person's faces."),
     as_json: bool = JSON_OPT,
@@ -230,8 +243,8 @@ def face_add(
 
 @face_app.command("delete")
 def face_delete(
-    person_id: str = typer.Argument(...),
-    face_ids: list[str] = typer.Argument(...),
+    person_id: str = PERSON_ARG,
+    face_ids: list[str] = typer.Argument(..., help="Face ids (see `face list`)."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Delete faces of a person."""
@@ -245,7 +258,7 @@ def face_delete(
 
 
 @face_app.command("list")
-def face_list(person_id: str = typer.Argument(...), as_json: bool = JSON_OPT) -> None:
+def face_list(person_id: str = PERSON_ARG, as_json: bool = JSON_OPT) -> None:
     """List a person's face ids."""
     with _library(as_json) as lib:
         ids = lib.list_faces(person_id)
@@ -253,7 +266,9 @@ def face_list(person_id: str = typer.Argument(...), as_json: bool = JSON_OPT) ->
 
 
 @face_app.command("info")
-def face_info(face_id: str = typer.Argument(...), as_json: bool = JSON_OPT) -> None:
+def face_info(
+    face_id: str = typer.Argument(..., help="Face id."), as_json: bool = JSON_OPT
+) -> None:
     """Show an enrolled face's record."""
     with _library(as_json) as lib:
         info = lib.get_face(face_id)
@@ -271,7 +286,7 @@ def face_info(face_id: str = typer.Argument(...), as_json: bool = JSON_OPT) -> N
 @app.command("verify")
 def verify(
     source: str = typer.Argument(..., help="Image path, URL, s3:// key or base64."),
-    person: str = typer.Option(..., "--person", "-p"),
+    person: str = typer.Option(..., "--person", "-p", help="The enrolled person to check."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Is the image's largest face this person? Confidence 0-100 and match yes/no."""
@@ -291,7 +306,9 @@ def verify(
 def identify(
     source: str = typer.Argument(..., help="Image path, URL, s3:// key or base64."),
     group: list[str] = typer.Option(..., "--group", "-g", help="Group (repeat for several)."),
-    top: int | None = typer.Option(None, "--top", "-n", help="Candidates (default 5)."),
+    top: int | None = typer.Option(
+        None, "--top", "-n", help="Persons per face, 1-100 (default 5)."
+    ),
     all_faces: bool = typer.Option(False, "--all-faces", help="Every face, not the largest."),
     as_json: bool = JSON_OPT,
 ) -> None:
