@@ -14,8 +14,11 @@ from bench import engine as engine_bench
 
 @pytest.mark.shared_data
 def test_accuracy_script_on_a_small_labelled_set(dev_labels, tmp_path: Path, capsys) -> None:
-    chosen = [p for p in dev_labels if p.identity in ("deepface_Angelina", "bbt_penny")][:3]
-    chosen += [p for p in dev_labels if p.identity == "bbt_penny"][:3]
+    chosen = [
+        photo
+        for identity in ("deepface_Angelina", "bbt_penny")
+        for photo in [p for p in dev_labels if p.identity == identity][:3]
+    ]
     labels = tmp_path / "labels.csv"
     with labels.open("w", newline="") as fh:
         writer = csv.writer(fh)
