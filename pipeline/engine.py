@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 DECODE_THREADS = 4
 """Reader/decoder threads of analyze_stream (I/O-bound reads and cv2 decoding release the GIL)."""
 PREFETCH_BATCHES = 2
-"""How many batches analyze_stream reads ahead of the one on the model."""
+"""How many batches analyze_stream reads ahead of those queued on the models."""
+QUEUED_BATCHES = 2
+"""Batches analyze_stream queues for its model threads beyond one each (see _stream)."""
 
 
 @dataclass(frozen=True)
@@ -277,7 +279,8 @@ class FaceEngine:
     ) -> Iterator[AnalysisOutcome]:
         batch = max(1, batch_size or self.settings.det_batch_size)
         workers = max(1, self.settings.stream_workers)
-        ahead = batch * (PREFETCH_BATCHES + workers)
+        queued = workers + QUEUED_BATCHES
+        ahead = batch * (PREFETCH_BATCHES + queued)
         pending: deque[tuple[str, Future[tuple[DecodedImage, float]]]] = deque()
         in_flight: deque[Future[list[AnalysisOutcome]]] = deque()
         source_iter = iter(sources)
@@ -293,16 +296,22 @@ class FaceEngine:
                     return
                 pending.append((source, readers.submit(load, source)))
 
+        def process(
+            current: list[tuple[str, Future[tuple[DecodedImage, float]]]],
+        ) -> list[AnalysisOutcome]:
+            loaded = [_collect(source, future) for source, future in current]
+            return list(_analyze_loaded(loaded, run))
+
         try:
             refill()
             while pending or in_flight:
-                while pending and len(in_flight) < workers:
+                # More batches queued than model threads: a thread that finishes its batch
+                # takes the next at once instead of idling until the oldest batch (the next
+                # to yield, in input order) is done.
+                while pending and len(in_flight) < queued:
                     current = [pending.popleft() for _ in range(min(batch, len(pending)))]
-                    refill()  # the next batches decode while this one is on the model
-                    loaded = [_collect(source, future) for source, future in current]
-                    in_flight.append(
-                        models.submit(lambda ld=loaded: list(_analyze_loaded(ld, run)))
-                    )
+                    in_flight.append(models.submit(process, current))
+                    refill()  # the next batches decode while these are on the model
                 yield from in_flight.popleft().result()
         finally:
             readers.shutdown(wait=True, cancel_futures=True)
