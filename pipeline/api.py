@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -60,74 +59,21 @@ ENGINE_CONCURRENCY = 2
 T = TypeVar("T")
 
 
-class ApiState:
-    """The process's settings, engine, database and library, created once (lazily)."""
+class ApiState(Runtime):
+    """The jobs' :class:`Runtime` (settings, lazily built engine, database and library) plus
+    the API's limit on concurrent model calls. A database handed in stays the caller's to close.
+    """
 
     def __init__(
         self, settings: Settings, engine: Any | None = None, database: Any | None = None
     ) -> None:
-        self.settings = settings
-        self._engine = engine
-        self._db = database
+        super().__init__(settings, db=database, engine=engine)
         self._owns_db = database is None
-        self._library: Any | None = None
-        self._lock = threading.Lock()
         self.limiter = anyio.CapacityLimiter(ENGINE_CONCURRENCY)
 
-    @property
-    def engine(self) -> Any:
-        with self._lock:
-            if self._engine is None:
-                from pipeline.engine import FaceEngine
-
-                self._engine = FaceEngine.from_settings(self.settings)
-            return self._engine
-
-    @property
-    def db(self) -> Any:
-        with self._lock:
-            if self._db is None:
-                from pipeline.store.db import Database
-
-                self._db = Database.from_settings(self.settings)
-            return self._db
-
-    @property
-    def library(self) -> Any:
-        engine, db = self.engine, self.db
-        with self._lock:
-            if self._library is None:
-                from pipeline.library import FaceLibrary
-
-                self._library = FaceLibrary(db, engine, self.settings)
-            return self._library
-
     def close(self) -> None:
-        with self._lock:
-            if self._owns_db and self._db is not None:
-                self._db.close()
-                self._db = None
-                self._library = None
-
-
-class _ApiRuntime(Runtime):
-    """The jobs' :class:`Runtime` over the API's own database and engine."""
-
-    def __init__(self, state: ApiState) -> None:
-        super().__init__(state.settings)
-        self._state = state
-
-    @property
-    def db(self) -> Any:
-        return self._state.db
-
-    @property
-    def engine(self) -> Any:
-        return self._state.engine
-
-    @property
-    def library(self) -> Any:
-        return self._state.library
+        if self._owns_db:
+            super().close()
 
 
 def _state(request: Request) -> ApiState:
@@ -566,7 +512,7 @@ async def submit_enroll(request: Request) -> dict[str, Any]:
             manifest=manifest,
             person_id=params.person_id,
             idempotency_key=params.idempotency_key,
-            rt=_ApiRuntime(state),
+            rt=state,
         )
         return job.to_dict()  # type: ignore[no-any-return]
 
@@ -597,7 +543,7 @@ async def submit_reidentify(request: Request) -> dict[str, Any]:
             since=params.since,
             top_n=params.top_n,
             idempotency_key=params.idempotency_key,
-            rt=_ApiRuntime(state),
+            rt=state,
         )
         return job.to_dict()  # type: ignore[no-any-return]
 
@@ -621,7 +567,7 @@ async def s3_event(request: Request) -> dict[str, Any]:
         # The same objects give the same idempotency key, hence the same jobs on redelivery.
         identities = "\n".join(sorted(o.identity for o in parsed.objects))
         origin = hashlib.sha256(identities.encode()).hexdigest()[:32]
-        handled = submit_objects(parsed.objects, f"http-{origin}", rt=_ApiRuntime(state))
+        handled = submit_objects(parsed.objects, f"http-{origin}", rt=state)
         return {"jobs": list(handled.jobs), "ignored": handled.ignored}
 
     return await _blocking(run)
