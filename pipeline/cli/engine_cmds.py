@@ -204,6 +204,28 @@ def _detect_table(console: Console, line: dict[str, Any]) -> None:
     console.print(table)
 
 
+def _result_lines(
+    engine: Any,
+    sources: list[str],
+    settings: Settings,
+    largest: bool,
+    batch_size: int | None,
+    *,
+    embed: bool,
+    with_embedding: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """One output object per input (sources expanded lazily), errors included, in order."""
+    mode = DetectMode.LARGEST if largest else DetectMode.ALL
+    expansion = _Expansion(sources, settings)
+    for outcome in engine.analyze_stream(expansion, mode=mode, embed=embed, batch_size=batch_size):
+        yield outcome_json(
+            outcome.source,
+            outcome.analysis,
+            expansion.error_of(outcome.source, outcome.error),
+            model=engine.model_id,
+            with_embedding=with_embedding,
+        )
+
 @app.command()
 def detect(
     sources: SourcesArg,
@@ -226,19 +248,10 @@ def detect(
     """Detect faces: boxes, scores, 5 landmarks, pose and quality (a table, or --json)."""
     settings = _settings(max_faces, rotate)
     engine = _engine(settings)
-    mode = DetectMode.LARGEST if largest else DetectMode.ALL
     console = Console()
-    expansion = _Expansion(sources, settings)
-    stream = engine.analyze_stream(expansion, mode=mode, embed=False, batch_size=batch_size)
+    lines = _result_lines(engine, sources, settings, largest, batch_size, embed=False)
     with _progress("detect") as advance:
-        for outcome in stream:
-            line = outcome_json(
-                outcome.source,
-                outcome.analysis,
-                expansion.error_of(outcome.source, outcome.error),
-                model=engine.model_id,
-                with_embedding=False,
-            )
+        for line in lines:
             if as_json:
                 _write_line(line)
             else:
@@ -263,22 +276,15 @@ def embed(
     """Detect and embed faces; --jsonl prints {source, width, height, model, faces, error}."""
     settings = _settings()
     engine = _engine(settings)
-    mode = DetectMode.LARGEST if largest else DetectMode.ALL
     console = Console()
     table = Table(title=f"embeddings ({engine.model_id}, {engine.embedding_dim}-d)")
     for column in ("source", "size", "faces", "error"):
         table.add_column(column)
-    expansion = _Expansion(sources, settings)
-    stream = engine.analyze_stream(expansion, mode=mode, embed=True, batch_size=batch_size)
+    lines = _result_lines(
+        engine, sources, settings, largest, batch_size, embed=True, with_embedding=jsonl
+    )
     with _progress("embed") as advance:
-        for outcome in stream:
-            line = outcome_json(
-                outcome.source,
-                outcome.analysis,
-                expansion.error_of(outcome.source, outcome.error),
-                model=engine.model_id,
-                with_embedding=jsonl,
-            )
+        for line in lines:
             if jsonl:
                 _write_line(line)
             else:
