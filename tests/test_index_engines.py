@@ -181,3 +181,58 @@ def test_identify_batch_of_a_source_records_probes_then_matches(enrolled, tmp_pa
         ).fetchall()
     # the very same photo: each face's best match is its own enrolled person
     assert [r[0] for r in rows] == [f"gdp-{i:02d}" for i in range(5)]
+
+
+def test_cli_identify_batch_accepts_the_short_job_id_jobs_list_prints(
+    enrolled, analyses, pipeline_env
+) -> None:
+    from pipeline.cli.index_cmds import app
+    from pipeline.jobs import store
+    from pipeline.jobs.model import JobKind
+
+    db, _, _ = enrolled
+    _, mirrored = analyses
+    with db.transaction() as conn:
+        job, _ = store.create_job(conn, JobKind.REIDENTIFY, {"groups": [GROUP]})
+        for a in mirrored:
+            record_observed_faces(conn, a, job_id=job.id)
+    out = CliRunner().invoke(app, ["identify-batch", "--group", GROUP, "--job", job.id[:8],
+                                   "--inline", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["probes"] == len(probe_matrix(analyses))
+
+
+def test_nightly_run_goes_through_identify_batch_when_the_planner_picks_faiss(
+    enrolled, analyses, pipeline_env, pipeline_redis, tmp_path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.jobs import store
+    from pipeline.jobs.runtime import Runtime
+    from workers.tasks import run_nightly
+
+    db, _, model = enrolled
+    _, mirrored = analyses
+    with db.transaction() as conn:
+        for a in mirrored:
+            record_observed_faces(conn, a, job_id="seen-today")
+    settings = Settings(
+        database_url=db.url, home=tmp_path, snapshot_uri=str(tmp_path / "snaps"),
+        reidentify_groups=[GROUP], faiss_min_gallery=10, faiss_min_probes=5,
+    )
+    rt = Runtime(settings, db=db)
+    since = datetime.now(UTC) - timedelta(hours=1)
+    # no snapshot yet: the chunked reidentify job (pgvector) on the ingest queue
+    first = run_nightly(rt, "2026-01-01", since)
+    assert first["kind"] == "reidentify" and pipeline_redis.llen("ingest") == 1
+    reindex(db, Scope(model_id=model, group=GROUP), settings)
+    night = run_nightly(rt, "2026-01-02", since)
+    assert night["kind"] == "identify-batch" and pipeline_redis.llen("search") == 1
+    assert run_nightly(rt, "2026-01-02", since) == night  # the same night: the same run
+    assert pipeline_redis.llen("search") == 1
+    with db.connection() as conn:
+        job = store.get_job(conn, night["job_id"])
+    assert job.params["plan"]["engine"] == "faiss"
+    # what the search worker runs with that message: every probe matched through FAISS
+    res = identify_batch(db, [GROUP], since=since, job_id=job.id, settings=settings)
+    assert res.plan.engine is SearchEngine.FAISS and res.probes == len(probe_matrix(analyses))

@@ -15,6 +15,7 @@ from pipeline.jobs import store
 from pipeline.jobs.chunks import process_chunk
 from pipeline.jobs.listing import list_step
 from pipeline.jobs.model import ItemOutcome, ItemSpec, ItemStatus, JobKind, JobStatus
+from pipeline.jobs.producers import walk_directory
 from pipeline.jobs.runtime import Runtime
 from pipeline.jobs.sample import build_sample_archive
 from pipeline.store.db import Database
@@ -246,3 +247,50 @@ def test_an_item_whose_worker_keeps_dying_fails_instead_of_looping(
     assert (first.status, first.error_name, first.attempts) == (ItemStatus.FAILED, "INTERNAL", 4)
     assert "interrupted 3 times" in (first.error_message or "")
     assert second.status == ItemStatus.DONE and second.attempts == 1
+
+
+def test_reidentify_against_no_existing_group_is_refused_at_submission(
+    runtime: Runtime, archive: Path
+) -> None:
+    from workers.submit import submit_job
+
+    with pytest.raises(FacepipeError) as err:
+        submit_job(JobKind.REIDENTIFY, str(archive), groups=["nosuch"], rt=runtime)
+    assert err.value.code == ErrorCode.GROUP_NOT_FOUND
+    with pytest.raises(FacepipeError) as err:
+        submit_job(JobKind.REIDENTIFY, str(archive), groups=["a", "b"], rt=runtime)
+    assert err.value.code == ErrorCode.GROUP_LIST_NOT_FOUND
+    with runtime.db.connection() as conn:
+        assert store.list_jobs(conn) == []
+
+
+def test_directory_is_listed_page_by_page_with_a_resume_token(
+    runtime: Runtime, archive: Path, tmp_path: Path
+) -> None:
+    walked = list(walk_directory(archive))
+    manifest = tmp_path / "m.csv"  # overrides the person of the 8th file (second page)
+    rel = Path(walked[7].uri).relative_to(archive.resolve())
+    manifest.write_text(f"uri,person_id,name,groups\n{rel},boss,The Boss,\n")
+    with runtime.db.transaction() as conn:
+        job, _ = store.create_job(conn, JobKind.ENROLL, {"source": str(archive),
+                                                         "groups": ["team"], "page_size": 6,
+                                                         "manifest": str(manifest)})
+    chunks: list[tuple[int, int]] = []
+    steps = [list_step(runtime, job, lambda lo, hi: chunks.append((lo, hi)))]
+    while not steps[-1].finished:
+        # what the ingest task does: call again (possibly redelivered: the same page twice)
+        for _ in range(2):
+            step = list_step(runtime, job, lambda lo, hi: chunks.append((lo, hi)),
+                             token=steps[-1].next_token, next_seq=steps[-1].next_seq)
+        steps.append(step)
+    assert [s.listed for s in steps] == [6, 6, 3]
+    with runtime.db.connection() as conn:
+        job = store.get_job(conn, job.id)
+        items = store.list_items(conn, job.id)
+    assert job.listing_done and job.n_items == 15
+    assert [i.seq for i in items] == list(range(15))
+    assert [i.uri for i in items] == [s.uri for s in walked]
+    assert [i.person_id for i in items] == [
+        "boss" if n == 7 else s.person_id for n, s in enumerate(walked)
+    ]
+    assert items[7].person_name == "The Boss"

@@ -12,8 +12,11 @@ from pipeline.jobs.runtime import get_runtime
 def test_scheduled_tasks_run_once_per_slot(
     pipeline_env: Any, clean_database: Any, pipeline_redis: Any
 ) -> None:
+    from pipeline.library import FaceLibrary
     from workers.tasks import cleanup_task, nightly_reidentify_task, scheduled_reindex_task
 
+    rt = get_runtime()
+    FaceLibrary(rt.db, None, rt.settings).ensure_person("nightly", ["s3group"])
     first = nightly_reidentify_task()
     second = nightly_reidentify_task()  # a second beat instance firing the same night
     assert "job_id" in first and second == {"skipped": "another beat instance ran it"}

@@ -46,6 +46,22 @@ def test_directory_walk_sorted_with_parent_folder_as_person(tmp_path: Path) -> N
     ]
 
 
+def test_directory_walk_resumes_after_any_listed_file(tmp_path: Path) -> None:
+    for rel in ("z.jpg", "a/1.jpg", "a/b/2.jpg", "a/b/c/3.png", "a/d/4.jpg", "a/e.txt",
+                "b/5.jpg", "b0/6.jpg", "b/c/7.jpg", "c/.hidden.jpg", "c/8.JPG"):
+        _touch(tmp_path / rel)
+    from pipeline.jobs.producers import walk_directory_from
+
+    full = list(walk_directory_from(tmp_path))
+    rels = [r for r, _ in full]
+    # in each folder its files first, then its subfolders, all sorted
+    assert rels == ["z.jpg", "a/1.jpg", "a/b/2.jpg", "a/b/c/3.png", "a/d/4.jpg", "b/5.jpg",
+                    "b/c/7.jpg", "b0/6.jpg", "c/8.JPG"]
+    assert [s.uri for _, s in full] == [s.uri for s in walk_directory(tmp_path)]
+    for i, rel in enumerate(rels):
+        assert [r for r, _ in walk_directory_from(tmp_path, after=rel)] == rels[i + 1 :]
+
+
 def test_manifest_overrides_folder_names_and_splits_groups(tmp_path: Path) -> None:
     _touch(tmp_path / "photos" / "x" / "a.jpg")
     _touch(tmp_path / "photos" / "x" / "b.jpg")
@@ -182,3 +198,40 @@ def test_retry_policy_backs_off_capped_and_only_for_transient_errors() -> None:
     assert is_transient(ConnectionRefusedError())
     assert not is_transient(FacepipeError(ErrorCode.NO_FACE))
     assert not is_transient(ValueError("bad"))
+
+
+def test_reconfiguring_the_app_sends_tasks_to_the_new_broker(pipeline_redis: object) -> None:
+    """Pools and result backends built with old settings are dropped by ``configure``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import redis
+
+    from pipeline.config import get_settings
+    from tests.fixtures.services import REDIS_BROKER, REDIS_RESULTS
+    from workers.app import app, configure
+
+    def backend_db() -> int:
+        return int(app.backend.client.connection_pool.connection_kwargs["db"])
+
+    def queued(url: str) -> int:
+        client = redis.Redis.from_url(url)
+        try:
+            return int(client.llen("ingest"))
+        finally:
+            client.close()
+
+    pool = ThreadPoolExecutor(1)  # a long-lived thread, like the HTTP API's
+    try:
+        # DB 10 as the broker first: a connection pool and backends get built and cached
+        configure(app, Settings(broker_url=REDIS_RESULTS, result_backend=REDIS_BROKER))
+        app.send_task("facepipe.ingest.qa-probe", queue="ingest")
+        assert pool.submit(backend_db).result() == 9 and backend_db() == 9
+        assert (queued(REDIS_RESULTS), queued(REDIS_BROKER)) == (1, 0)
+
+        configure(app, Settings(broker_url=REDIS_BROKER, result_backend=REDIS_RESULTS))
+        app.send_task("facepipe.ingest.qa-probe", queue="ingest")
+        assert (queued(REDIS_RESULTS), queued(REDIS_BROKER)) == (1, 1)
+        assert pool.submit(backend_db).result() == 10 and backend_db() == 10
+    finally:
+        pool.shutdown()
+        configure(app, get_settings())

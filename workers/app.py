@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
 
 from celery import Celery
 from celery.signals import worker_process_init
@@ -84,14 +85,25 @@ def configure(celery: Celery, settings: Settings) -> None:
     from schedules.beat import build_schedule
 
     celery.conf.beat_schedule = build_schedule(settings)
-    # forget connections made with the previous settings (they are created lazily again)
+    _forget_connections(celery)
+
+
+def _forget_connections(celery: Celery) -> None:
+    """Drop the broker pools and result backends built with the previous settings.
+
+    Celery builds them lazily and keeps them: the broker connection pool (``_pool``), the
+    producer pool (``amqp._producer_pool``) and the result backend (``_backend_cache`` when
+    thread-safe, else one per thread in ``_local``). Without this, a process whose settings
+    changed (tests switching Redis databases, ``pipeline_env``) would keep sending tasks to the
+    old broker. A fresh ``threading.local`` forgets the backends of every thread, not only the
+    caller's (the HTTP API sends from a thread pool).
+    """
     celery._pool = None
     amqp = celery.__dict__.get("amqp")
     if amqp is not None:
         amqp._producer_pool = None
-    local = getattr(celery, "_local", None)
-    if local is not None and hasattr(local, "backend"):
-        del local.backend
+    celery._backend_cache = None
+    celery._local = threading.local()
 
 
 app = create_app()

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.jobs import store
 from pipeline.jobs.model import ItemSpec, Job, JobKind
 from pipeline.jobs.producers import source_type
@@ -59,11 +60,27 @@ def submit_job(
     if page_size:
         params["page_size"] = page_size
     with rt.db.transaction() as conn:
+        if kind == JobKind.REIDENTIFY and groups:
+            _require_a_group(conn, groups)
         job, created = store.create_job(conn, kind, params, idempotency_key=idempotency_key)
     if created:
         list_source_task.apply_async(args=(job.id,))
         log.info("job %s (%s) submitted: %s", job.id, kind.value, params)
     return job
+
+
+def _require_a_group(conn: Any, groups: Sequence[str]) -> None:
+    """Refuse a re-identification against groups of which none exists, before any work.
+
+    Otherwise every image would be analysed and stored as observed faces, and then every item
+    would fail on the search. Missing groups among existing ones are skipped, as in identify.
+    """
+    from pipeline.store import repo
+
+    if repo.existing_groups(conn, list(groups)):
+        return
+    code = ErrorCode.GROUP_NOT_FOUND if len(groups) == 1 else ErrorCode.GROUP_LIST_NOT_FOUND
+    raise FacepipeError(code, f"no group of {list(groups)} exists", group_ids=list(groups))
 
 
 def submit_items(

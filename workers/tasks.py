@@ -9,13 +9,14 @@ from typing import Any
 
 from celery import Task
 
-from pipeline.errors import error_dict
+from pipeline.errors import FacepipeError, error_dict
+from pipeline.index.planner import Plan, SearchEngine
 from pipeline.jobs import store
 from pipeline.jobs.chunks import process_chunk
 from pipeline.jobs.export import export_matches
 from pipeline.jobs.listing import list_step
 from pipeline.jobs.model import JobKind
-from pipeline.jobs.runtime import get_runtime
+from pipeline.jobs.runtime import Runtime, get_runtime
 from schedules.beat import INDEX_REINDEX_TASK
 from workers.app import app
 from workers.base import backoff_s, facepipe_task, is_transient
@@ -101,21 +102,68 @@ def _slot(seconds: float) -> str:
 @facepipe_task(NIGHTLY := "facepipe.schedule.nightly_reidentify")
 def nightly_reidentify_task(self: Task) -> dict[str, Any]:
     """Re-identify observed faces stored in the last ``nightly_reidentify_hours`` (once a day)."""
-    from workers.submit import submit_job
-
     rt = get_runtime()
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     if not acquire_slot(rt.settings, NIGHTLY, day, 23 * 3600):
         return {"skipped": "another beat instance ran it"}
     since = datetime.now(UTC) - timedelta(hours=rt.settings.nightly_reidentify_hours)
+    return run_nightly(rt, day, since)
+
+
+def run_nightly(rt: Runtime, day: str, since: datetime) -> dict[str, Any]:
+    """Re-identify the faces observed since ``since`` against ``reidentify_groups``.
+
+    When the planner picks FAISS for them (a large gallery with a fresh snapshot, a batch of
+    probes) the night's work is one ``identify-batch`` run on the ``search`` queue; otherwise a
+    ``reidentify`` job (chunks of ``observed:<id>`` items on ``infer``, searched in pgvector).
+    Both are idempotent per day.
+    """
+    from workers.submit import submit_job
+
+    groups = list(rt.settings.reidentify_groups)
+    plan = _nightly_plan(rt, groups, since)
+    if plan is not None and plan.engine == SearchEngine.FAISS:
+        from workers.index_tasks import identify_batch_task
+
+        params = {"groups": groups, "since": since.isoformat(), "plan": plan.to_dict()}
+        with rt.db.transaction() as conn:
+            job, created = store.create_job(
+                conn, JobKind.IDENTIFY_BATCH, params,
+                idempotency_key=f"nightly-identify-batch:{day}",
+            )
+        if created:
+            identify_batch_task.apply_async(
+                kwargs={"groups": groups, "since": since.isoformat(), "run_job_id": job.id}
+            )
+        return {"job_id": job.id, "kind": JobKind.IDENTIFY_BATCH.value}
     job = submit_job(
         JobKind.REIDENTIFY,
         None,
-        groups=rt.settings.reidentify_groups,
+        groups=groups,
         since=since,
         idempotency_key=f"nightly-reidentify:{day}",
+        rt=rt,
     )
-    return {"job_id": job.id}
+    return {"job_id": job.id, "kind": JobKind.REIDENTIFY.value}
+
+
+def _nightly_plan(rt: Runtime, groups: list[str], since: datetime) -> Plan | None:
+    """The planner's choice for the night's probes (None: no probe or no enrolled face)."""
+    from pipeline.index.planner import plan_identify
+    from pipeline.index.reindex import default_model
+
+    with rt.db.connection() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM observed_faces WHERE created_at >= %s", (since,)
+        ).fetchone()
+    probes = int(row[0]) if row else 0
+    if not probes or not groups:
+        return None
+    try:
+        model = default_model(rt.db)
+    except FacepipeError:
+        return None
+    return plan_identify(rt.db, groups, model, probes, rt.settings)
 
 
 @facepipe_task(REINDEX := "facepipe.schedule.reindex")

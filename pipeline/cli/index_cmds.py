@@ -138,6 +138,8 @@ def identify_batch_cmd(
         when = datetime.fromisoformat(since) if since else None
         forced = SearchEngine(engine) if engine else None
         db = _db()
+        if job is not None:
+            job = _resolve_job(db, job)
         params = {"groups": group, "probe_job": job, "since": since, "sources": source or [],
                   "top_n": top, "export": export}
         run_id = create_run(db, params)
@@ -161,13 +163,34 @@ def identify_batch_cmd(
             _out({"job_id": run_id}, as_json, f"identify-batch job {run_id} sent to queue search")
             return
         final = _wait_job(db, run_id)
-        _out(final, as_json, json.dumps(final, indent=1, default=str))
+        text = f"job {run_id}: {final['status']}, {final['probes']} probes"
+        if final["error"]:
+            text += f" ({final['error'].get('name')}: {final['error'].get('message')})"
+        elif export:
+            text += f", exported to {export}"
+        _out(final, as_json, text)
         if final["status"] != "done":
             raise typer.Exit(1)
     except FacepipeError as exc:
         raise _fail(exc) from exc
     except ValueError as exc:
         raise _fail(FacepipeError(ErrorCode.ILLEGAL_PARAMETER, str(exc))) from exc
+
+
+def _resolve_job(db: Any, job: str) -> str:
+    """The full id of a job given by the short prefix ``jobs list`` prints (as ``jobs show``).
+
+    A value naming no job is kept as given: observed faces may carry another run label.
+    """
+    from pipeline.jobs.store import find_job_by_prefix
+
+    with db.connection() as conn:
+        try:
+            return find_job_by_prefix(conn, job).id
+        except FacepipeError as exc:
+            if exc.code != ErrorCode.JOB_NOT_FOUND:
+                raise
+            return job
 
 
 def _wait_job(db: Any, job_id: str, poll_s: float = 0.5) -> dict[str, Any]:

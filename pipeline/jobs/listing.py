@@ -3,9 +3,11 @@
 Every page is committed (items inserted with ``ON CONFLICT DO NOTHING``) before its chunks are
 handed to ``on_chunk`` (which enqueues them), so a chunk never names items that do not exist;
 a redelivered listing re-inserts nothing and re-enqueues chunks whose items are already done
-(they skip). S3 prefixes are listed one ``list_objects_v2`` page per call: the caller carries
-the continuation token to the next call (the ingest task re-enqueues itself), so no process
-ever holds more than one page of keys.
+(they skip). S3 prefixes are listed one ``list_objects_v2`` page per call, local folders
+``DIRECTORY_PAGE_SIZE`` files per call: the caller carries the continuation token (S3's, or the
+relative path of the last file listed) to the next call (the ingest task re-enqueues itself),
+so no process holds more than one page and no listing task runs long enough to be redelivered
+while it is still alive. URL lists and manifests are streamed in one call.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pipeline.jobs.producers import (
     list_s3_page,
     read_manifest,
     source_type,
+    walk_directory_from,
 )
 from pipeline.jobs.runtime import Runtime
 
@@ -35,6 +38,8 @@ log = logging.getLogger(__name__)
 
 ChunkSink = Callable[[int, int], None]
 S3_PAGE_SIZE = 1000
+DIRECTORY_PAGE_SIZE = 10_000
+"""Files listed per ingest task run: bounds its duration well below the visibility timeout."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,14 @@ def list_step(
         specs = _with_defaults(job, _override(job, page.specs))
         listed = _add_pages(rt, job.id, specs, next_seq, chunk, on_chunk)
         step = ListingStep(listed, next_seq + listed, page.next_token)
+    elif source_type(source) == SourceType.DIRECTORY:
+        page_size = int(job.params.get("page_size") or DIRECTORY_PAGE_SIZE)
+        walked = list(islice(walk_directory_from(Path(source), after=token), page_size + 1))
+        more = len(walked) > page_size
+        walked = walked[:page_size]
+        specs = _with_defaults(job, _override_dir(job, source, [s for _, s in walked]))
+        listed = _add_pages(rt, job.id, specs, next_seq, chunk, on_chunk)
+        step = ListingStep(listed, next_seq + listed, walked[-1][0] if more else None)
     else:
         specs_iter = _with_defaults(job, iter_local_source(source, job.params.get("manifest")))
         listed = _add_pages(rt, job.id, specs_iter, next_seq, chunk, on_chunk)
@@ -90,6 +103,14 @@ def _override(job: Job, specs: Sequence[ItemSpec]) -> list[ItemSpec]:
     if not manifest:
         return list(specs)
     rows = {m.uri: m for m in read_manifest(Path(manifest))}
+    return [apply_override(s, rows.get(s.uri)) for s in specs]
+
+
+def _override_dir(job: Job, root: str, specs: list[ItemSpec]) -> list[ItemSpec]:
+    manifest = job.params.get("manifest")
+    if not manifest:
+        return specs
+    rows = {m.uri: m for m in read_manifest(Path(manifest), Path(root))}
     return [apply_override(s, rows.get(s.uri)) for s in specs]
 
 

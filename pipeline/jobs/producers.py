@@ -119,14 +119,42 @@ def read_url_list(path: Path) -> Iterator[ItemSpec]:
 
 def walk_directory(root: Path) -> Iterator[ItemSpec]:
     """Image files under ``root``, recursively, in sorted order; person = parent folder name."""
+    for _, spec in walk_directory_from(root):
+        yield spec
+
+
+def walk_directory_from(root: Path, after: str | None = None) -> Iterator[tuple[str, ItemSpec]]:
+    """``(relative path, item)`` of the image files under ``root`` in walk order, after ``after``.
+
+    Walk order: in each folder its files (sorted) come before its subfolders (sorted), i.e. the
+    order of the key ``((1, dir), ..., (0, file))``. ``after`` is the relative path of the last
+    item a previous page listed: subfolders wholly before it are pruned unread, so a listing can
+    resume page by page (the ingest task carries it like an S3 continuation token) and no task
+    walks for longer than a page.
+    """
     if not root.is_dir():
         raise FacepipeError(ErrorCode.SOURCE_NOT_FOUND, f"{root} is not a folder")
+    stop = _walk_key(after) if after else None
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
         parent = Path(dirpath)
+        rel_dir = parent.relative_to(root).parts
+        prefix = tuple((1, d) for d in rel_dir)
+        dirnames.sort()
+        if stop is not None:
+            level = stop[: len(prefix) + 1]
+            dirnames[:] = [d for d in dirnames if (*prefix, (1, d)) >= level]
         for name in sorted(filenames):
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
-                yield ItemSpec(uri=str((parent / name).resolve()), person_id=parent.name)
+            if Path(name).suffix.lower() not in IMAGE_SUFFIXES or name.startswith("."):
+                continue
+            if stop is not None and (*prefix, (0, name)) <= stop:
+                continue
+            spec = ItemSpec(uri=str((parent / name).resolve()), person_id=parent.name)
+            yield "/".join((*rel_dir, name)), spec
+
+
+def _walk_key(rel: str) -> tuple[tuple[int, str], ...]:
+    parts = rel.split("/")
+    return (*((1, p) for p in parts[:-1]), (0, parts[-1]))
 
 
 @dataclass(frozen=True)
