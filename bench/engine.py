@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 
 from bench._common import DEFAULT_OUT, dumps, list_photos, machine_info, machine_line, progress
 from pipeline.config import Settings, get_settings
+from pipeline.engine import FaceEngine
 from pipeline.models.pack import ModelPack, resolve_pack
 from pipeline.types import DetectMode
 
@@ -295,7 +296,8 @@ def run_ceiling(photos: list[Path], settings: Settings, repeats: int = 5) -> Cei
     with one ORT thread, as process CPU time (best of ``repeats``): the detector once per
     distinct canvas shape (at batch 1 and, when the graph is batched, at ``det_batch_size``
     images of that shape; the cheaper per image counts), the recognizer on ``embed_batch_size``
-    real crops, the landmark model on one face. CPU time, unlike wall time, does not grow with
+    real crops (at batch 1, 8 and ``embed_batch_size``; the cheapest per face counts), the
+    landmark model on one face. CPU time, unlike wall time, does not grow with
     other processes' load, so the ceiling is the same on a busy and a quiet machine; it assumes
     the cores run independent images in parallel at single-thread speed.
     """
@@ -338,11 +340,15 @@ def run_ceiling(photos: list[Path], settings: Settings, repeats: int = 5) -> Cei
             per_image = min(per_image,
                             _best_cpu(lambda b=many: engine.detector.run(b), repeats) / len(kept))
         detect_ms += count * per_image
-    batch = min(settings.embed_batch_size, len(crops))
+    # The recognizer's per-face cost at batch 1, 8 and embed_batch_size: the cheapest counts
+    # (on this CPU batch 32 costs more per face than 8: large batches fall out of cache).
+    batch = 0
     embed_ms = landmarks_ms = 0.0
-    if batch:
-        blob = engine.recognizer.blob(crops[:batch])
-        embed_ms = len(crops) * _best_cpu(lambda: engine.recognizer.run(blob), repeats) / batch
+    for size in sorted({min(b, len(crops)) for b in (1, 8, settings.embed_batch_size)} - {0}):
+        blob = engine.recognizer.blob(crops[:size])
+        per_face = _best_cpu(lambda b=blob: engine.recognizer.run(b), repeats) / size
+        if not batch or len(crops) * per_face < embed_ms:
+            batch, embed_ms = size, len(crops) * per_face
     if engine.landmark106 is not None and lmk_crop is not None:
         lblob = engine.landmark106.blob([lmk_crop])
         landmarks_ms = len(crops) * _best_cpu(lambda: engine.landmark106.run(lblob), repeats)
@@ -471,12 +477,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="facepipe-bench-") as tmp:
         two = two_model_pack(pack, Path(tmp) / "det_rec")
         det_rec = base.model_copy(update={"model_dir": two})
-        default_name = (f"engine, det+rec (det {base.det_batch_size}, emb "
-                        f"{base.embed_batch_size})")
-        full_name = (f"engine, full pack (det {base.det_batch_size}, emb "
-                     f"{base.embed_batch_size})")
-        methods: list[Method] = [EngineMethod(full_name, base, warmup)]
-        sweep = [(base.det_batch_size, base.embed_batch_size)]
+        probe = FaceEngine.from_settings(det_rec)
+        batches = (f"stream {probe.stream_batch_size}, det {probe.detector_batch_size}, "
+                   f"emb {probe.embed_batch_size}, {probe.stream_model_threads} runs at once")
+        del probe
+        default_name = f"engine, det+rec, defaults ({batches})"
+        full_name = f"engine, full pack, defaults ({batches})"
+        # The defaults exactly as a user gets them (on a CPU, det_batch_size, embed_batch_size
+        # and stream_workers left unset have CPU-specific meanings, see FaceEngine).
+        methods: list[Method] = [EngineMethod(full_name, base, warmup),
+                                 EngineMethod(default_name, det_rec, warmup)]
+        sweep: list[tuple[int, int]] = []
         if not args.quick:
             sweep = [(base.det_batch_size, b) for b in EMBED_BATCHES]
             sweep += [(d, base.embed_batch_size) for d in DET_BATCHES if d != base.det_batch_size]
@@ -484,12 +495,13 @@ def main(argv: list[str] | None = None) -> int:
             settings = det_rec.model_copy(
                 update={"det_batch_size": det_batch, "embed_batch_size": emb_batch}
             )
-            methods.append(EngineMethod(f"engine, det+rec (det {det_batch}, emb {emb_batch})",
-                                        settings, warmup))
-        if not args.quick and base.intra_op_threads != 1:
+            methods.append(EngineMethod(f"engine, det+rec (det {det_batch}, emb {emb_batch}, "
+                                        "set explicitly)", settings, warmup))
+        if not args.quick:
+            # FACEPIPE_STREAM_WORKERS set explicitly: exactly that many runs at once.
             methods.append(EngineMethod(
-                f"engine, det+rec (det {base.det_batch_size}, emb {base.embed_batch_size}, "
-                "1 ORT thread)", det_rec.model_copy(update={"intra_op_threads": 1}), warmup))
+                f"engine, det+rec, FACEPIPE_STREAM_WORKERS={base.stream_workers} set",
+                det_rec.model_copy(update={"stream_workers": base.stream_workers}), warmup))
         naive_method = NaiveMethod(det_rec, warmup)
         methods.append(naive_method)
         try:
