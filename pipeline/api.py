@@ -391,7 +391,7 @@ async def get_face(request: Request, face_id: str) -> dict[str, Any]:
 @v1.get("/faces/{face_id}/crop", response_class=Response)
 async def get_face_crop(request: Request, face_id: str) -> Response:
     """The stored aligned 112x112 crop of a face, as PNG."""
-    from pipeline.library import encode_crop
+    from pipeline.store.crops import encode_crop
 
     state = _state(request)
     crop = await _blocking(lambda: state.library.get_face_crop(face_id))

@@ -6,7 +6,7 @@ CreateFace (per-image ``RetCode``, ``QualityControl``, ``FaceMatchThreshold``) a
 (faceset ``update`` with ``action_type=replace``). Rules live here; SQL lives in
 :mod:`pipeline.store.repo`. Methods taking images need a :class:`~pipeline.engine.FaceEngine`;
 the engine-free ones (:meth:`FaceLibrary.add_analyzed_face`,
-:meth:`FaceLibrary.identify_embeddings`, :func:`record_observed_faces`, :func:`record_matches`)
+:meth:`FaceLibrary.identify_embeddings`, and :mod:`pipeline.store.observations`)
 take faces the caller already analysed, so the batch pipeline can run the engine batched and write
 a whole chunk in one transaction (pass its connection as ``conn``).
 """
@@ -16,20 +16,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 import psycopg
 from numpy.typing import NDArray
 
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.library_results import (
+    AddedFace,
+    AddFacesResult,
+    CompareResult,
+    FaceRect,
+    IdentifiedFace,
+    IdentifyResult,
+    VerifyResult,
+)
 from pipeline.similarity import confidence_from_cosine
 from pipeline.store import repo
+from pipeline.store.crops import decode_crop, encode_crop
 from pipeline.store.db import Database
+from pipeline.store.observations import record_matches, record_observed_faces, unit_vector
 from pipeline.store.records import (
     Candidate,
     FaceHit,
@@ -40,7 +49,7 @@ from pipeline.store.records import (
     PersonInfo,
     PersonSummary,
 )
-from pipeline.types import Box, DecodedImage, DetectMode, Face, ImageAnalysis
+from pipeline.types import DecodedImage, DetectMode, Face, ImageAnalysis
 from pipeline.validation import (
     MAX_GROUPS_PER_PERSON,
     validate_face_id,
@@ -83,194 +92,10 @@ _HITS_PER_PERSON = 4
 _MAX_HNSW_HITS = 1000
 """Largest fetch: hnsw.ef_search cannot exceed 1000."""
 
-__all__ = [
-    "AddFacesResult",
-    "AddedFace",
-    "Candidate",
-    "CompareResult",
-    "FaceLibrary",
-    "FaceRect",
-    "IdentifiedFace",
-    "IdentifyResult",
-    "VerifyResult",
-    "encode_crop",
-    "record_matches",
-    "record_observed_faces",
-]
+__all__ = ["Candidate", "FaceLibrary"]
 
 
-# --- results ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FaceRect:
-    """A face box as the reference returns it (IAI FaceRect: X, Y, Width, Height)."""
-
-    x: int
-    y: int
-    width: int
-    height: int
-
-    @classmethod
-    def from_box(cls, box: Box) -> FaceRect:
-        x1, y1, x2, y2 = box
-        return cls(round(x1), round(y1), round(x2 - x1), round(y2 - y1))
-
-    def to_dict(self) -> dict[str, int]:
-        return {"X": self.x, "Y": self.y, "Width": self.width, "Height": self.height}
-
-
-@dataclass(frozen=True)
-class AddedFace:
-    """A face enrolled by :meth:`FaceLibrary.add_analyzed_face` (``created`` False when the same
-    face of the same image was already enrolled: the existing id is returned)."""
-
-    face_id: str
-    person_id: str
-    created: bool
-    box: Box
-
-
-@dataclass(frozen=True)
-class AddFacesResult:
-    """Per-image outcome of adding images to a person, shaped like IAI CreateFace's response."""
-
-    person_id: str
-    ret_codes: tuple[int, ...]
-    """One code per input image, in input order: 0 added, else the reference error code."""
-    errors: tuple[dict[str, Any] | None, ...]
-    """One catalogue error (code, name, message) per input image, None where it was added."""
-    suc_face_ids: tuple[str, ...]
-    suc_indexes: tuple[int, ...]
-    suc_face_rects: tuple[FaceRect, ...]
-    model_id: str
-
-    @property
-    def suc_face_num(self) -> int:
-        return len(self.suc_face_ids)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "PersonId": self.person_id,
-            "SucFaceNum": self.suc_face_num,
-            "SucFaceIds": list(self.suc_face_ids),
-            "RetCode": list(self.ret_codes),
-            "SucIndexes": list(self.suc_indexes),
-            "SucFaceRects": [r.to_dict() for r in self.suc_face_rects],
-            "FaceModelVersion": self.model_id,
-            "Errors": list(self.errors),
-        }
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """Is the image's face the person? (YouTu verify: confidence, ismatch)."""
-
-    person_id: str
-    confidence: float
-    score: float
-    is_match: bool
-    face_id: str
-    """The person's face that matched best."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "person_id": self.person_id,
-            "confidence": round(self.confidence, 2),
-            "score": round(self.score, 4),
-            "ismatch": self.is_match,
-            "face_id": self.face_id,
-        }
-
-
-@dataclass(frozen=True)
-class IdentifiedFace:
-    """One probe face of an image and its candidates, best first."""
-
-    face_index: int
-    box: Box
-    candidates: tuple[Candidate, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "face_index": self.face_index,
-            "box": [round(v, 1) for v in self.box],
-            "candidates": [c.to_dict() for c in self.candidates],
-        }
-
-
-@dataclass(frozen=True)
-class IdentifyResult:
-    """Identify of one image: its largest face (or every face on request) with candidates."""
-
-    source: str
-    group_ids: tuple[str, ...]
-    faces: tuple[IdentifiedFace, ...]
-    model_id: str
-
-    @property
-    def candidates(self) -> tuple[Candidate, ...]:
-        """The candidates of the first (largest) face, as YouTu identify returns them."""
-        return self.faces[0].candidates if self.faces else ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "group_ids": list(self.group_ids),
-            "model": self.model_id,
-            "candidates": [c.to_dict() for c in self.candidates],
-            "faces": [f.to_dict() for f in self.faces],
-        }
-
-
-@dataclass(frozen=True)
-class CompareResult:
-    """Similarity of the largest faces of two images (Baidu match / IAI CompareFace)."""
-
-    similarity: float
-    """0-100 confidence."""
-    score: float
-    """Cosine similarity."""
-    is_match: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "similarity": round(self.similarity, 2),
-            "score": round(self.score, 4),
-            "ismatch": self.is_match,
-        }
-
-
-# --- pure helpers ----------------------------------------------------------------------------
-
-
-def encode_crop(crop: NDArray[np.uint8], fmt: str = "png") -> bytes:
-    """Encode an aligned 112x112 BGR crop for storage (PNG lossless, or JPEG quality 95)."""
-    if fmt == "png":
-        ok, buf = cv2.imencode(".png", crop, [cv2.IMWRITE_PNG_COMPRESSION, 6])
-    elif fmt == "jpeg":
-        ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    else:
-        raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"unknown crop format {fmt!r}")
-    if not ok:
-        raise FacepipeError(ErrorCode.INTERNAL, "the face crop could not be encoded")
-    return bytes(buf)
-
-
-def decode_crop(data: bytes) -> NDArray[np.uint8]:
-    """Decode a stored crop back to a BGR uint8 array."""
-    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if arr is None:
-        raise FacepipeError(ErrorCode.DECODE_FAILED, "the stored face crop could not be decoded")
-    return arr
-
-
-def _unit(vec: Any) -> NDArray[np.float32]:
-    arr = np.asarray(vec, dtype=np.float32).reshape(-1)
-    norm = float(np.linalg.norm(arr))
-    if not np.isfinite(norm) or norm < 1e-12:
-        raise FacepipeError(ErrorCode.FEATURE_FAILED, "the face embedding is zero or not finite")
-    return arr / norm
+# --- pure helpers ---
 
 
 def _candidates(hits: Sequence[FaceHit], names: dict[str, tuple[str, str]]) -> list[Candidate]:
@@ -302,61 +127,6 @@ def _best_per_person(hits: Sequence[FaceHit], top_n: int) -> list[FaceHit]:
         if len(out) == top_n:
             break
     return out
-
-
-# --- writes the pipeline uses directly -------------------------------------------------------
-
-
-def record_observed_faces(
-    conn: psycopg.Connection,
-    analysis: ImageAnalysis,
-    *,
-    faces: Sequence[Face] | None = None,
-    source_uri: str | None = None,
-    job_id: str | None = None,
-) -> list[int]:
-    """Store faces seen in a processed image (not enrolled); their observed ids, in order.
-
-    Idempotent on (image hash, face index, model): re-processing an image returns the same ids.
-    ``faces`` defaults to every face of the analysis that has an embedding.
-    """
-    chosen = [f for f in (analysis.faces if faces is None else faces) if f.embedding is not None]
-    rows = []
-    for face in chosen:
-        emb = _unit(face.embedding)
-        rows.append(
-            {
-                "content_sha256": analysis.content_sha256,
-                "face_index": int(face.index),
-                "model_id": analysis.model_id,
-                "source_uri": source_uri if source_uri is not None else analysis.source,
-                "embedding_dim": int(emb.shape[0]),
-                "embedding": emb,
-                "box": [float(v) for v in face.box],
-                "landmarks": [float(v) for v in np.asarray(face.landmarks).reshape(-1)],
-                "det_score": float(face.score),
-                "quality_score": float(face.quality.score),
-                "quality_level": int(face.quality.level),
-                "job_id": job_id,
-            }
-        )
-    return repo.upsert_observed_faces(conn, rows)
-
-
-def record_matches(
-    conn: psycopg.Connection,
-    observed_id: int,
-    candidates: Sequence[Candidate],
-    *,
-    job_id: str | None = None,
-) -> int:
-    """Store an observed face's candidates (rank 1 = best), replacing those of the same
-    (observed face, job): a retried chunk rewrites, never duplicates. How many were written."""
-    rows = [
-        (rank, c.person_id, int(c.face_id), float(c.score), float(c.confidence))
-        for rank, c in enumerate(candidates, start=1)
-    ]
-    return repo.replace_matches(conn, observed_id, job_id or "", rows)
 
 
 # --- the library -----------------------------------------------------------------------------
@@ -654,7 +424,7 @@ class FaceLibrary:
             )
         if face.embedding is None:
             raise FacepipeError(ErrorCode.FEATURE_FAILED, "the face has no embedding")
-        embedding = _unit(face.embedding)
+        embedding = unit_vector(face.embedding)
         crop = None
         crop_format = None
         if face.aligned_crop is not None:
@@ -937,7 +707,7 @@ class FaceLibrary:
         arr = np.asarray(embeddings, dtype=np.float32)
         if arr.ndim == 1:
             arr = arr[np.newaxis, :]
-        probes = [_unit(row) for row in arr] if arr.size else []
+        probes = [unit_vector(row) for row in arr] if arr.size else []
         results: list[list[Candidate]] = []
         with self._tx(conn) as c:
             present = repo.existing_groups(c, groups)
@@ -1046,7 +816,7 @@ class FaceLibrary:
                     person_id=person_id,
                 )
         analysis = self._analyze_one(image)
-        probe = _unit(analysis.faces[0].embedding)
+        probe = unit_vector(analysis.faces[0].embedding)
         with self.db.connection() as conn:
             hit = repo.best_person_face(conn, probe, person_id, analysis.model_id)
         if hit is None:
@@ -1065,8 +835,8 @@ class FaceLibrary:
 
     def compare(self, image_a: str | DecodedImage, image_b: str | DecodedImage) -> CompareResult:
         """Similarity 0-100 of the largest faces of two images (Baidu match)."""
-        a = _unit(self._analyze_one(image_a).faces[0].embedding)
-        b = _unit(self._analyze_one(image_b).faces[0].embedding)
+        a = unit_vector(self._analyze_one(image_a).faces[0].embedding)
+        b = unit_vector(self._analyze_one(image_b).faces[0].embedding)
         score = float(np.clip(a @ b, -1.0, 1.0))
         similarity = float(confidence_from_cosine(score))
         return CompareResult(similarity, score, similarity >= self.settings.match_threshold)

@@ -19,8 +19,9 @@ from pipeline.index.planner import SearchEngine, Thresholds, choose_engine
 from pipeline.index.reindex import reindex
 from pipeline.index.search import SnapshotCache, identify_faiss
 from pipeline.index.snapshot import Scope
-from pipeline.library import FaceLibrary, record_observed_faces
+from pipeline.library import FaceLibrary
 from pipeline.sources import load_image
+from pipeline.store.observations import record_observed_faces
 from pipeline.types import DecodedImage
 
 GROUP = "photos"

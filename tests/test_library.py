@@ -11,10 +11,11 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.library import FaceLibrary, record_matches, record_observed_faces
+from pipeline.library import FaceLibrary
 from pipeline.similarity import confidence_from_cosine
 from pipeline.sources import decode_image, load_image
 from pipeline.store.db import Database
+from pipeline.store.observations import record_matches, record_observed_faces
 from pipeline.types import DecodedImage, ImageAnalysis
 
 

@@ -151,8 +151,8 @@ def observe_sources(
 
     Returns the engine's model id and the per-source errors (a bad image never stops the run).
     """
-    from pipeline.library import record_observed_faces
     from pipeline.sources import expand_sources
+    from pipeline.store.observations import record_observed_faces
 
     errors: list[dict[str, Any]] = []
     for outcome in engine.analyze_stream(expand_sources(sources, settings)):
@@ -172,7 +172,7 @@ def _write_matches(
     conn: psycopg.Connection, observed_ids: Sequence[int], results: Sequence[list[Candidate]],
     job_id: str,
 ) -> int:
-    from pipeline.library import record_matches
+    from pipeline.store.observations import record_matches
 
     return sum(
         record_matches(conn, oid, cands, job_id=job_id)

@@ -196,7 +196,8 @@ def _observe(
     *,
     search: bool,
 ) -> dict[int, ItemOutcome]:
-    from pipeline.library import FaceLibrary, record_matches, record_observed_faces
+    from pipeline.library import FaceLibrary
+    from pipeline.store.observations import record_matches, record_observed_faces
 
     out: dict[int, ItemOutcome] = {}
     probes: list[tuple[Item, int, NDArray[np.float32], str]] = []
