@@ -72,13 +72,7 @@ def _wait(job_id: str, timeout_s: float = 900.0) -> Any:
     from pipeline.jobs import store
     from pipeline.jobs.runtime import get_runtime
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with get_runtime().db.connection() as conn:
-            job = store.get_job(conn, job_id)
-        if job.status.finished or time.monotonic() > deadline:
-            return job
-        time.sleep(0.05)
+    return store.wait_for_job(get_runtime().db, job_id, timeout_s=timeout_s, poll_s=0.05)
 
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -193,20 +192,13 @@ def _resolve_job(db: Any, job: str) -> str:
             return job
 
 
-def _wait_job(db: Any, job_id: str, poll_s: float = 0.5) -> dict[str, Any]:
-    while True:
-        with db.connection() as conn:
-            row = conn.execute(
-                "SELECT status, n_items, n_failed, error, started_at, finished_at FROM jobs "
-                "WHERE id = %s",
-                (job_id,),
-            ).fetchone()
-        if row is None:
-            raise FacepipeError(ErrorCode.JOB_NOT_FOUND, job_id=job_id)
-        if row[0] in ("done", "failed", "cancelled"):
-            return {"job_id": job_id, "status": row[0], "probes": row[1], "failed": row[2],
-                    "error": row[3], "started_at": row[4], "finished_at": row[5]}
-        time.sleep(poll_s)
+def _wait_job(db: Any, job_id: str) -> dict[str, Any]:
+    from pipeline.jobs.store import wait_for_job
+
+    job = wait_for_job(db, job_id)
+    return {"job_id": job_id, "status": job.status.value, "probes": job.n_items,
+            "failed": job.n_failed, "error": job.error, "started_at": job.started_at,
+            "finished_at": job.finished_at}
 
 
 @index_app.command("list")

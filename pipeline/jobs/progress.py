@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
@@ -21,7 +19,6 @@ def watch_job(
 ) -> Job:
     """Poll a job until it ends, with a live progress bar (images/s, faces, failures, ETA)."""
     rt = get_runtime()
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -36,9 +33,8 @@ def watch_job(
         task = progress.add_task(
             job_id[:8], total=None, rate="-", faces=0, failed=0, listed="?"
         )
-        while True:
-            with rt.db.connection() as conn:
-                job = store.get_job(conn, job_id)
+
+        def show_state(job: Job) -> None:
             rate = job.images_per_s
             progress.update(
                 task,
@@ -50,8 +46,5 @@ def watch_job(
                 listed=str(job.n_items) if job.listing_done else f"{job.n_items}+",
                 description=f"{job.kind.value} {job.id[:8]} {job.status.value}",
             )
-            if job.status.finished:
-                return job
-            if deadline is not None and time.monotonic() > deadline:
-                return job
-            time.sleep(0.5)
+
+        return store.wait_for_job(rt.db, job_id, timeout_s=timeout_s, on_poll=show_state)

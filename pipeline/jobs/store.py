@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from psycopg import Connection
 from psycopg.rows import dict_row
@@ -25,6 +26,9 @@ from pipeline.jobs.model import (
     JobKind,
     JobStatus,
 )
+
+if TYPE_CHECKING:
+    from pipeline.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +110,29 @@ def create_job(
         if row is not None:
             return _job(row), True
     return get_job(conn, job_id), False
+
+
+def wait_for_job(
+    db: Database,
+    job_id: str,
+    *,
+    timeout_s: float | None = None,
+    poll_s: float = 0.5,
+    on_poll: Callable[[Job], None] | None = None,
+) -> Job:
+    """Poll the job until it is finished or ``timeout_s`` passes; the last state read.
+
+    ``on_poll`` sees every state read (a progress bar, say); JOB_NOT_FOUND propagates.
+    """
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        with db.connection() as conn:
+            job = get_job(conn, job_id)
+        if on_poll is not None:
+            on_poll(job)
+        if job.status.finished or (deadline is not None and time.monotonic() > deadline):
+            return job
+        time.sleep(poll_s)
 
 
 def get_job(conn: Connection, job_id: str) -> Job:
