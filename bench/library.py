@@ -14,6 +14,7 @@ Usage::
 
     python bench/library.py --sizes 10000,100000 --queries 200
     python bench/library.py --sizes 1000000 --queries 100   # ~2 GB of vectors, long build
+    python bench/library.py --sizes 1000000 --queries 20 --no-hnsw  # exact plans only
 
 It starts its own embedded Postgres in a temporary directory (or uses ``--database-url``; its
 tables are emptied!) and writes ``bench/out/library.json``.
@@ -81,8 +82,9 @@ def reset(conn: psycopg.Connection) -> None:
 
 
 def load_gallery(
-    conn: psycopg.Connection, vecs: NDArray[np.float32], groups: dict[str, int]
-) -> dict[str, float]:
+    conn: psycopg.Connection, vecs: NDArray[np.float32], groups: dict[str, int],
+    hnsw: bool = True,
+) -> dict[str, Any]:
     """COPY persons, memberships (group g holds persons 0..size-1) and one face per person."""
     n = len(vecs)
     conn.execute("DROP INDEX IF EXISTS faces_embedding_hnsw")
@@ -112,11 +114,12 @@ def load_gallery(
             )
     conn.commit()
     t2 = time.perf_counter()
-    conn.execute("SET maintenance_work_mem = '1GB'")
-    conn.execute(
-        "CREATE INDEX faces_embedding_hnsw ON faces USING hnsw "
-        "((embedding::halfvec(512)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
-    )
+    if hnsw:
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        conn.execute(
+            "CREATE INDEX faces_embedding_hnsw ON faces USING hnsw "
+            "((embedding::halfvec(512)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
+        )
     conn.execute("ANALYZE persons; ANALYZE memberships; ANALYZE faces")
     conn.commit()
     t3 = time.perf_counter()
@@ -124,7 +127,7 @@ def load_gallery(
         "persons_memberships_s": round(t1 - t0, 2),
         "faces_copy_s": round(t2 - t1, 2),
         "faces_copy_rows_per_s": round(n / (t2 - t1)),
-        "hnsw_build_s": round(t3 - t2, 2),
+        "hnsw_build_s": round(t3 - t2, 2) if hnsw else None,
     }
 
 
@@ -254,7 +257,8 @@ def storage_comparison(
 
 
 def run_size(
-    db: Database, n: int, queries: int, ef_list: Sequence[int], seed: int, comparisons: bool
+    db: Database, n: int, queries: int, ef_list: Sequence[int], seed: int, comparisons: bool,
+    hnsw: bool = True,
 ) -> dict:
     rng = np.random.default_rng(seed)
     vecs = unit_rows(rng, n)
@@ -263,7 +267,7 @@ def run_size(
     with connect(db.url) as conn:
         reset(conn)
         conn.commit()
-        load = load_gallery(conn, vecs, groups)
+        load = load_gallery(conn, vecs, groups, hnsw=hnsw)
     print(f"[{n}] loaded: {load}", flush=True)
     out: dict[str, Any] = {"faces": n, "load": load, "search": []}
     for group, size in groups.items():
@@ -271,8 +275,11 @@ def run_size(
         # exact by walking the members on the index, and by reading the whole table (the
         # library picks one by the groups' share of the gallery, SCAN_TABLE_SHARE)
         modes = [("exact-members", True, 0, 1.0), ("exact-scan", True, 0, 0.0)]
-        modes = modes if size <= 50_000 else []
-        modes += [(f"hnsw ef={ef}", False, ef, library.SCAN_TABLE_SHARE) for ef in ef_list]
+        if not hnsw:  # no index: the exact table scan is the only plan for large groups
+            modes = modes if size <= 50_000 else modes[1:]
+        else:
+            modes = modes if size <= 50_000 else []
+            modes += [(f"hnsw ef={ef}", False, ef, library.SCAN_TABLE_SHARE) for ef in ef_list]
         for label, exact, ef, share in modes:
             default_share = library.SCAN_TABLE_SHARE
             library.SCAN_TABLE_SHARE = share
@@ -306,6 +313,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--skip-comparisons", action="store_true",
         help="skip the vector-vs-halfvec index and storage comparisons (saves an index build)",
     )
+    ap.add_argument(
+        "--no-hnsw", dest="hnsw", action="store_false",
+        help="skip the HNSW build and HNSW rows (long at 1M faces on 2 cores); exact plans "
+             "only, the table scan for every group (implies --skip-comparisons)",
+    )
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT / "library.json")
     args = ap.parse_args(argv)
     tmp = None
@@ -321,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "probe_cosine": PROBE_COSINE,
             "sizes": [
                 run_size(db, int(n), args.queries, [int(e) for e in args.ef_search.split(",")],
-                         args.seed, not args.skip_comparisons)
+                         args.seed, not args.skip_comparisons and args.hnsw, args.hnsw)
                 for n in args.sizes.split(",")
             ],
         }

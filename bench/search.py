@@ -22,6 +22,9 @@ Usage::
 
     python bench/search.py --sizes 100000
     python bench/search.py --sizes 100000,1000000 --batch-probes 10000
+    # 1M without the pgvector HNSW build (too long on 2 cores) nor the planner sweep:
+    python bench/search.py --sizes 1000000 --no-hnsw --no-planner --no-e2e-reindex \
+        --pg-exact-queries 20 --pg-batch-probes 20
 
 It starts its own embedded Postgres in a temporary directory and writes
 ``bench/out/search.json``.
@@ -127,9 +130,9 @@ def real_embeddings(cache: Path) -> tuple[str, list[str], NDArray[np.float32], l
 
 
 def load(conn: psycopg.Connection, persons: list[str], vecs: NDArray[np.float32], model: str,
-         groups: dict[str, int]) -> dict[str, float]:
+         groups: dict[str, int], hnsw: bool = True) -> dict[str, Any]:
     """COPY persons, memberships (group g: the first ``size`` faces' persons) and faces; build
-    the HNSW index afterwards (timed)."""
+    the HNSW index afterwards (timed) unless ``hnsw`` is false."""
     conn.execute("DROP INDEX IF EXISTS faces_embedding_hnsw")
     t0 = time.perf_counter()
     with conn.cursor() as cur:
@@ -153,19 +156,22 @@ def load(conn: psycopg.Connection, persons: list[str], vecs: NDArray[np.float32]
                 copy.write_row((p, model, DIM, v, box, lms, 0.9, 90.0, 4, f"{i:064x}", 0))
     conn.commit()
     t1 = time.perf_counter()
-    conn.execute("SET maintenance_work_mem = '2GB'")
-    conn.execute("CREATE INDEX faces_embedding_hnsw ON faces USING hnsw "
-                 "(embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)")
+    if hnsw:
+        conn.execute("SET maintenance_work_mem = '2GB'")
+        conn.execute("CREATE INDEX faces_embedding_hnsw ON faces USING hnsw "
+                     "(embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)")
     conn.execute("ANALYZE faces")
     conn.execute("ANALYZE memberships")
     conn.commit()
     t2 = time.perf_counter()
     sizes = conn.execute(
-        "SELECT pg_total_relation_size('faces'), pg_relation_size('faces_embedding_hnsw')"
+        "SELECT pg_total_relation_size('faces'), "
+        "pg_relation_size(to_regclass('faces_embedding_hnsw'))"
     ).fetchone()
     return {"copy_s": round(t1 - t0, 2), "copy_rows_per_s": round(len(vecs) / (t1 - t0)),
-            "hnsw_build_s": round(t2 - t1, 2), "faces_table_mb": round(sizes[0] / 2**20, 1),
-            "hnsw_index_mb": round(sizes[1] / 2**20, 1)}
+            "hnsw_build_s": round(t2 - t1, 2) if hnsw else None,
+            "faces_table_mb": round(sizes[0] / 2**20, 1),
+            "hnsw_index_mb": round(sizes[1] / 2**20, 1) if hnsw else None}
 
 
 def insert_probes(conn: psycopg.Connection, probes: NDArray[np.float32], model: str,
@@ -359,13 +365,16 @@ def run_size(db: Database, n: int, args: argparse.Namespace, real) -> dict[str, 
         conn.execute("TRUNCATE matches, observed_faces, faces, memberships, persons, groups, "
                      "index_snapshots, index_tombstones RESTART IDENTITY CASCADE")
         conn.commit()
-        t_load = load(conn, persons, gallery, model, groups)
+        t_load = load(conn, persons, gallery, model, groups, hnsw=args.hnsw)
         print(f"[{n}] loaded: {t_load}", flush=True)
         queries = np.concatenate([emb[q_mask], noisy_copies(
             rng, gallery[rng.integers(0, n, args.queries)])]).astype(np.float32)
         # exact truth (face ids are 1..n in load order)
         sims = queries @ gallery.T
-        truth = np.argsort(-sims, axis=1)[:, :5] + 1
+        top = np.argpartition(-sims, 5, axis=1)[:, :5]  # top 5 unordered, then ordered
+        truth = np.take_along_axis(
+            top, np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1), axis=1) + 1
+        del sims
         n_real = int(q_mask.sum())
         res: dict[str, Any] = {"gallery": n, "real_gallery_faces": len(real_gallery),
                                "queries": len(queries), "real_queries": int(q_mask.sum()),
@@ -375,7 +384,7 @@ def run_size(db: Database, n: int, args: argparse.Namespace, real) -> dict[str, 
         res["pgvector_exact"] = {"qps": round(qps, 2), "queries": nq,
                                  **recalls(got, truth[:nq], n_real)}
         print(f"[{n}] pgvector exact: {res['pgvector_exact']}", flush=True)
-        for ef in (40, 100):
+        for ef in (40, 100) if args.hnsw else ():
             got, qps = pg_search(conn, queries, 5, exact=False, ef=ef)
             res[f"pgvector_hnsw_ef{ef}"] = {"qps": round(qps, 1), **recalls(got, truth, n_real)}
             print(f"[{n}] pgvector hnsw ef={ef}: {res[f'pgvector_hnsw_ef{ef}']}", flush=True)
@@ -402,7 +411,10 @@ def run_size(db: Database, n: int, args: argparse.Namespace, real) -> dict[str, 
         register_vector(conn)
         insert_probes(conn, batch_probes, model, "bench-faiss")
         insert_probes(conn, batch_probes[: args.pg_batch_probes], model, "bench-pg")
-    reindex(db, scope, settings)  # the kind the size calls for
+    if args.e2e_reindex:
+        reindex(db, scope, settings)  # the kind the size calls for
+    # else: the IVF-Flat snapshot measured above is the newest (no face added since, without
+    # the planner sweep) and the kind choose_spec picks for 50k-2M faces
     e2e = {}
     for eng, job in ((SearchEngine.FAISS, "bench-faiss"), (SearchEngine.PGVECTOR, "bench-pg")):
         r = identify_batch(db, [GROUP], probe_job=job, top_n=5, settings=settings,
@@ -427,11 +439,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--pq", action="store_true", help="also build IVF-PQ (slow to train)")
     ap.add_argument("--no-planner", dest="planner", action="store_false",
                     help="skip the planner sweep")
+    ap.add_argument("--no-hnsw", dest="hnsw", action="store_false",
+                    help="skip the pgvector HNSW build and its queries (long at 1M faces on "
+                         "2 cores); pgvector identify-batch then runs without the index")
+    ap.add_argument("--no-e2e-reindex", dest="e2e_reindex", action="store_false",
+                    help="identify-batch reuses the IVF-Flat snapshot just measured instead of "
+                         "building it again (only with --no-planner, sizes 50k-2M)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT / "search.json")
     ap.add_argument("--real-cache", type=Path,
                     default=Path(tempfile.gettempdir()) / "facepipe-bench-real.npz")
     args = ap.parse_args(argv)
+    if not args.e2e_reindex and args.planner:
+        ap.error("--no-e2e-reindex needs --no-planner (the delta sweep adds faces)")
     real = real_embeddings(args.real_cache)
     print(f"real faces: {len(real[1])} ({sum(real[3])} queries), model {real[0]}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="facepipe-bench-search-"))
