@@ -115,7 +115,7 @@ def load_gallery(
     conn.commit()
     t2 = time.perf_counter()
     if hnsw:
-        conn.execute("SET maintenance_work_mem = '1GB'")
+        conn.execute("SET maintenance_work_mem = '2GB'")
         conn.execute(
             "CREATE INDEX faces_embedding_hnsw ON faces USING hnsw "
             "((embedding::halfvec(512)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
