@@ -33,11 +33,12 @@ from pipeline.metrics import (
     publish_queue_depths,
     queue_depths,
 )
+from tests.fixtures.services import TEST_REDIS_PORT
 
 REPO = Path(__file__).resolve().parents[1]
 TF_DIR = REPO / "infra" / "terraform"
 DOCKER_DIR = REPO / "docker"
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_URL = f"redis://127.0.0.1:{TEST_REDIS_PORT}/12"
 
 hcl2 = pytest.importorskip("hcl2")
 
