@@ -97,6 +97,8 @@ class FaceEngine:
             attributes = GenderAge.load(pack.attributes, settings)
         elif pack.age_gender is not None:
             attributes = DlibAgeGender(load_bundle(pack.age_gender), settings)
+        elif settings.model_dir is None:
+            log.warning("no attribute models: run `facepipe models install` for age and gender")
         log.info(
             "face engine: detector %s (batched=%s), recognizer %s, landmarks %s, attributes %s",
             detector.model_id,
