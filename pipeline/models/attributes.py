@@ -130,10 +130,6 @@ class DlibAgeGender:
         self.model_id = f"{self.gender.model_id}+{self.age.model_id}"
         self._weights = np.asarray(bundle.age_weights, dtype=np.float64)
 
-    @property
-    def on_cpu(self) -> bool:
-        return self.age.session.get_providers()[0] == "CPUExecutionProvider"
-
     def chips(self, face: FaceRef) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
         """The (gender, age) chips of one face, BGR, at the two networks' sizes."""
         pad = self.bundle.padding
