@@ -496,7 +496,7 @@ async def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
 async def submit_enroll(request: Request) -> dict[str, Any]:
     """Enrol every face of ``source`` (an s3:// prefix or an http(s) URL list) into
     ``group_ids``; the job runs on the workers. ``idempotency_key`` makes retries safe."""
-    from pipeline.jobs.model import JobKind
+    from pipeline.jobs.model import JobKind, Origin
     from workers.submit import submit_job
 
     state = _state(request)
@@ -508,6 +508,7 @@ async def submit_enroll(request: Request) -> dict[str, Any]:
         job = submit_job(
             JobKind.ENROLL,
             source,
+            origin=Origin.HTTP,
             groups=params.group_ids,
             manifest=manifest,
             person_id=params.person_id,
@@ -523,7 +524,9 @@ async def submit_enroll(request: Request) -> dict[str, Any]:
 async def submit_reidentify(request: Request) -> dict[str, Any]:
     """Identify every face of ``source`` (or of observations stored ``since``) against
     ``group_ids``; matches go to Postgres and, with ``export``, to JSON Lines."""
-    from pipeline.jobs.model import JobKind
+    from pipeline.jobs.exportdest import parse_export_destination
+    from pipeline.jobs.model import JobKind, Origin
+    from pipeline.sources.location import Trust
     from workers.submit import submit_job
 
     state = _state(request)
@@ -531,13 +534,18 @@ async def submit_reidentify(request: Request) -> dict[str, Any]:
     if (params.source is None) == (params.since is None):
         raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, "give either source or since")
     source = check_url(params.source, state.settings) if params.source else None
-    export = check_url(params.export, state.settings) if params.export else None
+    # s3://bucket/key or a name under the export folder, never a path of the caller's choosing
+    export = (
+        parse_export_destination(params.export, state.settings, Trust.CALLER).text
+        if params.export else None
+    )
     groups = params.group_ids or state.settings.reidentify_groups
 
     def run() -> dict[str, Any]:
         job = submit_job(
             JobKind.REIDENTIFY,
             source,
+            origin=Origin.HTTP,
             groups=groups,
             export=export,
             since=params.since,

@@ -181,7 +181,42 @@ class Settings(BaseSettings):
     item_max_attempts: int = Field(
         default=3,
         description="Attempts per job item when its error is transient (e.g. download failed) "
-        "before it is marked failed.",
+        "or its worker died, before it is marked failed.",
+    )
+    lease_s: float = Field(
+        default=30.0,
+        description="Lease of a claimed job item: the working chunk renews it every third of "
+        "this; an item still running after its lease ended lost its worker and is re-sent.",
+    )
+    watchdog_interval_s: float = Field(
+        default=30.0,
+        description="How often the watchdog runs (in every worker, one at a time, and as a "
+        "beat task): re-sends expired leases and work no queue holds.",
+    )
+    watchdog_idle_s: float = Field(
+        default=60.0,
+        description="A job with pending work, nothing running, nothing queued and no progress "
+        "for this long is stalled: the watchdog re-sends its work.",
+    )
+    watchdog_max_resends: int = Field(
+        default=5,
+        description="Re-sends of one item by the watchdog before it fails with ITEM_LOST.",
+    )
+    task_item_budget_s: float = Field(
+        default=20.0,
+        description="Time allowed per item of a chunk: the chunk task's soft time limit is "
+        "items x this + 60 s (the hard limit 30 s more); its items are put back when it hits.",
+    )
+    submit_timeout_s: float = Field(
+        default=5.0,
+        description="How long submitting a job waits for the broker before answering "
+        "BROKER_UNAVAILABLE (the job row is removed: no orphan).",
+    )
+    export_dir: Path | None = Field(
+        default=None,
+        description="Folder that local job exports are written under (default: "
+        "<home>/exports); a destination resolving outside it is refused. s3:// exports "
+        "are not affected.",
     )
     s3_key_rules: list[dict[str, str]] = Field(
         default_factory=lambda: [

@@ -66,6 +66,7 @@ from pipeline.validation import (
 
 if TYPE_CHECKING:
     from pipeline.engine import FaceEngine
+    from pipeline.sources.location import Location
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,9 @@ class FaceLibrary:
             ErrorCode.ILLEGAL_PARAMETER, "model_id is required when the library has no engine"
         )
 
-    def _load(self, image: str | DecodedImage) -> DecodedImage:
+    def _load(self, image: str | Location | DecodedImage) -> DecodedImage:
+        """Decode an image given as pixels, a parsed location (a caller's, already checked) or
+        an operator's source string."""
         if isinstance(image, DecodedImage):
             return image
         from pipeline.sources import load_image

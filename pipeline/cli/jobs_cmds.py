@@ -71,6 +71,12 @@ def _print_job(job: Job, *, as_json: bool) -> None:
     )
     if job.error:
         console.print(f"  [red]{job.error.get('name')}[/red]: {job.error.get('message')}")
+    if not job.status.finished:
+        from pipeline.jobs.watchdog import describe_stall
+
+        stall = describe_stall(job.stalled, job.idle_s, _runtime().settings)
+        if stall:
+            console.print(f"  [yellow]{stall}[/yellow]")
 
 
 @app.command()
