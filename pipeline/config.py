@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         default=100_000_000, description="Largest accepted width*height (decompression bombs)."
     )
+    max_full_decode_pixels: int = Field(
+        default=40_000_000,
+        description="Largest width*height of a PNG, BMP or WebP (formats decoded only at full "
+        "size): decoding peaks near 6 bytes per pixel (about 230 MB at 40 MP, more with alpha or "
+        "16-bit samples). JPEG is bounded by FACEPIPE_MAX_IMAGE_PIXELS instead.",
+    )
     min_image_side: int = Field(default=64, description="Smallest accepted short side, px.")
     download_timeout_s: float = Field(default=10.0, description="HTTP timeout per request.")
     download_max_redirects: int = Field(default=3, description="HTTP redirects followed.")
