@@ -75,7 +75,7 @@ class CeleryDispatcher:
         self._send(TaskName.EXPORT, (job_id, dest))
 
     def broker_state(self) -> BrokerState:
-        url = self.settings.broker_url
+        url = str(self.app.conf.broker_url)  # the broker the messages really go to
         if not url.startswith(("redis://", "rediss://", "unix://")):
             return BrokerState(queued=None, lost=False)
         client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
