@@ -100,6 +100,7 @@ def test_watchdog_resends_lost_work_then_gives_up_with_item_lost(
 
     send = dispatcher(runtime)
     assert send.broker_state().lost  # an empty broker: never seen (or restarted) -> lost
+    assert run_watchdog(runtime, send).broker_lost  # nothing to re-send; the loss is handled
     assert not send.broker_state().lost  # the canary is back: the loss is reported once
 
     with runtime.db.transaction() as conn:

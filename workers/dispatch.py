@@ -5,8 +5,9 @@ BROKER_UNAVAILABLE (-1906) for the caller, instead of a traceback after kombu's 
 
 The broker's state for the watchdog (Redis brokers only; others answer "unknown"): the length of
 every facepipe queue plus the messages workers hold unacknowledged, and a canary key. The canary
-is written once and never expires; when it is gone, the broker lost its data (a restart without
-persistence, a flush), and with it every message it held.
+is written after each watchdog pass that handled it and never expires; when it is gone, the
+broker lost its data (a restart without persistence, a flush), and with it every message it
+held.
 """
 
 from __future__ import annotations
@@ -85,14 +86,27 @@ class CeleryDispatcher:
                 for suffix in _PRIORITY_SUFFIXES:
                     pipe.llen(queue + suffix)
             pipe.hlen(UNACKED_KEY)
-            queued = sum(int(n) for n in pipe.execute())
-            # SET NX: exactly one watchdog notices a given loss (the one that writes it back)
-            lost = bool(client.set(CANARY_KEY, "1", nx=True))
+            pipe.exists(CANARY_KEY)
+            *lengths, canary = pipe.execute()
         except RedisError as exc:
             raise FacepipeError(ErrorCode.BROKER_UNAVAILABLE, f"broker state: {exc}") from exc
         finally:
             client.close()
-        return BrokerState(queued=queued, lost=lost)
+        return BrokerState(queued=sum(int(n) for n in lengths), lost=not canary)
+
+    def broker_state_handled(self) -> None:
+        # Written back only after a watchdog pass re-sent everything: a pass that fails half
+        # way (the database is away too) leaves the loss to be noticed again.
+        url = str(self.app.conf.broker_url)
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            return
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        try:
+            client.set(CANARY_KEY, "1")
+        except RedisError as exc:
+            raise FacepipeError(ErrorCode.BROKER_UNAVAILABLE, f"broker canary: {exc}") from exc
+        finally:
+            client.close()
 
 
 def chunk_time_limits(settings: Settings, n_items: int) -> tuple[float, float]:

@@ -55,4 +55,8 @@ class Dispatcher(Protocol):
         """Export a finished job's results to ``dest``."""
 
     def broker_state(self) -> BrokerState:
-        """How many messages the queues hold, and whether the broker lost them."""
+        """How many messages the queues hold, and whether the broker lost them since the last
+        :meth:`broker_state_handled`."""
+
+    def broker_state_handled(self) -> None:
+        """Everything a lost broker needed is re-sent: stop reporting the loss."""

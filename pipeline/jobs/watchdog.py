@@ -119,13 +119,13 @@ class WatchdogReport:
 
 def run_watchdog(rt: Runtime, dispatcher: Dispatcher) -> WatchdogReport:
     """One pass over every unfinished job; see the module docstring."""
-    broker = dispatcher.broker_state()
-    report = WatchdogReport(broker_lost=broker.lost)
-    with rt.db.transaction() as conn:
+    with rt.db.transaction() as conn:  # the database first: if it is away, nothing is consumed
         expired = conn.execute(
             "UPDATE job_items SET status = 'pending', lease_until = NULL, lease_owner = NULL "
             "WHERE status = 'running' AND lease_until < now() RETURNING job_id::text, seq"
         ).fetchall()
+    broker = dispatcher.broker_state()
+    report = WatchdogReport(broker_lost=broker.lost)
     report.leases_expired = len(expired)
     expired_by_job: dict[str, list[int]] = {}
     for job_id, seq in expired:
@@ -135,6 +135,8 @@ def run_watchdog(rt: Runtime, dispatcher: Dispatcher) -> WatchdogReport:
         if decision is None:
             continue
         _apply(rt, dispatcher, health, decision, report)
+    if broker.lost:
+        dispatcher.broker_state_handled()
     if report.jobs or report.leases_expired:
         log.warning("watchdog: %s", report.to_dict())
     return report
