@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 CANARY_KEY = "facepipe:broker-canary"
 UNACKED_KEY = "unacked"  # kombu's Redis transport: messages delivered but not acknowledged
+LISTING_SOFT_LIMIT_S = 600.0
 # kombu's Redis transport keeps priority levels in extra lists named <queue>\x06\x16<level>
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
@@ -58,7 +59,10 @@ class CeleryDispatcher:
 
     def send_listing(self, job_id: str, token: str | None = None, next_seq: int = 0) -> None:
         kwargs = {"token": token, "next_seq": next_seq} if token or next_seq else {}
-        self._send(TaskName.LIST_SOURCE, (job_id,), kwargs=kwargs)
+        # one listing page (10 000 files or 1 000 keys) takes seconds; a run past these limits
+        # is stuck on the file system or the object store, and the watchdog resumes it
+        self._send(TaskName.LIST_SOURCE, (job_id,), kwargs=kwargs,
+                   soft_time_limit=LISTING_SOFT_LIMIT_S, time_limit=LISTING_SOFT_LIMIT_S + 30)
 
     def send_chunk(
         self, job_id: str, seq_lo: int, seq_hi: int, *, countdown: float | None = None

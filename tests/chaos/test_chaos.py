@@ -18,6 +18,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ from workers.submit import submit_job
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 RECOVERY_GOAL_S = 120.0
+"""The lost work is re-sent within this long of the fault (of the new worker, after a kill)."""
+FINISH_BOUND_S = 300.0
+"""...and the job then finishes within this long (processing time on a busy 2-core machine)."""
 
 
 def _folder(root: Path, photo: Path, n: int) -> Path:
@@ -63,6 +67,30 @@ def _wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> Non
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def _resent_after(job_id: str, since: datetime) -> bool:
+    """Has the watchdog re-sent work of the job since ``since`` (its note says so)?"""
+    with get_runtime().db.connection() as conn:
+        note = store.get_job(conn, job_id).stalled
+    return bool(note and "re-sent" in note.get("action", "")
+                and datetime.fromisoformat(note["at"]) >= since)
+
+
+def _heal_and_finish(
+    job_id: str, fault_at: datetime, t0: float, what: str,
+    record_property: Callable[[str, object], None],
+) -> Job:
+    """Wait for the watchdog's re-send, then for the job's end; record and check both."""
+    _wait_for(lambda: _resent_after(job_id, fault_at), RECOVERY_GOAL_S, f"{what}: a re-send")
+    healed_s = time.monotonic() - t0
+    done = wait_job(job_id, timeout_s=FINISH_BOUND_S)
+    done_s = time.monotonic() - t0
+    record_property(f"{what}_resent_s", round(healed_s, 1))
+    record_property(f"{what}_done_s", round(done_s, 1))
+    print(f"\n{what}: work re-sent after {healed_s:.1f} s, job done after {done_s:.1f} s")
+    _assert_accounted(done)
+    return done
 
 
 def _assert_accounted(job: Job) -> None:
@@ -97,49 +125,41 @@ def test_worker_killed_mid_chunk_heals_without_anyone(
     first.kill()  # SIGKILL to the whole process group: the worker and its pool child
     first.proc.wait(10)
     assert _running_items(job.id) > 0  # left running by the dead worker
-    restarted = time.monotonic()
-    start_worker(**_worker_env(chaos_env))
-    ready = time.monotonic()
-    done = wait_job(job.id, timeout_s=RECOVERY_GOAL_S + 60)
-    healed_s = time.monotonic() - ready
-    record_property("worker_kill_recovery_s", round(healed_s, 1))
-    print(f"\nworker killed mid-chunk: job done {healed_s:.1f} s after the new worker was ready "
-          f"({ready - restarted:.1f} s to start it)")
-    _assert_accounted(done)
+    start_worker(**_worker_env(chaos_env))  # returns once the new worker is ready
+    done = _heal_and_finish(job.id, datetime.now(UTC), time.monotonic(), "worker_kill",
+                            record_property)
     assert done.n_done == 24
-    assert healed_s < RECOVERY_GOAL_S
 
 
 def test_redis_restarted_without_persistence_heals_without_anyone(
     chaos_env: dict[str, str], chaos_redis: ChaosRedis, start_worker: Callable[..., Any],
     players_jpg: Path, tmp_path: Path, record_property: Callable[[str, object], None],
 ) -> None:
-    folder = _folder(tmp_path / "photos", players_jpg, 40)
+    folder = _folder(tmp_path / "photos", players_jpg, 24)
     start_worker(**_worker_env(chaos_env))
     job = submit_job(JobKind.DETECT, str(folder), chunk_size=4)
     _wait_for(lambda: _done(job.id) >= 4, 180, "the first chunk to finish")
+    fault_at = datetime.now(UTC)
     chaos_redis.restart()  # every queued chunk message is gone
-    restarted = time.monotonic()
-    done = wait_job(job.id, timeout_s=RECOVERY_GOAL_S + 60)
-    healed_s = time.monotonic() - restarted
-    record_property("redis_restart_recovery_s", round(healed_s, 1))
-    print(f"\nredis restarted without persistence: job done {healed_s:.1f} s later")
-    _assert_accounted(done)
-    assert done.n_done == 40
-    assert healed_s < RECOVERY_GOAL_S
+    done = _heal_and_finish(job.id, fault_at, time.monotonic(), "redis_restart",
+                            record_property)
+    assert done.n_done == 24
 
 
 def test_postgres_away_for_minutes_heals_when_it_returns(
     chaos_env: dict[str, str], chaos_postgres: ChaosPostgres, start_worker: Callable[..., Any],
     players_jpg: Path, tmp_path: Path, record_property: Callable[[str, object], None],
 ) -> None:
-    # FACEPIPE_CHAOS_PG_DOWN_S=180 measures the issue's three minutes; the suite's default
-    # outage already outlasts every retry of the chunk tasks (they give up after ~5 s here).
+    # FACEPIPE_CHAOS_PG_DOWN_S=180 measures the issue's three minutes. In the suite the
+    # outage is shorter, and the workers get one task retry instead of five, so that every
+    # chunk task surely gives up during the outage (each attempt waits 10 s for a connection):
+    # the job can then only finish through the watchdog.
     down_s = float(os.environ.get("FACEPIPE_CHAOS_PG_DOWN_S", "75"))
     saved = apply_env({"FACEPIPE_DATABASE_URL": chaos_postgres.url})
     try:
-        env = {**_worker_env(chaos_env), "FACEPIPE_DATABASE_URL": chaos_postgres.url}
-        folder = _folder(tmp_path / "photos", players_jpg, 32)
+        env = {**_worker_env(chaos_env), "FACEPIPE_DATABASE_URL": chaos_postgres.url,
+               "FACEPIPE_TASK_MAX_RETRIES": "1"}
+        folder = _folder(tmp_path / "photos", players_jpg, 24)
         start_worker(**env)
         job = submit_job(JobKind.DETECT, str(folder), chunk_size=4)
         _wait_for(lambda: _done(job.id) >= 4, 180, "the first chunk to finish")
@@ -147,14 +167,10 @@ def test_postgres_away_for_minutes_heals_when_it_returns(
         chaos_postgres.stop()
         time.sleep(down_s)
         chaos_postgres.start()
-        back = time.monotonic()
-        done = wait_job(job.id, timeout_s=RECOVERY_GOAL_S + 60)
-        healed_s = time.monotonic() - back
-        record_property("postgres_outage_recovery_s", round(healed_s, 1))
-        print(f"\npostgres away {down_s:.0f} s: job done {healed_s:.1f} s after it returned")
-        _assert_accounted(done)
-        assert done.n_done == 32
-        assert healed_s < RECOVERY_GOAL_S
+        print(f"\npostgres was away {down_s:.0f} s")
+        done = _heal_and_finish(job.id, datetime.now(UTC), time.monotonic(),
+                                "postgres_outage", record_property)
+        assert done.n_done == 24
     finally:
         restore_env(saved)
 
