@@ -26,6 +26,7 @@ from pipeline.errors import ErrorCode, FacepipeError, error_dict
 from pipeline.jobs import store
 from pipeline.jobs.model import ChunkResult, Item, ItemOutcome, ItemStatus, Job, JobKind
 from pipeline.jobs.runtime import Runtime
+from pipeline.observability.metrics import record_chunk
 from pipeline.types import DetectMode
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def process_chunk(rt: Runtime, job_id: str, seq_lo: int, seq_hi: int) -> ChunkRe
         finished = store.write_outcomes(conn, job_id, outcomes)
     timings["write"] = _ms(t2)
     timings["total"] = _ms(t0)
+    record_chunk(job.kind.value, outcomes, prepared.outcomes.values(), timings)  # metrics
     result = ChunkResult(
         job_id,
         processed=len(outcomes),
