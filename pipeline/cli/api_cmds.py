@@ -38,6 +38,7 @@ def api(
         log_level=level,
         # every server process logs through facepipe's handler (text or FACEPIPE_LOG_FORMAT=json)
         log_config=dict_config(level=level),
+        access_log=False,  # the API's middleware writes the access line, with the request id
         proxy_headers=True,
     )
 

@@ -11,6 +11,7 @@ caller cannot grow the number of series; a path no route matched is ``unmatched`
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -31,9 +32,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+access_log = logging.getLogger("facepipe.access")
+
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 UNMATCHED = "unmatched"
+QUIET_ROUTES = frozenset({"/metrics", "/healthz"})
+"""Routes polled by machines: their access lines are DEBUG, not INFO."""
 
 PROTOCOL_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/v1/", "facepipe"),
@@ -102,14 +107,23 @@ class MetricsMiddleware:
 
         started = time.perf_counter()
         HTTP_IN_FLIGHT.inc()
-        try:
-            with log_context(request_id=request_id):
+        with log_context(request_id=request_id):
+            try:
                 await self.app(scope, receive, send_with_id)
-        finally:
-            HTTP_IN_FLIGHT.dec()
-            route, protocol, method = route_of(scope), protocol_of(scope), scope["method"]
-            HTTP_REQUESTS.labels(route, protocol, method, str(status)).inc()
-            HTTP_DURATION.labels(route, protocol, method).observe(time.perf_counter() - started)
+            finally:
+                HTTP_IN_FLIGHT.dec()
+                seconds = time.perf_counter() - started
+                route, protocol, method = route_of(scope), protocol_of(scope), scope["method"]
+                HTTP_REQUESTS.labels(route, protocol, method, str(status)).inc()
+                HTTP_DURATION.labels(route, protocol, method).observe(seconds)
+                # the access log line, inside the request's log context (uvicorn's own access
+                # log is written outside it, so `facepipe api` turns that one off)
+                access_log.log(
+                    logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
+                    "%s %s %d %.1f ms", method, scope.get("path", ""), status, seconds * 1e3,
+                    extra={"route": route, "protocol": protocol, "status": status,
+                           "duration_s": round(seconds, 6)},
+                )
 
 
 def metrics_endpoint() -> Callable[[Any], Awaitable[Any]]:

@@ -283,10 +283,16 @@ def mark_process_dead(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
-def sample_names(exposition_text: str) -> set[str]:
-    """The sample names (``facepipe_x_total``, ``facepipe_y_bucket``...) in a text exposition."""
-    return {
-        sample.name
-        for family in text_string_to_metric_families(exposition_text)
-        for sample in family.samples
-    }
+def exposed_names(exposition_text: str) -> set[str]:
+    """The sample names a text exposition declares (``facepipe_x_total``, ``facepipe_y_bucket``,
+    ``facepipe_y_sum``...), including those of families that have no sample yet."""
+    names: set[str] = set()
+    for family in text_string_to_metric_families(exposition_text):
+        names |= {sample.name for sample in family.samples}
+        if family.type == "histogram":
+            names |= {f"{family.name}_bucket", f"{family.name}_sum", f"{family.name}_count"}
+        elif family.type == "counter":
+            names.add(f"{family.name}_total")
+        else:
+            names.add(family.name)
+    return names
