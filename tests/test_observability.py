@@ -31,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.jobs import store
 from pipeline.jobs.model import ItemSpec, ItemStatus, JobKind, JobStatus
 from pipeline.jobs.runtime import get_runtime
+from pipeline.observability.logging import log_context
 from pipeline.observability.metrics import exposed_names
 from tests.fixtures.services import free_port, items_of, wait_job
 from tests.test_observability_units import dashboard_metric_names
@@ -189,7 +190,10 @@ def test_counters_move_by_the_work_done_and_the_dashboard_names_only_real_metric
     events = EventLog()
     time.sleep(1.0)  # the event subscription is in place before the first task is sent
     try:
-        job = wait_job(submit_job(JobKind.DETECT, str(folder)).id)
+        # submitted as the API would inside a request: the request id travels with the tasks
+        with log_context(request_id="obs-request"):
+            submitted = submit_job(JobKind.DETECT, str(folder))
+        job = wait_job(submitted.id)
     finally:
         time.sleep(1.0)
         events.stop()
@@ -221,6 +225,7 @@ def test_counters_move_by_the_work_done_and_the_dashboard_names_only_real_metric
     rec = failed[0]
     assert rec["item_id"] == str(gif.id) and rec["job_id"] == job.id
     assert rec["task"] == "facepipe.infer.process_chunk" and rec["task_id"]
+    assert rec["request_id"] == "obs-request"  # API -> list_source -> process_chunk
     lo, hi = (int(x) for x in rec["chunk"].split("-"))
     assert lo <= gif.seq <= hi
     assert any(r.get("job_id") == job.id and r["logger"] == "pipeline.jobs.chunks"
@@ -304,12 +309,16 @@ def test_exporter_reports_queues_stalled_jobs_and_waiting_items(
     with rt.db.transaction() as conn:
         job, _ = store.create_job(conn, JobKind.ENROLL, {"groups": ["g"]})
         store.add_items(conn, job.id, [ItemSpec(f"/nowhere/{i}.jpg", "p") for i in range(5)], 0)
-    enqueue_chunk(job.id, 0, 2)
+    with log_context(request_id="req-7"):
+        enqueue_chunk(job.id, 0, 2)
     enqueue_chunk(job.id, 3, 4)
-    # the message as it waits on the broker: its arguments by name for Flower
-    raw = json.loads(pipeline_redis.lindex("infer", 0))
-    assert raw["headers"]["task"] == "facepipe.infer.process_chunk"
-    assert f"'job_id': '{job.id}'" in raw["headers"]["kwargsrepr"]
+    # the messages as they wait on the broker: arguments by name for Flower, the request id
+    first, second = (json.loads(m) for m in pipeline_redis.lrange("infer", 0, -1)[::-1])
+    assert first["headers"]["task"] == "facepipe.infer.process_chunk"
+    assert first["headers"]["kwargsrepr"] == repr({"job_id": job.id, "seq_lo": 0, "seq_hi": 2})
+    assert first["headers"]["argsrepr"] == "()"
+    assert first["headers"]["facepipe_request_id"] == "req-7"
+    assert "facepipe_request_id" not in second["headers"]
     time.sleep(1.2)
 
     port = free_port()
