@@ -167,3 +167,4 @@ def test_dashboard_parses_and_uses_the_provisioned_datasource() -> None:
     datasources = (DASHBOARD.parent / "provisioning" / "datasources" / "prometheus.yml")
     assert "uid: facepipe-prometheus" in datasources.read_text()
     assert len(dashboard_metric_names()) >= 20
+
