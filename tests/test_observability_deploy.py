@@ -1,4 +1,4 @@
-"""The compose file's observability block: Prometheus and Grafana pinned, scraping the ports
+"""The compose file's observability block: Prometheus, Grafana and Flower pinned, scraping the ports
 the processes serve, the dashboards provisioned (parsed by the real Compose parser)."""
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ def test_compose_runs_prometheus_grafana_and_the_exporter(
     """The compose services scrape what the processes serve, on the ports they serve it."""
     yaml = pytest.importorskip("yaml")
     services = compose_config["services"]
-    for name in ("prometheus", "grafana"):
-        image = services[name]["image"]
+    # flower has its own profile, which the fixture's `config` leaves out: read the file
+    raw = yaml.safe_load((DASHBOARD.parents[1] / "compose.yaml").read_text())["services"]
+    assert raw["flower"]["profiles"] == ["flower"]
+    for name in ("prometheus", "grafana", "flower"):
+        image = raw[name]["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name} image is not pinned"
     assert services["metrics"]["command"] == ["metrics", "serve", "--host", "0.0.0.0",
                                               "--port", "9108"]
