@@ -15,9 +15,11 @@ prometheus-client's multiprocess mode: set ``PROMETHEUS_MULTIPROC_DIR`` to an em
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
+from collections import Counter as Counter_
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -150,38 +152,44 @@ STAGES = ("decode", "detect", "landmarks", "align", "embed", "attributes")
 # --- recording ----------------------------------------------------------------------------------
 
 
+@functools.cache
+def _stage(stage: str) -> Any:
+    # a label child resolved once: .labels() costs as much as the observation itself
+    return STAGE_DURATION.labels(stage=stage)
+
+
 def observe_stage(stage: str, seconds: float) -> None:
     """One image's time in ``stage``."""
-    STAGE_DURATION.labels(stage=stage).observe(max(0.0, seconds))
+    _stage(stage).observe(max(0.0, seconds))
 
 
 def observe_image_timings(timings_ms: Mapping[str, float]) -> None:
     """An analysed image's stage times, as the engine reports them (milliseconds)."""
     for stage, ms in timings_ms.items():
         if stage in STAGES:
-            observe_stage(stage, ms / 1000.0)
+            _stage(stage).observe(max(0.0, ms / 1000.0))
 
 
-def count_processed(kind: str, faces: int) -> None:
-    IMAGES_PROCESSED.labels(kind=kind).inc()
+def count_processed(kind: str, faces: int, images: int = 1) -> None:
+    IMAGES_PROCESSED.labels(kind=kind).inc(images)
     FACES_PROCESSED.labels(kind=kind).inc(faces)
 
 
-def count_failure(kind: str, code: str) -> None:
-    ITEMS_FAILED.labels(kind=kind, code=code).inc()
+def count_failure(kind: str, code: str, n: int = 1) -> None:
+    ITEMS_FAILED.labels(kind=kind, code=code).inc(n)
 
 
-def count_item_retry(kind: str, code: str) -> None:
-    ITEMS_RETRIED.labels(kind=kind, code=code).inc()
+def count_item_retry(kind: str, code: str, n: int = 1) -> None:
+    ITEMS_RETRIED.labels(kind=kind, code=code).inc(n)
 
 
 def observe_chunk(kind: str, seconds: float, *, items: int, write_seconds: float) -> None:
     """A finished chunk: its duration, and each written item's share of the write."""
     CHUNK_DURATION.labels(kind=kind).observe(max(0.0, seconds))
     if items > 0:
-        share = max(0.0, write_seconds) / items
+        write, share = _stage("write"), max(0.0, write_seconds) / items
         for _ in range(items):
-            observe_stage("write", share)
+            write.observe(share)
 
 
 def record_chunk(
@@ -201,19 +209,28 @@ def record_chunk(
         analysis = getattr(outcome, "analysis", None)
         if analysis is not None:
             observe_image_timings(analysis.timings_ms)
-    written = 0
+    written = done = faces = 0
+    failed: Counter_[str] = Counter_()
+    retried: Counter_[str] = Counter_()
     for item in outcomes:
         written += 1
         status = str(getattr(item.status, "value", item.status))
         code = str((item.error or {}).get("name", "INTERNAL"))
         if status == "done":
-            count_processed(kind, int(item.n_faces))
+            done += 1
+            faces += int(item.n_faces)
         elif status == "failed":
-            count_failure(kind, code)
+            failed[code] += 1
             with log_context(item_id=item.item_id):
                 log.info("item failed: %s %s", code, (item.error or {}).get("message", ""))
         elif status == "pending":
-            count_item_retry(kind, code)
+            retried[code] += 1
+    if done:
+        count_processed(kind, faces, done)
+    for code, n in failed.items():
+        count_failure(kind, code, n)
+    for code, n in retried.items():
+        count_item_retry(kind, code, n)
     observe_chunk(
         kind,
         timings_ms.get("total", 0.0) / 1000.0,
