@@ -64,11 +64,22 @@ def test_text_log_appends_ids_and_configure_replaces_its_handler(
     assert line.endswith("WARNING x hello [request_id=abc]")
 
 
-def test_dict_config_is_a_valid_logging_config(restore_root_logging: Any) -> None:
-    config = dict_config(Settings(log_format="json"), level="debug")
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_dict_config_is_a_valid_logging_config(fmt: str, restore_root_logging: Any) -> None:
+    config = dict_config(Settings(log_format=fmt), level="debug")
     logging.config.dictConfig(config)
-    assert logging.getLogger().level == logging.DEBUG
+    root = logging.getLogger()
+    assert root.level == logging.DEBUG
     assert logging.getLogger("uvicorn.access").propagate
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "started", None, None)
+    with log_context(request_id="r-9"):
+        for flt in root.handlers[0].filters:
+            flt.filter(record)  # type: ignore[union-attr]
+    line = root.handlers[0].format(record)
+    if fmt == "json":
+        assert json.loads(line)["request_id"] == "r-9"
+    else:
+        assert line.endswith("INFO uvicorn.error started [request_id=r-9]")
 
 
 def _scope(path: str, headers: list[tuple[bytes, bytes]] | None = None, route: Any = None
