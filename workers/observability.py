@@ -36,6 +36,7 @@ from celery.signals import (
     worker_init,
     worker_process_shutdown,
 )
+from celery.utils.saferepr import saferepr
 
 from pipeline.config import get_settings
 from pipeline.observability import logging as obs_logging
@@ -99,7 +100,8 @@ def install(app: Celery) -> None:
         args, kwargs = body[0], body[1]
         named = named_args(task, tuple(args), dict(kwargs))
         headers["argsrepr"] = "()"
-        headers["kwargsrepr"] = repr(named)
+        # bounded as Celery bounds its own reprs (an id list must not bloat every event)
+        headers["kwargsrepr"] = saferepr(named, app.amqp.kwargsrepr_maxsize)
 
     @setup_logging.connect(weak=False, dispatch_uid="facepipe-logging")
     def _on_setup_logging(loglevel: Any = None, **_: Any) -> None:
