@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -50,6 +51,8 @@ from pipeline.api_io import (
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.jobs.runtime import Runtime
+from pipeline.observability.http import instrument  # issue 14
+from pipeline.observability.metrics import MODEL_SLOT_WAIT  # issue 14
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +86,13 @@ def _state(request: Request) -> ApiState:
 async def _models(state: ApiState, fn: Callable[[], T]) -> T:
     """Run model work (decode, detect, embed, then the database) in a worker thread, at most
     ENGINE_CONCURRENCY at once."""
-    return await anyio.to_thread.run_sync(fn, limiter=state.limiter)
+    waited = time.perf_counter()  # issue 14: time to a model slot (the thread starting fn)
+
+    def timed() -> T:
+        MODEL_SLOT_WAIT.observe(time.perf_counter() - waited)
+        return fn()
+
+    return await anyio.to_thread.run_sync(timed, limiter=state.limiter)
 
 
 async def _blocking(fn: Callable[[], T]) -> T:
@@ -676,4 +685,5 @@ def create_app(
             return _error_response(exc, 503)
 
     app.include_router(v1)
+    instrument(app)  # issue 14: HTTP metrics + request ids middleware, GET /metrics
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field
@@ -302,6 +303,26 @@ class Settings(BaseSettings):
         default_factory=lambda: ["http", "https", "s3"],
         description="Schemes an API caller may give as an image 'url' or a job 'source' "
         "(local paths are never read on a caller's behalf).",
+    )
+
+    # --- observability (pipeline/observability) -------------------------------------------
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log lines: text (for a terminal) or json (one JSON object per line, with "
+        "the request, job, chunk, item and task ids).",
+    )
+    worker_metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port on which a Celery worker serves Prometheus /metrics (0: off). With "
+        "the prefork pool, set PROMETHEUS_MULTIPROC_DIR too.",
+    )
+    metrics_stalled_after_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="A pending or running job with no item started or finished for this long "
+        "counts as stalled (facepipe_jobs_stalled), as does any job the watchdog flagged.",
     )
 
 

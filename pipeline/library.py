@@ -34,6 +34,7 @@ from pipeline.library_results import (
     IdentifyResult,
     VerifyResult,
 )
+from pipeline.observability.metrics import time_identify
 from pipeline.similarity import confidence_from_cosine
 from pipeline.store import repo
 from pipeline.store.crops import decode_crop, encode_crop
@@ -731,9 +732,11 @@ class FaceLibrary:
                 plan = _Plan.EXACT_SCAN
             else:
                 plan = _Plan.EXACT_MEMBERS
-            hits_per_probe = [
-                self._search_one(c, probe, present, model, n, plan) for probe in probes
-            ]
+            engine = "pgvector_hnsw" if plan is _Plan.HNSW else "pgvector_exact"
+            with time_identify(engine, len(probes)):
+                hits_per_probe = [
+                    self._search_one(c, probe, present, model, n, plan) for probe in probes
+                ]
             names = repo.person_tags(
                 c, sorted({h.person_id for hits in hits_per_probe for h in hits})
             )

@@ -24,15 +24,14 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.metrics import (
+from pipeline.observability.cloudwatch import (
     DIMENSION,
     METRIC_NAME,
     NAMESPACE,
-    UNACKED,
     metric_data,
     publish_queue_depths,
-    queue_depths,
 )
+from pipeline.observability.queues import UNACKED, queue_depths
 from tests.fixtures.services import TEST_REDIS_PORT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,7 +163,7 @@ def test_tfvars_example_matches_variables(terraform: dict[str, Any]) -> None:
 
 
 def test_queue_depth_metric_matches_autoscaling(terraform: dict[str, Any]) -> None:
-    """The alarms watch exactly the metric pipeline.metrics publishes."""
+    """The alarms watch exactly the metric pipeline.observability.cloudwatch publishes."""
     alarms = [
         body
         for block in terraform["parsed"]["autoscaling.tf"]["resource"]
@@ -438,7 +437,7 @@ def test_container_commands_exist(compose_config: dict[str, Any]) -> None:
 
 
 def test_metric_queues_are_the_celery_queues() -> None:
-    from pipeline.metrics import QUEUES
+    from pipeline.observability.queues import QUEUES
     from workers.app import QUEUES as CELERY_QUEUES
 
     assert set(QUEUES) == set(CELERY_QUEUES)

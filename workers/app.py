@@ -20,6 +20,7 @@ from kombu import Exchange, Queue
 
 from pipeline.config import Settings, get_settings
 from pipeline.jobs.runtime import reset_runtime
+from workers import observability
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,10 @@ def configure(celery: Celery, settings: Settings) -> None:
         timezone=settings.timezone,
         enable_utc=True,
         worker_hijack_root_logger=False,
+        # Celery events on (issue 14): Flower and `celery events` see every task sent, started
+        # and finished, with its arguments by name (workers/observability.py)
+        worker_send_task_events=True,
+        task_send_sent_event=True,
     )
     from schedules.beat import build_schedule
 
@@ -113,6 +118,7 @@ def _forget_connections(celery: Celery) -> None:
 
 
 app = create_app()
+observability.install(app)
 
 
 @worker_process_init.connect

@@ -27,6 +27,7 @@ from pipeline.jobs import store
 from pipeline.jobs.lease import LeaseKeeper, new_owner
 from pipeline.jobs.model import ChunkResult, Item, ItemOutcome, ItemStatus, Job, JobKind
 from pipeline.jobs.runtime import Runtime
+from pipeline.observability.metrics import record_chunk
 from pipeline.types import DetectMode
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ def _run_claimed(
         finished = store.write_outcomes(conn, job_id, outcomes)
     timings["write"] = _ms(t2)
     timings["total"] = _ms(t0)
+    record_chunk(job.kind.value, outcomes, prepared.outcomes.values(), timings)  # metrics
     result = ChunkResult(
         job_id,
         processed=len(outcomes),

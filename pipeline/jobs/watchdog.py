@@ -36,6 +36,7 @@ from pipeline.jobs import store
 from pipeline.jobs.dispatch import BrokerState, Dispatcher
 from pipeline.jobs.model import ItemOutcome, ItemStatus
 from pipeline.jobs.runtime import Runtime
+from pipeline.observability.metrics import ITEMS_LOST, LEASES_EXPIRED, WATCHDOG_RESENT
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,9 @@ def run_watchdog(rt: Runtime, dispatcher: Dispatcher) -> WatchdogReport:
         _apply(rt, dispatcher, health, decision, report)
     if broker.lost:
         dispatcher.broker_state_handled()
+    LEASES_EXPIRED.inc(report.leases_expired)
+    WATCHDOG_RESENT.inc(report.chunks_sent)
+    ITEMS_LOST.inc(report.items_lost)
     if report.jobs or report.leases_expired:
         log.warning("watchdog: %s", report.to_dict())
     return report
