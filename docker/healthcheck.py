@@ -13,6 +13,7 @@ images run ``tini -- facepipe <sub-command> ...``) and checks what that sub-comm
   is alive and not a zombie. That is a liveness check only: a hung process passes it.
 
 Exit status 0 is healthy, 1 unhealthy (Docker's convention); one line on stdout says why.
+An optional argument names another PID to look at (the tests use it; containers never do).
 """
 
 from __future__ import annotations
@@ -82,7 +83,10 @@ def check_worker() -> tuple[bool, str]:
 
     node = f"celery@{socket.gethostname()}"
     try:
-        replies = app.control.ping(destination=[node], timeout=TIMEOUT_S)
+        with app.connection_for_write() as conn:
+            # one connection attempt, not Celery's retry loop: a health check must answer in time
+            conn.ensure_connection(max_retries=1, timeout=TIMEOUT_S)
+            replies = app.control.ping(destination=[node], timeout=TIMEOUT_S, connection=conn)
     except Exception as exc:  # broker down, bad URL: unhealthy, with the reason
         return False, f"ping {node}: {type(exc).__name__}: {exc}"
     ok = any(node in reply for reply in replies)
@@ -108,10 +112,19 @@ def check_process(command: str) -> tuple[bool, str]:
     return False, f"facepipe {command}: no live process"
 
 
-def main() -> int:
-    target = parse_target(_cmdline("1"))
+def main(argv: list[str]) -> int:
+    """``facepipe-healthcheck [PID]``: check what process PID (default 1, the container's) runs."""
+    pid = argv[0] if argv else "1"
+    if not pid.isdigit():
+        print(f"usage: facepipe-healthcheck [PID], not {pid!r}")
+        return 1
+    try:
+        target = parse_target(_cmdline(pid))
+    except OSError as exc:
+        print(f"pid {pid}: {exc}")
+        return 1
     if target is None:
-        print("PID 1 does not run `facepipe <command>`")
+        print(f"pid {pid} does not run `facepipe <command>`")
         return 1
     if target.command == "api":
         ok, why = check_api(target.api_port)
@@ -124,4 +137,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
