@@ -6,7 +6,9 @@ locals {
   logs_bucket_name = "${var.name}-logs-${local.account_id}-${var.region}"
 }
 
-# The account Elastic Load Balancing delivers access logs from, in this region.
+# The account Elastic Load Balancing delivers access logs from, in this region. (Regions opened
+# after August 2022 have none and use the log-delivery service principal below instead; there,
+# drop this data source and the "LoadBalancerAccessLogs" statement.)
 data "aws_elb_service_account" "current" {}
 
 resource "aws_s3_bucket" "logs" {
