@@ -158,7 +158,11 @@ def test_tfvars_example_matches_variables(terraform: dict[str, Any]) -> None:
     }
     assert keys - set(variables) == set()
     required = {name for name, body in variables.items() if "default" not in body}
-    assert required == {"vpc_id", "private_subnet_ids", "public_subnet_ids"}
+    # the network, the TLS certificate (there is no plain-HTTP mode) and the image tag (ECR
+    # tags are immutable, so there is no "latest" to default to)
+    assert required == {
+        "vpc_id", "private_subnet_ids", "public_subnet_ids", "certificate_arn", "image_tag",
+    }
     assert required <= keys
 
 
@@ -219,7 +223,7 @@ def test_compose_cluster_shape(compose_config: dict[str, Any]) -> None:
         "redis", "postgres", "minio", "minio-init", "migrate", "api", "worker-ingest",
         "worker-infer", "worker-gpu", "beat", "s3-listen",
     } <= set(services)
-    assert services["postgres"]["image"].startswith("pgvector/pgvector:pg16")
+    assert re.fullmatch(r"pgvector/pgvector:[0-9.]+-pg16", services["postgres"]["image"])
     gpu = services["worker-gpu"]
     assert gpu["profiles"] == ["gpu"]
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
@@ -426,7 +430,9 @@ def test_container_commands_exist(compose_config: dict[str, Any]) -> None:
     ]
     services_tf = (TF_DIR / "services.tf").read_text()
     for match in re.finditer(r"command\s*=\s*\[(.*?)\]", services_tf, re.DOTALL):
-        invocations.append(re.findall(r'"([^"]*)"', match.group(1)))
+        argv = re.findall(r'"([^"]*)"', match.group(1))
+        if argv[:1] != ["CMD"]:  # the health check's command (test_deploy_security.py)
+            invocations.append(argv)
     assert len(invocations) >= 12
     for argv in invocations:
         _check_invocation(root, argv)
