@@ -3,8 +3,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# checkov (the IaC scanner of `make scan`) pins its own dependency versions, so it lives in a
+# venv of its own and never changes the project's.
+TOOLS_VENV ?= .venv-tools
+CHECKOV_VERSION := 3.3.30
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint scan bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +26,26 @@ demo: $(VENV)/.models
 	scripts/ensure-redis
 	$(VENV)/bin/facepipe demo
 
-test: $(VENV)/.models
+$(TOOLS_VENV)/.installed:
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+test: $(VENV)/.models scan
 	scripts/ensure-redis
 	$(VENV)/bin/ruff check pipeline workers schedules tests bench
 	$(PY) -m pytest
+
+# Security scan of the deployment: checkov on infra/terraform and docker/ (settings in
+# .checkov.yaml; skips only as justified #checkov:skip comments) and hadolint on the
+# Dockerfiles. Any failed check fails the target.
+scan: $(VENV)/.installed $(TOOLS_VENV)/.installed
+	$(TOOLS_VENV)/bin/checkov --config-file .checkov.yaml
+	$(VENV)/bin/hadolint --config docker/.hadolint.yaml docker/Dockerfile.service docker/Dockerfile.worker
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check pipeline workers schedules tests bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS_VENV) .pytest_cache .ruff_cache

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -50,6 +51,8 @@ from pipeline.api_io import (
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.jobs.runtime import Runtime
+from pipeline.observability.http import instrument  # issue 14
+from pipeline.observability.metrics import MODEL_SLOT_WAIT  # issue 14
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +86,13 @@ def _state(request: Request) -> ApiState:
 async def _models(state: ApiState, fn: Callable[[], T]) -> T:
     """Run model work (decode, detect, embed, then the database) in a worker thread, at most
     ENGINE_CONCURRENCY at once."""
-    return await anyio.to_thread.run_sync(fn, limiter=state.limiter)
+    waited = time.perf_counter()  # issue 14: time to a model slot (the thread starting fn)
+
+    def timed() -> T:
+        MODEL_SLOT_WAIT.observe(time.perf_counter() - waited)
+        return fn()
+
+    return await anyio.to_thread.run_sync(timed, limiter=state.limiter)
 
 
 async def _blocking(fn: Callable[[], T]) -> T:
@@ -501,7 +510,7 @@ async def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
 async def submit_enroll(request: Request) -> dict[str, Any]:
     """Enrol every face of ``source`` (an s3:// prefix or an http(s) URL list) into
     ``group_ids``; the job runs on the workers. ``idempotency_key`` makes retries safe."""
-    from pipeline.jobs.model import JobKind
+    from pipeline.jobs.model import JobKind, Origin
     from workers.submit import submit_job
 
     state = _state(request)
@@ -513,6 +522,7 @@ async def submit_enroll(request: Request) -> dict[str, Any]:
         job = submit_job(
             JobKind.ENROLL,
             source,
+            origin=Origin.HTTP,
             groups=params.group_ids,
             manifest=manifest,
             person_id=params.person_id,
@@ -528,7 +538,9 @@ async def submit_enroll(request: Request) -> dict[str, Any]:
 async def submit_reidentify(request: Request) -> dict[str, Any]:
     """Identify every face of ``source`` (or of observations stored ``since``) against
     ``group_ids``; matches go to Postgres and, with ``export``, to JSON Lines."""
-    from pipeline.jobs.model import JobKind
+    from pipeline.jobs.exportdest import parse_export_destination
+    from pipeline.jobs.model import JobKind, Origin
+    from pipeline.sources.location import Trust
     from workers.submit import submit_job
 
     state = _state(request)
@@ -536,13 +548,18 @@ async def submit_reidentify(request: Request) -> dict[str, Any]:
     if (params.source is None) == (params.since is None):
         raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, "give either source or since")
     source = check_url(params.source, state.settings) if params.source else None
-    export = check_url(params.export, state.settings) if params.export else None
+    # s3://bucket/key or a name under the export folder, never a path of the caller's choosing
+    export = (
+        parse_export_destination(params.export, state.settings, Trust.CALLER).text
+        if params.export else None
+    )
     groups = params.group_ids or state.settings.reidentify_groups
 
     def run() -> dict[str, Any]:
         job = submit_job(
             JobKind.REIDENTIFY,
             source,
+            origin=Origin.HTTP,
             groups=groups,
             export=export,
             since=params.since,
@@ -673,4 +690,5 @@ def create_app(
             return _error_response(exc, 503)
 
     app.include_router(v1)
+    instrument(app)  # issue 14: HTTP metrics + request ids middleware, GET /metrics
     return app

@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.datastructures import UploadFile
@@ -20,6 +19,14 @@ from starlette.requests import Request
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.sources.location import (
+    InlineLocation,
+    Location,
+    RemoteLocation,
+    Trust,
+    parse_location,
+    require_remote,
+)
 from pipeline.types import DecodedImage, DetectMode
 
 # --- errors -> HTTP statuses -----------------------------------------------------------------
@@ -145,29 +152,32 @@ async def read_payload(request: Request, settings: Settings) -> Payload:
 # --- images in requests ----------------------------------------------------------------------
 
 
+def caller_location(url: str, settings: Settings) -> RemoteLocation:
+    """A caller-given image URL or job source, parsed once: an ``http(s)://`` or ``s3://``
+    location of an allowed scheme, never a local path (URL_FORBIDDEN otherwise)."""
+    schemes = frozenset(s.lower() for s in settings.api_url_schemes)
+    location = parse_location(url, Trust.CALLER, remote_schemes=schemes, inline=False)
+    return require_remote(location, "a URL")
+
+
 def check_url(url: str, settings: Settings) -> str:
-    """A caller-given image URL or job source: only the allowed schemes, never a local path."""
-    scheme = urlsplit(url.strip()).scheme.lower()
-    if scheme not in {s.lower() for s in settings.api_url_schemes}:
-        allowed = ", ".join(settings.api_url_schemes)
-        raise FacepipeError(
-            ErrorCode.ILLEGAL_PARAMETER,
-            f"{url[:80]!r}: only {allowed} URLs are accepted here",
-        )
-    return url.strip()
+    """:func:`caller_location` as its canonical string (job params store strings)."""
+    return str(caller_location(url, settings))
 
 
-def inline_source(b64: str) -> str:
-    """A base64 string (or a ``data:image/...;base64,`` URI) as a pipeline.sources source."""
-    return b64 if b64[:5].lower() == "data:" else f"base64:{b64}"
+def inline_source(b64: str) -> InlineLocation:
+    """A base64 string (or a ``data:image/...;base64,`` URI) as an inline image."""
+    return InlineLocation(b64 if b64[:5].lower() == "data:" else f"base64:{b64}")
 
 
-def upload_source(upload: Upload) -> str:
-    """An uploaded file as an inline source (so per-image errors keep the library's rules)."""
-    return "base64:" + base64.b64encode(upload.data).decode("ascii")
+def upload_source(upload: Upload) -> InlineLocation:
+    """An uploaded file as an inline image (so per-image errors keep the library's rules)."""
+    return InlineLocation("base64:" + base64.b64encode(upload.data).decode("ascii"))
 
 
-def image_source(payload: Payload, settings: Settings, suffix: str = "") -> str | Upload:
+def image_source(
+    payload: Payload, settings: Settings, suffix: str = ""
+) -> Location | Upload:
     """The one image of a call: multipart file ``image<suffix>``, base64 ``image<suffix>`` or
     ``url<suffix>``. EMPTY_PARAMETER when none is given."""
     name, url_name = f"image{suffix}", f"url{suffix}"
@@ -182,32 +192,34 @@ def image_source(payload: Payload, settings: Settings, suffix: str = "") -> str 
     if url is not None:
         if not isinstance(url, str) or not url.strip():
             raise FacepipeError(ErrorCode.EMPTY_PARAMETER, f"{url_name} is empty")
-        return check_url(url, settings)
+        return caller_location(url, settings)
     raise FacepipeError(
         ErrorCode.EMPTY_PARAMETER,
         f"no image: give {name} (base64), {url_name}, or a multipart file named {name}",
     )
 
 
-def load(source: str | Upload, settings: Settings) -> DecodedImage:
+def load(source: Location | Upload, settings: Settings) -> DecodedImage:
     """Read and decode one request image (blocking: call it in a worker thread)."""
     from pipeline.sources import decode_image, load_image
 
     if isinstance(source, Upload):
         return decode_image(source.data, source=source.filename, settings=settings)
-    return load_image(source, settings)
+    return load_image(source, settings, Trust.CALLER)
 
 
-def image_sources(payload: Payload, settings: Settings) -> list[str]:
+def image_sources(payload: Payload, settings: Settings) -> list[Location]:
     """Every image of a multi-image call (add faces), in order: files ``image``/``images``,
     base64 ``image``/``images``, then ``url``/``urls``; each as a pipeline.sources source."""
-    out: list[str] = []
+    out: list[Location] = []
     for name in ("image", "images"):
         out.extend(upload_source(u) for u in payload.files.get(name, []))
     for name in ("image", "images"):
         out.extend(inline_source(_text(v, name)) for v in _as_list(payload.fields.get(name)))
     for name in ("url", "urls"):
-        out.extend(check_url(_text(v, name), settings) for v in _as_list(payload.fields.get(name)))
+        out.extend(
+            caller_location(_text(v, name), settings) for v in _as_list(payload.fields.get(name))
+        )
     if not out:
         raise FacepipeError(
             ErrorCode.EMPTY_PARAMETER,

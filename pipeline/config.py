@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field
@@ -37,6 +38,12 @@ class Settings(BaseSettings):
     )
     max_image_pixels: int = Field(
         default=100_000_000, description="Largest accepted width*height (decompression bombs)."
+    )
+    max_full_decode_pixels: int = Field(
+        default=40_000_000,
+        description="Largest width*height of a PNG, BMP or WebP (formats decoded only at full "
+        "size): decoding peaks near 6 bytes per pixel (about 230 MB at 40 MP, more with alpha or "
+        "16-bit samples). JPEG is bounded by FACEPIPE_MAX_IMAGE_PIXELS instead.",
     )
     min_image_side: int = Field(default=64, description="Smallest accepted short side, px.")
     download_timeout_s: float = Field(default=10.0, description="HTTP timeout per request.")
@@ -181,7 +188,42 @@ class Settings(BaseSettings):
     item_max_attempts: int = Field(
         default=3,
         description="Attempts per job item when its error is transient (e.g. download failed) "
-        "before it is marked failed.",
+        "or its worker died, before it is marked failed.",
+    )
+    lease_s: float = Field(
+        default=30.0,
+        description="Lease of a claimed job item: the working chunk renews it every third of "
+        "this; an item still running after its lease ended lost its worker and is re-sent.",
+    )
+    watchdog_interval_s: float = Field(
+        default=30.0,
+        description="How often the watchdog runs (in every worker, one at a time, and as a "
+        "beat task): re-sends expired leases and work no queue holds.",
+    )
+    watchdog_idle_s: float = Field(
+        default=60.0,
+        description="A job with pending work, nothing running, nothing queued and no progress "
+        "for this long is stalled: the watchdog re-sends its work.",
+    )
+    watchdog_max_resends: int = Field(
+        default=5,
+        description="Re-sends of one item by the watchdog before it fails with ITEM_LOST.",
+    )
+    task_item_budget_s: float = Field(
+        default=20.0,
+        description="Time allowed per item of a chunk: the chunk task's soft time limit is "
+        "items x this + 60 s (the hard limit 30 s more); its items are put back when it hits.",
+    )
+    submit_timeout_s: float = Field(
+        default=5.0,
+        description="How long submitting a job waits for the broker before answering "
+        "BROKER_UNAVAILABLE (the job row is removed: no orphan).",
+    )
+    export_dir: Path | None = Field(
+        default=None,
+        description="Folder that local job exports are written under (default: "
+        "<home>/exports); a destination resolving outside it is refused. s3:// exports "
+        "are not affected.",
     )
     s3_key_rules: list[dict[str, str]] = Field(
         default_factory=lambda: [
@@ -261,6 +303,26 @@ class Settings(BaseSettings):
         default_factory=lambda: ["http", "https", "s3"],
         description="Schemes an API caller may give as an image 'url' or a job 'source' "
         "(local paths are never read on a caller's behalf).",
+    )
+
+    # --- observability (pipeline/observability) -------------------------------------------
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log lines: text (for a terminal) or json (one JSON object per line, with "
+        "the request, job, chunk, item and task ids).",
+    )
+    worker_metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port on which a Celery worker serves Prometheus /metrics (0: off). With "
+        "the prefork pool, set PROMETHEUS_MULTIPROC_DIR too.",
+    )
+    metrics_stalled_after_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="A pending or running job with no item started or finished for this long "
+        "counts as stalled (facepipe_jobs_stalled), as does any job the watchdog flagged.",
     )
 
 

@@ -33,6 +33,7 @@ from pipeline.ops.align import align_face
 from pipeline.ops.pose import estimate_pose
 from pipeline.ops.quality import QualityThresholds, assess_quality, thresholds_from_settings
 from pipeline.ops.scrfd import Detections
+from pipeline.sources.location import Trust
 from pipeline.types import Attributes, DecodedImage, DetectMode, Face, ImageAnalysis
 
 log = logging.getLogger(__name__)
@@ -321,6 +322,7 @@ class FaceEngine:
         batch_size: int | None = None,
         landmarks: bool = False,
         rotate: bool | None = None,
+        trust: Trust = Trust.OPERATOR,
         attributes: bool = False,
     ) -> Iterator[AnalysisOutcome]:
         """Analyse many sources, in input order, reading ahead in a thread pool.
@@ -328,13 +330,14 @@ class FaceEngine:
         Never raises for a bad input: its error goes on its outcome. ``timings_ms["decode"]``
         is the time that image took to read and decode (in a reader thread). The bulk path
         skips the 106-point landmarks and the attributes unless ``landmarks`` /
-        ``attributes`` (nothing downstream needs them).
+        ``attributes`` (nothing downstream needs them). Each source is parsed under ``trust``:
+        a caller's source never names a local file.
         """
         from pipeline.sources import load_image  # the sources package imports heavier deps
 
         def load(source: str) -> tuple[DecodedImage, float]:
             start = time.perf_counter()
-            image = load_image(source, self.settings)
+            image = load_image(source, self.settings, trust)
             return image, (time.perf_counter() - start) * 1000.0
 
         run = functools.partial(

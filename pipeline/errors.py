@@ -58,6 +58,8 @@ class ErrorCode(StrEnum):
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     BROKER_UNAVAILABLE = "BROKER_UNAVAILABLE"
     OBJECT_STORE_UNAVAILABLE = "OBJECT_STORE_UNAVAILABLE"
+    ITEM_LOST = "ITEM_LOST"
+    SERVICE_BUSY = "SERVICE_BUSY"
     INTERNAL = "INTERNAL"
 
 
@@ -83,7 +85,10 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         -1308, False, "the URL answered with an error or no image"
     ),
     ErrorCode.URL_FORBIDDEN: ErrorSpec(
-        -1313, False, "the URL points at a loopback, private, link-local or metadata address"
+        -1313,
+        False,
+        "the location is not allowed (a loopback, private or metadata address, or a local "
+        "path given by a remote caller)",
     ),
     ErrorCode.SOURCE_NOT_FOUND: ErrorSpec(-1403, False, "the image source does not exist"),
     ErrorCode.NO_FACE: ErrorSpec(-1101, False, "no face was detected in the image"),
@@ -123,6 +128,12 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.BROKER_UNAVAILABLE: ErrorSpec(-1906, True, "the message broker is unavailable"),
     ErrorCode.OBJECT_STORE_UNAVAILABLE: ErrorSpec(
         -1403, True, "the object store is unavailable"
+    ),
+    ErrorCode.ITEM_LOST: ErrorSpec(
+        -1907, False, "the item's work was lost too often (workers died or the broker lost it)"
+    ),
+    ErrorCode.SERVICE_BUSY: ErrorSpec(
+        -1908, True, "the service is busy: no model slot came free in time; try again"
     ),
     ErrorCode.INTERNAL: ErrorSpec(-1999, False, "internal error"),
 }

@@ -34,6 +34,7 @@ from pipeline.library_results import (
     IdentifyResult,
     VerifyResult,
 )
+from pipeline.observability.metrics import time_identify
 from pipeline.similarity import confidence_from_cosine
 from pipeline.store import repo
 from pipeline.store.crops import decode_crop, encode_crop
@@ -66,6 +67,7 @@ from pipeline.validation import (
 
 if TYPE_CHECKING:
     from pipeline.engine import FaceEngine
+    from pipeline.sources.location import Location
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +174,9 @@ class FaceLibrary:
             ErrorCode.ILLEGAL_PARAMETER, "model_id is required when the library has no engine"
         )
 
-    def _load(self, image: str | DecodedImage) -> DecodedImage:
+    def _load(self, image: str | Location | DecodedImage) -> DecodedImage:
+        """Decode an image given as pixels, a parsed location (a caller's, already checked) or
+        an operator's source string."""
         if isinstance(image, DecodedImage):
             return image
         from pipeline.sources import load_image
@@ -728,9 +732,11 @@ class FaceLibrary:
                 plan = _Plan.EXACT_SCAN
             else:
                 plan = _Plan.EXACT_MEMBERS
-            hits_per_probe = [
-                self._search_one(c, probe, present, model, n, plan) for probe in probes
-            ]
+            engine = "pgvector_hnsw" if plan is _Plan.HNSW else "pgvector_exact"
+            with time_identify(engine, len(probes)):
+                hits_per_probe = [
+                    self._search_one(c, probe, present, model, n, plan) for probe in probes
+                ]
             names = repo.person_tags(
                 c, sorted({h.person_id for hits in hits_per_probe for h in hits})
             )

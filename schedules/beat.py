@@ -1,4 +1,4 @@
-"""The Celery beat schedule: nightly re-identification, periodic reindex, clean-up.
+"""The Celery beat schedule: nightly re-identification, periodic reindex, clean-up, watchdog.
 
 Every entry sends a ``facepipe.schedule.*`` task; that task first takes a Redis lock for its
 time slot (:mod:`workers.locks`), so two beat instances never run the same job twice. The
@@ -15,11 +15,7 @@ from celery.schedules import crontab
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-
-NIGHTLY_REIDENTIFY = "facepipe.schedule.nightly_reidentify"
-REINDEX = "facepipe.schedule.reindex"
-CLEANUP = "facepipe.schedule.cleanup"
-INDEX_REINDEX_TASK = "facepipe.index.reindex"
+from pipeline.jobs.dispatch import TaskName
 
 
 def parse_cron(expr: str) -> crontab:
@@ -39,18 +35,25 @@ def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """The beat schedule for these settings."""
     return {
         "nightly-reidentify": {
-            "task": NIGHTLY_REIDENTIFY,
+            "task": TaskName.NIGHTLY_REIDENTIFY.value,
             "schedule": parse_cron(settings.nightly_reidentify_cron),
             "options": {"queue": "ingest"},
         },
         "periodic-reindex": {
-            "task": REINDEX,
+            "task": TaskName.SCHEDULED_REINDEX.value,
             "schedule": timedelta(seconds=settings.reindex_interval_s),
             "options": {"queue": "ingest"},
         },
         "cleanup-job-items": {
-            "task": CLEANUP,
+            "task": TaskName.CLEANUP.value,
             "schedule": crontab(minute="30", hour="3"),
             "options": {"queue": "ingest"},
+        },
+        # Workers run the watchdog too (workers/watchdog.py); the beat entry keeps it running
+        # when every worker is busy, and the slot lock makes it run once per interval.
+        "watchdog": {
+            "task": TaskName.WATCHDOG.value,
+            "schedule": timedelta(seconds=settings.watchdog_interval_s),
+            "options": {"queue": "ingest", "expires": settings.watchdog_interval_s},
         },
     }

@@ -24,15 +24,14 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.metrics import (
+from pipeline.observability.cloudwatch import (
     DIMENSION,
     METRIC_NAME,
     NAMESPACE,
-    UNACKED,
     metric_data,
     publish_queue_depths,
-    queue_depths,
 )
+from pipeline.observability.queues import UNACKED, queue_depths
 from tests.fixtures.services import TEST_REDIS_PORT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,12 +158,16 @@ def test_tfvars_example_matches_variables(terraform: dict[str, Any]) -> None:
     }
     assert keys - set(variables) == set()
     required = {name for name, body in variables.items() if "default" not in body}
-    assert required == {"vpc_id", "private_subnet_ids", "public_subnet_ids"}
+    # the network, the TLS certificate (there is no plain-HTTP mode) and the image tag (ECR
+    # tags are immutable, so there is no "latest" to default to)
+    assert required == {
+        "vpc_id", "private_subnet_ids", "public_subnet_ids", "certificate_arn", "image_tag",
+    }
     assert required <= keys
 
 
 def test_queue_depth_metric_matches_autoscaling(terraform: dict[str, Any]) -> None:
-    """The alarms watch exactly the metric pipeline.metrics publishes."""
+    """The alarms watch exactly the metric pipeline.observability.cloudwatch publishes."""
     alarms = [
         body
         for block in terraform["parsed"]["autoscaling.tf"]["resource"]
@@ -220,7 +223,7 @@ def test_compose_cluster_shape(compose_config: dict[str, Any]) -> None:
         "redis", "postgres", "minio", "minio-init", "migrate", "api", "worker-ingest",
         "worker-infer", "worker-gpu", "beat", "s3-listen",
     } <= set(services)
-    assert services["postgres"]["image"].startswith("pgvector/pgvector:pg16")
+    assert re.fullmatch(r"pgvector/pgvector:[0-9.]+-pg16", services["postgres"]["image"])
     gpu = services["worker-gpu"]
     assert gpu["profiles"] == ["gpu"]
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
@@ -427,7 +430,9 @@ def test_container_commands_exist(compose_config: dict[str, Any]) -> None:
     ]
     services_tf = (TF_DIR / "services.tf").read_text()
     for match in re.finditer(r"command\s*=\s*\[(.*?)\]", services_tf, re.DOTALL):
-        invocations.append(re.findall(r'"([^"]*)"', match.group(1)))
+        argv = re.findall(r'"([^"]*)"', match.group(1))
+        if argv[:1] != ["CMD"]:  # the health check's command (test_deploy_security.py)
+            invocations.append(argv)
     assert len(invocations) >= 12
     for argv in invocations:
         _check_invocation(root, argv)
@@ -438,7 +443,7 @@ def test_container_commands_exist(compose_config: dict[str, Any]) -> None:
 
 
 def test_metric_queues_are_the_celery_queues() -> None:
-    from pipeline.metrics import QUEUES
+    from pipeline.observability.queues import QUEUES
     from workers.app import QUEUES as CELERY_QUEUES
 
     assert set(QUEUES) == set(CELERY_QUEUES)

@@ -22,8 +22,8 @@ from pipeline.store.db import Database
 
 
 @pytest.fixture()
-def runtime(clean_database: Database, engine: object) -> Runtime:
-    settings = Settings(database_url=clean_database.url, chunk_size=4)
+def runtime(clean_database: Database, engine: object, tmp_path: Path) -> Runtime:
+    settings = Settings(database_url=clean_database.url, chunk_size=4, export_dir=tmp_path)
     return Runtime(settings, db=clean_database, engine=engine)
 
 
@@ -50,11 +50,14 @@ def test_items_are_keyed_and_counters_follow_them(clean_database: Database) -> N
         assert store.add_items(conn, job.id, specs, 0) == 5
         assert store.add_items(conn, job.id, specs, 0) == 0  # a redelivered listing page
         assert not store.mark_listing_done(conn, job.id)
-        items = store.claim_chunk(conn, job.id, 0, 2)
+        items = store.claim_chunk(conn, job.id, 0, 2, "run-1", 30)
         assert [i.status for i in items] == [ItemStatus.RUNNING] * 3
+        # a second delivery of the same chunk while the first run is alive claims nothing
+        assert store.claim_chunk(conn, job.id, 0, 2, "run-2", 30) == []
         assert store.get_job(conn, job.id).status == JobStatus.RUNNING
     with clean_database.transaction() as conn:
-        locked = store.lock_unfinished(conn, [i.id for i in items])
+        assert store.lock_unfinished(conn, [i.id for i in items], "run-2") == set()
+        locked = store.lock_unfinished(conn, [i.id for i in items], "run-1")
         outcomes = [ItemOutcome(i.id, ItemStatus.DONE, n_faces=1) for i in items[:2]]
         err = {"code": -1101, "name": "NO_FACE", "message": "no face"}
         outcomes.append(ItemOutcome(items[2].id, ItemStatus.FAILED, error=err))
@@ -62,8 +65,8 @@ def test_items_are_keyed_and_counters_follow_them(clean_database: Database) -> N
         assert not store.write_outcomes(conn, job.id, outcomes)
     with clean_database.transaction() as conn:
         # the same chunk delivered again finds nothing left to write
-        assert store.lock_unfinished(conn, [i.id for i in items]) == set()
-        rest = store.claim_chunk(conn, job.id, 3, 4)
+        assert store.lock_unfinished(conn, [i.id for i in items], "run-1") == set()
+        rest = store.claim_chunk(conn, job.id, 3, 4, "run-3", 30)
         assert store.write_outcomes(
             conn, job.id, [ItemOutcome(i.id, ItemStatus.DONE) for i in rest]
         )
@@ -91,9 +94,10 @@ def test_enroll_directory_in_process_exactly_once(runtime: Runtime, archive: Pat
     chunks: list[tuple[int, int]] = []
     step = list_step(runtime, job, lambda lo, hi: chunks.append((lo, hi)))
     assert step.finished and step.listed == 15 and chunks[0] == (0, 3)
-    # a worker that claimed the first chunk and died before committing anything
+    # a worker that claimed the first chunk and died before committing anything (its lease,
+    # 0 s here, has run out)
     with runtime.db.transaction() as conn:
-        store.claim_chunk(conn, job.id, *chunks[0])
+        store.claim_chunk(conn, job.id, *chunks[0], "dead-worker", 0)
     for lo, hi in chunks:
         process_chunk(runtime, job.id, lo, hi)
     # every chunk delivered a second time: nothing changes
@@ -237,9 +241,9 @@ def test_an_item_whose_worker_keeps_dying_fails_instead_of_looping(
         job, _ = store.create_job(conn, JobKind.ENROLL, {"source": str(archive / "player_01"),
                                                          "groups": ["team"]})
     list_step(runtime, job, lambda lo, hi: None)
-    for _ in range(runtime.settings.item_max_attempts):  # three deliveries, three dead workers
+    for n in range(runtime.settings.item_max_attempts):  # three deliveries, three dead workers
         with runtime.db.transaction() as conn:
-            store.claim_chunk(conn, job.id, 0, 0)
+            store.claim_chunk(conn, job.id, 0, 0, f"dead-{n}", 0)
     result = process_chunk(runtime, job.id, 0, 1)
     assert (result.failed, result.done) == (1, 1)
     with runtime.db.connection() as conn:

@@ -7,6 +7,7 @@ database; the workers (``celery -A workers.app worker``) run the chunks.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import time
@@ -79,9 +80,10 @@ def test_enrol_manifest_with_poison_inputs_then_reidentify_and_export(
     faces = enrolled_faces()
     assert len(faces) == len(set(faces)) == job.n_faces == job.n_done >= 6
 
-    export = tmp_path / "out" / "matches.jsonl"
+    # a local export is a name under the export folder (FACEPIPE_HOME/exports here)
+    export = Path(os.environ["FACEPIPE_HOME"]) / "exports" / "out" / "matches.jsonl"
     rjob = wait_job(submit_job(JobKind.REIDENTIFY, str(players_jpg), groups=["team"],
-                               export=str(export), top_n=3).id)
+                               export="out/matches.jsonl", top_n=3).id)
     assert (rjob.status, rjob.n_done, rjob.n_faces) == (JobStatus.DONE, 1, 22)
     deadline = time.monotonic() + 30
     while not export.exists() and time.monotonic() < deadline:

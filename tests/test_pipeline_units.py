@@ -165,9 +165,15 @@ def test_key_rules_defaults_and_custom() -> None:
 
 
 def test_beat_schedule_from_settings() -> None:
-    settings = Settings(nightly_reidentify_cron="15 1 * * 1-5", reindex_interval_s=600)
+    settings = Settings(
+        nightly_reidentify_cron="15 1 * * 1-5", reindex_interval_s=600, watchdog_interval_s=45
+    )
     schedule = build_schedule(settings)
-    assert set(schedule) == {"nightly-reidentify", "periodic-reindex", "cleanup-job-items"}
+    assert set(schedule) == {
+        "nightly-reidentify", "periodic-reindex", "cleanup-job-items", "watchdog"
+    }
+    assert schedule["watchdog"]["schedule"].total_seconds() == 45
+    assert schedule["watchdog"]["task"] == "facepipe.schedule.watchdog"
     nightly = schedule["nightly-reidentify"]["schedule"]
     assert nightly.minute == {15} and nightly.hour == {1}
     assert nightly.day_of_week == set(range(1, 6))

@@ -80,6 +80,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(self.server.photo[i : i + 2000])
                 self.wfile.flush()
                 time.sleep(0.15)
+        elif path == "/drip-headers":
+            # a status line, then one header byte every 0.2 s for 20 s: every single read
+            # succeeds well inside any per-read timeout
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            for _ in range(100):
+                self.wfile.write(b"a")
+                self.wfile.flush()
+                time.sleep(0.2)
         elif path == "/to-private":
             self._send(302, headers={"Location": "http://10.0.0.1/photo.jpg"})
         elif path == "/to-metadata":
@@ -163,6 +171,16 @@ def test_timeouts_are_retryable(base: str) -> None:
     # every chunk arrives within the timeout, but the whole body does not: the deadline stops it
     drip = error_of(f"{base}/drip", quick)
     assert drip.code is ErrorCode.DOWNLOAD_FAILED
+
+
+def test_one_deadline_covers_dripped_headers(base: str) -> None:
+    """A server dripping its headers byte by byte cannot hold a reader past the deadline."""
+    start = time.monotonic()
+    err = error_of(f"{base}/drip-headers")
+    elapsed = time.monotonic() - start
+    assert err.code is ErrorCode.DOWNLOAD_FAILED and err.retryable
+    assert "longer than 1.0 s" in err.message
+    assert elapsed < 3.0, elapsed  # the deadline is 1 s; the server would drip for 20 s
 
 
 def test_connection_refused_is_retryable() -> None:

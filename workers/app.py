@@ -20,6 +20,7 @@ from kombu import Exchange, Queue
 
 from pipeline.config import Settings, get_settings
 from pipeline.jobs.runtime import reset_runtime
+from workers import observability
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,11 @@ ROUTES = {
     "facepipe.index.*": {"queue": "index"},
     "facepipe.search.*": {"queue": "search"},
 }
-# Task modules; the index module is written separately and joins when it exists.
+# Task modules (the watchdog module also starts the watchdog loop in each worker).
 TASK_MODULES = [
-    m for m in ("workers.tasks", "workers.index_tasks") if importlib.util.find_spec(m) is not None
+    m
+    for m in ("workers.tasks", "workers.index_tasks", "workers.watchdog")
+    if importlib.util.find_spec(m) is not None
 ]
 
 
@@ -69,7 +72,11 @@ def configure(celery: Celery, settings: Settings) -> None:
         task_track_started=True,
         result_expires=24 * 3600,
         broker_connection_retry_on_startup=True,
+        # a producer (the CLI, the API) gives up on an unreachable broker quickly; the caller
+        # gets BROKER_UNAVAILABLE (workers.dispatch) instead of a hang
+        broker_connection_timeout=max(1.0, settings.submit_timeout_s),
         broker_transport_options={
+            "socket_connect_timeout": max(1.0, settings.submit_timeout_s),
             "visibility_timeout": settings.visibility_timeout_s,
             # sweep for abandoned (unacknowledged) messages at least this often
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 2)),
@@ -81,6 +88,10 @@ def configure(celery: Celery, settings: Settings) -> None:
         timezone=settings.timezone,
         enable_utc=True,
         worker_hijack_root_logger=False,
+        # Celery events on (issue 14): Flower and `celery events` see every task sent, started
+        # and finished, with its arguments by name (workers/observability.py)
+        worker_send_task_events=True,
+        task_send_sent_event=True,
     )
     from schedules.beat import build_schedule
 
@@ -107,6 +118,7 @@ def _forget_connections(celery: Celery) -> None:
 
 
 app = create_app()
+observability.install(app)
 
 
 @worker_process_init.connect

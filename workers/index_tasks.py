@@ -15,13 +15,14 @@ from pipeline.index.planner import SearchEngine
 from pipeline.index.reindex import default_model, due_scopes, reindex
 from pipeline.index.snapshot import Scope
 from pipeline.index.spec import IndexKind
+from pipeline.jobs.dispatch import TaskName
 from pipeline.jobs.runtime import get_runtime
 from workers.base import facepipe_task
 
 log = logging.getLogger(__name__)
 
-REINDEX = "facepipe.index.reindex"
-IDENTIFY_BATCH = "facepipe.search.identify_batch"
+REINDEX = TaskName.REINDEX
+IDENTIFY_BATCH = TaskName.IDENTIFY_BATCH
 
 
 @facepipe_task(REINDEX)

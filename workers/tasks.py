@@ -13,28 +13,20 @@ from pipeline.errors import FacepipeError, error_dict
 from pipeline.index.planner import Plan, SearchEngine
 from pipeline.jobs import store
 from pipeline.jobs.chunks import process_chunk
+from pipeline.jobs.dispatch import TaskName
 from pipeline.jobs.export import export_matches
 from pipeline.jobs.listing import list_step
-from pipeline.jobs.model import JobKind
+from pipeline.jobs.model import JobKind, Origin
 from pipeline.jobs.runtime import Runtime, get_runtime
-from schedules.beat import INDEX_REINDEX_TASK
 from workers.app import app
 from workers.base import backoff_s, facepipe_task, is_transient
 from workers.locks import acquire_slot
+from workers.submit import dispatcher
 
 log = logging.getLogger(__name__)
 
-LIST_SOURCE = "facepipe.ingest.list_source"
-PROCESS_CHUNK = "facepipe.infer.process_chunk"
-EXPORT = "facepipe.ingest.export"
 
-
-def enqueue_chunk(job_id: str, seq_lo: int, seq_hi: int) -> None:
-    """Send one chunk to the ``infer`` queue."""
-    process_chunk_task.apply_async(args=(job_id, seq_lo, seq_hi))
-
-
-@facepipe_task(LIST_SOURCE)
+@facepipe_task(TaskName.LIST_SOURCE)
 def list_source_task(
     self: Task, job_id: str, token: str | None = None, next_seq: int = 0
 ) -> dict[str, Any]:
@@ -44,9 +36,10 @@ def list_source_task(
         job = store.get_job(conn, job_id)
     if job.status.finished:
         return {"job_id": job_id, "skipped": f"job is {job.status.value}"}
+    send = dispatcher(rt)
     try:
         step = list_step(
-            rt, job, lambda lo, hi: enqueue_chunk(job_id, lo, hi), token=token, next_seq=next_seq
+            rt, job, lambda lo, hi: send.send_chunk(job_id, lo, hi), token=token, next_seq=next_seq
         )
     except Exception as exc:
         if is_transient(exc):
@@ -55,23 +48,25 @@ def list_source_task(
             store.fail_job(conn, job_id, error_dict(exc))
         raise
     if not step.finished:
-        list_source_task.apply_async(
-            args=(job_id,), kwargs={"token": step.next_token, "next_seq": step.next_seq}
-        )
+        send.send_listing(job_id, step.next_token, step.next_seq)
     return {"job_id": job_id, "listed": step.listed, "next_seq": step.next_seq}
 
 
-@facepipe_task(PROCESS_CHUNK)
+@facepipe_task(TaskName.PROCESS_CHUNK)
 def process_chunk_task(self: Task, job_id: str, seq_lo: int, seq_hi: int) -> dict[str, Any]:
-    """Process items ``seq_lo..seq_hi``; items with transient errors are retried later."""
+    """Process items ``seq_lo..seq_hi``; items with transient errors are retried later.
+
+    Its soft and hard time limits come with the message (sized from the chunk's item count,
+    see workers.dispatch); at the soft limit the run gives its items back before it ends.
+    """
     rt = get_runtime()
     result = process_chunk(rt, job_id, seq_lo, seq_hi)
     if result.job_finished:
         _on_job_finished(job_id)
     if result.retry_later:
         # a new task, not self.retry(): this run's results are committed and final
-        process_chunk_task.apply_async(
-            args=(job_id, seq_lo, seq_hi), countdown=backoff_s(self.request.retries)
+        dispatcher(rt).send_chunk(
+            job_id, seq_lo, seq_hi, countdown=backoff_s(self.request.retries)
         )
     return result.to_dict()
 
@@ -85,10 +80,10 @@ def _on_job_finished(job_id: str) -> None:
         job.n_faces,
     )
     if job.params.get("export"):
-        export_task.apply_async(args=(job_id, job.params["export"]))
+        dispatcher(rt).send_export(job_id, job.params["export"])
 
 
-@facepipe_task(EXPORT)
+@facepipe_task(TaskName.EXPORT)
 def export_task(self: Task, job_id: str, dest: str) -> dict[str, Any]:
     """Export a finished job's observed faces and matches as JSON Lines."""
     count = export_matches(get_runtime(), job_id, dest)
@@ -99,7 +94,7 @@ def _slot(seconds: float) -> str:
     return str(int(time.time() // max(1.0, seconds)))
 
 
-@facepipe_task(NIGHTLY := "facepipe.schedule.nightly_reidentify")
+@facepipe_task(NIGHTLY := TaskName.NIGHTLY_REIDENTIFY)
 def nightly_reidentify_task(self: Task) -> dict[str, Any]:
     """Re-identify observed faces stored in the last ``nightly_reidentify_hours`` (once a day)."""
     rt = get_runtime()
@@ -129,7 +124,7 @@ def run_nightly(rt: Runtime, day: str, since: datetime) -> dict[str, Any]:
         with rt.db.transaction() as conn:
             job, created = store.create_job(
                 conn, JobKind.IDENTIFY_BATCH, params,
-                idempotency_key=f"nightly-identify-batch:{day}",
+                idempotency_key=f"nightly-identify-batch:{day}", origin=Origin.SCHEDULE,
             )
         if created:
             identify_batch_task.apply_async(
@@ -143,6 +138,7 @@ def run_nightly(rt: Runtime, day: str, since: datetime) -> dict[str, Any]:
         since=since,
         idempotency_key=f"nightly-reidentify:{day}",
         rt=rt,
+        origin=Origin.SCHEDULE,
     )
     return {"job_id": job.id, "kind": JobKind.REIDENTIFY.value}
 
@@ -166,18 +162,18 @@ def _nightly_plan(rt: Runtime, groups: list[str], since: datetime) -> Plan | Non
     return plan_identify(rt.db, groups, model, probes, rt.settings)
 
 
-@facepipe_task(REINDEX := "facepipe.schedule.reindex")
+@facepipe_task(REINDEX := TaskName.SCHEDULED_REINDEX)
 def scheduled_reindex_task(self: Task) -> dict[str, Any]:
     """Forward to the FAISS reindex task once per interval."""
     rt = get_runtime()
     interval = rt.settings.reindex_interval_s
     if not acquire_slot(rt.settings, REINDEX, _slot(interval), int(interval)):
         return {"skipped": "another beat instance ran it"}
-    sent = app.send_task(INDEX_REINDEX_TASK, queue="index")
-    return {"sent": INDEX_REINDEX_TASK, "task_id": sent.id}
+    sent = app.send_task(TaskName.REINDEX, queue="index")
+    return {"sent": TaskName.REINDEX.value, "task_id": sent.id}
 
 
-@facepipe_task(CLEANUP := "facepipe.schedule.cleanup")
+@facepipe_task(CLEANUP := TaskName.CLEANUP)
 def cleanup_task(self: Task) -> dict[str, Any]:
     """Delete the items of jobs finished before the retention period (once a day)."""
     rt = get_runtime()

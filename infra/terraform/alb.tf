@@ -1,6 +1,9 @@
-# Public entry point of the HTTP API.
+# Public entry point of the HTTP API: HTTPS only (TLS 1.2+), port 80 answers with a redirect.
+# TLS ends at the load balancer; the hop to the tasks stays in the private subnets (see the
+# target group).
 
 resource "aws_lb" "api" {
+  #checkov:skip=CKV2_AWS_76:The web ACL is the operator's (waf_web_acl_arn, optional), so its rules are not in this stack for checkov to read; the README asks for AWSManagedRulesKnownBadInputsRuleSet (the Log4j rules) in it. facepipe runs no Java.
   name                       = "${var.name}-api"
   load_balancer_type         = "application"
   internal                   = false
@@ -8,9 +11,19 @@ resource "aws_lb" "api" {
   security_groups            = [aws_security_group.alb.id]
   drop_invalid_header_fields = true
   idle_timeout               = 120
+  enable_deletion_protection = var.alb_deletion_protection
+
+  access_logs {
+    bucket  = aws_s3_bucket.logs.id
+    prefix  = "alb"
+    enabled = true
+  }
+
+  depends_on = [aws_s3_bucket_policy.logs]
 }
 
 resource "aws_lb_target_group" "api" {
+  #checkov:skip=CKV_AWS_378:The target group speaks HTTP to the API tasks on purpose: TLS ends at the load balancer, the tasks sit in private subnets, and their security group accepts port 8000 from the load balancer's group only. The API process (uvicorn) serves no TLS itself.
   name        = "${var.name}-api"
   port        = 8000
   protocol    = "HTTP"
@@ -28,37 +41,39 @@ resource "aws_lb_target_group" "api" {
   deregistration_delay = 30
 }
 
-# HTTP forwards to the API, or redirects to HTTPS when a certificate is given.
+# Plain HTTP never reaches the API: it is answered with a permanent redirect to HTTPS.
 resource "aws_lb_listener" "http" {
   load_balancer_arn = aws_lb.api.arn
   port              = 80
   protocol          = "HTTP"
 
   default_action {
-    type             = var.certificate_arn != "" ? "redirect" : "forward"
-    target_group_arn = var.certificate_arn != "" ? null : aws_lb_target_group.api.arn
+    type = "redirect"
 
-    dynamic "redirect" {
-      for_each = var.certificate_arn != "" ? [1] : []
-      content {
-        port        = "443"
-        protocol    = "HTTPS"
-        status_code = "HTTP_301"
-      }
+    redirect {
+      port        = "443"
+      protocol    = "HTTPS"
+      status_code = "HTTP_301"
     }
   }
 }
 
 resource "aws_lb_listener" "https" {
-  count             = var.certificate_arn != "" ? 1 : 0
   load_balancer_arn = aws_lb.api.arn
   port              = 443
   protocol          = "HTTPS"
-  ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+  ssl_policy        = var.ssl_policy
   certificate_arn   = var.certificate_arn
 
   default_action {
     type             = "forward"
     target_group_arn = aws_lb_target_group.api.arn
   }
+}
+
+# Optional: a WAFv2 web ACL the operator manages (rate limits, managed rule groups).
+resource "aws_wafv2_web_acl_association" "api" {
+  count        = var.waf_web_acl_arn != "" ? 1 : 0
+  resource_arn = aws_lb.api.arn
+  web_acl_arn  = var.waf_web_acl_arn
 }

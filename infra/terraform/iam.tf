@@ -38,6 +38,18 @@ data "aws_iam_policy_document" "execution_secrets" {
       aws_secretsmanager_secret.broker.arn,
     ]
   }
+
+  # The secrets are encrypted with the facepipe key; reading them decrypts through Secrets Manager.
+  statement {
+    actions   = ["kms:Decrypt"]
+    resources = [local.kms_key_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${var.region}.amazonaws.com"]
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "execution_secrets" {
@@ -67,12 +79,16 @@ data "aws_iam_policy_document" "app" {
     resources = ["${aws_s3_bucket.data.arn}/snapshots/*"]
   }
 
-  dynamic "statement" {
-    for_each = var.kms_key_arn != "" ? [var.kms_key_arn] : []
-    content {
-      sid       = "BucketKey"
-      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
-      resources = [statement.value]
+  # Objects are SSE-KMS with the facepipe key: reading decrypts, writing generates a data key.
+  statement {
+    sid       = "BucketKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [local.kms_key_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${var.region}.amazonaws.com"]
     }
   }
 }
@@ -109,12 +125,15 @@ data "aws_iam_policy_document" "listener" {
     resources = ["${aws_s3_bucket.data.arn}/*"]
   }
 
-  dynamic "statement" {
-    for_each = var.kms_key_arn != "" ? [var.kms_key_arn] : []
-    content {
-      sid       = "BucketKey"
-      actions   = ["kms:Decrypt"]
-      resources = [statement.value]
+  statement {
+    sid       = "BucketKey"
+    actions   = ["kms:Decrypt"]
+    resources = [local.kms_key_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${var.region}.amazonaws.com"]
     }
   }
 }
@@ -134,9 +153,10 @@ resource "aws_iam_role_policy" "listener" {
 
 data "aws_iam_policy_document" "scheduler" {
   statement {
-    sid       = "PublishQueueDepth"
-    actions   = ["cloudwatch:PutMetricData"]
-    resources = ["*"] # PutMetricData has no resource type; the namespace condition scopes it.
+    sid     = "PublishQueueDepth"
+    actions = ["cloudwatch:PutMetricData"]
+    # PutMetricData has no resource type; the namespace condition scopes it.
+    resources = ["*"] #checkov:skip=CKV_AWS_356:cloudwatch:PutMetricData supports no resource ARN (only "*"); the cloudwatch:namespace condition limits it to the facepipe namespace.
 
     condition {
       test     = "StringEquals"
@@ -188,4 +208,33 @@ resource "aws_iam_role_policy_attachment" "gpu_instance_ssm" {
 resource "aws_iam_instance_profile" "gpu_instance" {
   name = "${var.name}-gpu-instance"
   role = aws_iam_role.gpu_instance.name
+}
+
+# --- RDS enhanced monitoring (the RDS service publishes OS metrics to CloudWatch Logs) -------
+
+data "aws_iam_policy_document" "rds_monitoring_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["monitoring.rds.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "rds_monitoring" {
+  name               = "${var.name}-rds-monitoring"
+  assume_role_policy = data.aws_iam_policy_document.rds_monitoring_assume.json
+}
+
+resource "aws_iam_role_policy_attachment" "rds_monitoring" {
+  role       = aws_iam_role.rds_monitoring.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
 }

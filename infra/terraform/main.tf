@@ -48,9 +48,17 @@ locals {
   }])
 }
 
+# Image tags are immutable: a tag (image_tag) always names the same image, so a task definition
+# cannot silently start other code after a push. Images are encrypted with the facepipe key and
+# scanned on push.
 resource "aws_ecr_repository" "service" {
   name                 = "${var.name}/service"
-  image_tag_mutability = "MUTABLE"
+  image_tag_mutability = "IMMUTABLE"
+
+  encryption_configuration {
+    encryption_type = "KMS"
+    kms_key         = local.kms_key_arn
+  }
 
   image_scanning_configuration {
     scan_on_push = true
@@ -59,15 +67,42 @@ resource "aws_ecr_repository" "service" {
 
 resource "aws_ecr_repository" "worker" {
   name                 = "${var.name}/worker"
-  image_tag_mutability = "MUTABLE"
+  image_tag_mutability = "IMMUTABLE"
+
+  encryption_configuration {
+    encryption_type = "KMS"
+    kms_key         = local.kms_key_arn
+  }
 
   image_scanning_configuration {
     scan_on_push = true
   }
 }
 
+# Untagged layers left by interrupted pushes go after two weeks; tagged releases stay.
+resource "aws_ecr_lifecycle_policy" "untagged" {
+  for_each   = { service = aws_ecr_repository.service.name, worker = aws_ecr_repository.worker.name }
+  repository = each.value
+
+  policy = jsonencode({
+    rules = [{
+      rulePriority = 1
+      description  = "expire untagged images"
+      selection = {
+        tagStatus   = "untagged"
+        countType   = "sinceImagePushed"
+        countUnit   = "days"
+        countNumber = 14
+      }
+      action = { type = "expire" }
+    }]
+  })
+}
+
+# Container logs: encrypted with the facepipe key, kept log_retention_days (then deleted).
 resource "aws_cloudwatch_log_group" "service" {
   for_each          = toset(["api", "ingest", "infer", "beat", "queue-metrics", "s3-listen", "migrate"])
   name              = "/ecs/${var.name}/${each.key}"
   retention_in_days = var.log_retention_days
+  kms_key_id        = local.kms_key_arn
 }

@@ -1,6 +1,16 @@
-output "api_url" {
-  description = "Base URL of the HTTP API."
-  value       = "${var.certificate_arn != "" ? "https" : "http"}://${aws_lb.api.dns_name}"
+output "api_lb_dns_name" {
+  description = "DNS name of the API's load balancer: point the certificate's host name at it (Route 53 alias or CNAME)."
+  value       = aws_lb.api.dns_name
+}
+
+output "kms_key_arn" {
+  description = "The customer-managed KMS key encrypting the bucket, secrets, broker, database, logs and images."
+  value       = local.kms_key_arn
+}
+
+output "logs_bucket_name" {
+  description = "Bucket holding the data bucket's S3 access logs (s3/) and the load balancer's access logs (alb/)."
+  value       = aws_s3_bucket.logs.bucket
 }
 
 output "bucket_name" {

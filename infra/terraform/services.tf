@@ -15,6 +15,32 @@ locals {
 
   # Celery workers finish their current chunk on SIGTERM; ECS waits this long before SIGKILL.
   worker_stop_timeout_s = 120
+
+  # Root file systems are read-only; the only writable paths are the two the images declare as
+  # VOLUME (docker/Dockerfile.*): FACEPIPE_HOME (beat schedule, local snapshots/exports, caches
+  # under $HOME) and /tmp. Each is a task-scoped bind mount (Fargate: task ephemeral storage;
+  # EC2: a Docker volume), empty at task start and removed with the task. ECS copies the image's
+  # owner and mode of these paths, so the non-root user 10001 can write them.
+  writable_paths = {
+    home = "/var/lib/facepipe"
+    tmp  = "/tmp"
+  }
+  mount_points = [for name in sort(keys(local.writable_paths)) : {
+    sourceVolume  = name
+    containerPath = local.writable_paths[name]
+    readOnly      = false
+  }]
+
+  # The images' health check (docker/healthcheck.py): /healthz for the API, a Celery ping for
+  # workers, process liveness for the rest. ECS replaces a task whose essential container turns
+  # unhealthy.
+  health_check = {
+    command     = ["CMD", "facepipe-healthcheck"]
+    interval    = 30
+    timeout     = 15
+    retries     = 3
+    startPeriod = 180
+  }
 }
 
 # --- API (Fargate, behind the load balancer) ------------------------------------------------
@@ -33,15 +59,25 @@ resource "aws_ecs_task_definition" "api" {
     cpu_architecture        = "X86_64"
   }
 
+  dynamic "volume" {
+    for_each = local.writable_paths
+    content {
+      name = volume.key
+    }
+  }
+
   container_definitions = jsonencode([{
-    name             = "api"
-    image            = local.service_image
-    essential        = true
-    command          = ["api", "--host", "0.0.0.0", "--port", "8000"]
-    environment      = local.environment
-    secrets          = local.secrets
-    portMappings     = [{ containerPort = 8000, protocol = "tcp" }]
-    logConfiguration = local.log_options["api"]
+    name                   = "api"
+    image                  = local.service_image
+    essential              = true
+    command                = ["api", "--host", "0.0.0.0", "--port", "8000"]
+    environment            = local.environment
+    secrets                = local.secrets
+    portMappings           = [{ containerPort = 8000, protocol = "tcp" }]
+    readonlyRootFilesystem = true
+    mountPoints            = local.mount_points
+    healthCheck            = local.health_check
+    logConfiguration       = local.log_options["api"]
   }])
 }
 
@@ -69,7 +105,7 @@ resource "aws_ecs_service" "api" {
     rollback = true
   }
 
-  depends_on = [aws_lb_listener.http]
+  depends_on = [aws_lb_listener.https]
 }
 
 # --- ingest worker (Fargate): lists sources, fans out chunks --------------------------------
@@ -88,15 +124,25 @@ resource "aws_ecs_task_definition" "ingest" {
     cpu_architecture        = "X86_64"
   }
 
+  dynamic "volume" {
+    for_each = local.writable_paths
+    content {
+      name = volume.key
+    }
+  }
+
   container_definitions = jsonencode([{
-    name             = "ingest"
-    image            = local.service_image
-    essential        = true
-    command          = ["worker", "--queues", "ingest"]
-    environment      = local.environment
-    secrets          = local.secrets
-    stopTimeout      = local.worker_stop_timeout_s
-    logConfiguration = local.log_options["ingest"]
+    name                   = "ingest"
+    image                  = local.service_image
+    essential              = true
+    command                = ["worker", "--queues", "ingest"]
+    environment            = local.environment
+    secrets                = local.secrets
+    stopTimeout            = local.worker_stop_timeout_s
+    readonlyRootFilesystem = true
+    mountPoints            = local.mount_points
+    healthCheck            = local.health_check
+    logConfiguration       = local.log_options["ingest"]
   }])
 }
 
@@ -129,25 +175,38 @@ resource "aws_ecs_task_definition" "beat" {
     cpu_architecture        = "X86_64"
   }
 
+  dynamic "volume" {
+    for_each = local.writable_paths
+    content {
+      name = volume.key
+    }
+  }
+
   container_definitions = jsonencode([
     {
-      name             = "beat"
-      image            = local.service_image
-      essential        = true
-      command          = ["beat"]
-      environment      = local.environment
-      secrets          = local.secrets
-      logConfiguration = local.log_options["beat"]
+      name                   = "beat"
+      image                  = local.service_image
+      essential              = true
+      command                = ["beat"]
+      environment            = local.environment
+      secrets                = local.secrets
+      readonlyRootFilesystem = true
+      mountPoints            = local.mount_points
+      healthCheck            = local.health_check
+      logConfiguration       = local.log_options["beat"]
     },
     {
       # Publishes facepipe/QueueDepth{Queue=...} that the GPU worker autoscaling follows.
-      name             = "queue-metrics"
-      image            = local.service_image
-      essential        = true
-      command          = ["queue-metrics", "--interval", tostring(var.queue_metrics_interval_s)]
-      environment      = local.environment
-      secrets          = local.broker_secrets
-      logConfiguration = local.log_options["queue-metrics"]
+      name                   = "queue-metrics"
+      image                  = local.service_image
+      essential              = true
+      command                = ["queue-metrics", "--interval", tostring(var.queue_metrics_interval_s)]
+      environment            = local.environment
+      secrets                = local.broker_secrets
+      readonlyRootFilesystem = true
+      mountPoints            = local.mount_points
+      healthCheck            = local.health_check
+      logConfiguration       = local.log_options["queue-metrics"]
     },
   ])
 }
@@ -185,14 +244,24 @@ resource "aws_ecs_task_definition" "s3_listen" {
     cpu_architecture        = "X86_64"
   }
 
+  dynamic "volume" {
+    for_each = local.writable_paths
+    content {
+      name = volume.key
+    }
+  }
+
   container_definitions = jsonencode([{
-    name             = "s3-listen"
-    image            = local.service_image
-    essential        = true
-    command          = ["s3-listen", "--queue-url", aws_sqs_queue.events.url]
-    environment      = local.environment
-    secrets          = local.secrets
-    logConfiguration = local.log_options["s3-listen"]
+    name                   = "s3-listen"
+    image                  = local.service_image
+    essential              = true
+    command                = ["s3-listen", "--queue-url", aws_sqs_queue.events.url]
+    environment            = local.environment
+    secrets                = local.secrets
+    readonlyRootFilesystem = true
+    mountPoints            = local.mount_points
+    healthCheck            = local.health_check
+    logConfiguration       = local.log_options["s3-listen"]
   }])
 }
 
@@ -219,19 +288,29 @@ resource "aws_ecs_task_definition" "migrate" {
   memory                   = 1024
   execution_role_arn       = aws_iam_role.execution.arn
 
+
   runtime_platform {
     operating_system_family = "LINUX"
     cpu_architecture        = "X86_64"
   }
 
+  dynamic "volume" {
+    for_each = local.writable_paths
+    content {
+      name = volume.key
+    }
+  }
+
   container_definitions = jsonencode([{
-    name             = "migrate"
-    image            = local.service_image
-    essential        = true
-    command          = ["db", "upgrade"]
-    environment      = local.environment
-    secrets          = local.secrets
-    logConfiguration = local.log_options["migrate"]
+    name                   = "migrate"
+    image                  = local.service_image
+    essential              = true
+    command                = ["db", "upgrade"]
+    environment            = local.environment
+    secrets                = local.secrets
+    readonlyRootFilesystem = true
+    mountPoints            = local.mount_points
+    logConfiguration       = local.log_options["migrate"]
   }])
 }
 
@@ -246,6 +325,13 @@ resource "aws_ecs_task_definition" "infer" {
   execution_role_arn       = aws_iam_role.execution.arn
   task_role_arn            = aws_iam_role.app.arn
 
+  dynamic "volume" {
+    for_each = local.writable_paths
+    content {
+      name = volume.key
+    }
+  }
+
   container_definitions = jsonencode([{
     name      = "infer"
     image     = local.worker_image
@@ -254,11 +340,14 @@ resource "aws_ecs_task_definition" "infer" {
       "worker", "--queues", "infer,index,search",
       "--concurrency", tostring(var.infer_concurrency),
     ]
-    environment          = local.environment
-    secrets              = local.secrets
-    resourceRequirements = [{ type = "GPU", value = "1" }]
-    stopTimeout          = local.worker_stop_timeout_s
-    logConfiguration     = local.log_options["infer"]
+    environment            = local.environment
+    secrets                = local.secrets
+    resourceRequirements   = [{ type = "GPU", value = "1" }]
+    stopTimeout            = local.worker_stop_timeout_s
+    readonlyRootFilesystem = true
+    mountPoints            = local.mount_points
+    healthCheck            = local.health_check
+    logConfiguration       = local.log_options["infer"]
   }])
 }
 

@@ -2,6 +2,7 @@
 # SQS event path that s3-listen long-polls.
 
 resource "aws_s3_bucket" "data" {
+  #checkov:skip=CKV_AWS_144:Cross-region replication is off on purpose: a second copy of biometric data in another region is a data-residency decision for the operator, and versioning (above) already covers deletes and overwrites. Add an aws_s3_bucket_replication_configuration if the DR plan needs it.
   bucket = local.bucket_name
 }
 
@@ -13,29 +14,42 @@ resource "aws_s3_bucket_ownership_controls" "data" {
   }
 }
 
-# Versioning stays off: sources are immutable uploads and snapshots are garbage-collected by
-# facepipe; old versions would only cost storage.
+# Versioning keeps what an overwrite or delete replaced (a wrong upload, a bad snapshot, a
+# compromised credential deleting objects) for noncurrent_version_days, then the lifecycle rule
+# below removes it: that bound is also how long a deleted photo can still be restored.
 resource "aws_s3_bucket_versioning" "data" {
   bucket = aws_s3_bucket.data.id
 
   versioning_configuration {
-    status = "Disabled"
+    status = "Enabled"
   }
 }
 
+# SSE-KMS with the customer-managed key (kms.tf); the bucket key cuts KMS requests per object.
 resource "aws_s3_bucket_server_side_encryption_configuration" "data" {
   bucket = aws_s3_bucket.data.id
 
   rule {
     apply_server_side_encryption_by_default {
-      sse_algorithm     = var.kms_key_arn != "" ? "aws:kms" : "AES256"
-      kms_master_key_id = var.kms_key_arn != "" ? var.kms_key_arn : null
+      sse_algorithm     = "aws:kms"
+      kms_master_key_id = local.kms_key_arn
     }
-    bucket_key_enabled = var.kms_key_arn != ""
+    bucket_key_enabled = true
   }
 }
 
-# Incomplete multipart uploads (interrupted archive uploads) are cleaned up after a week.
+# Every request on the data bucket is logged to the log bucket (who read which photo, when).
+resource "aws_s3_bucket_logging" "data" {
+  bucket        = aws_s3_bucket.data.id
+  target_bucket = aws_s3_bucket.logs.id
+  target_prefix = "s3/${aws_s3_bucket.data.bucket}/"
+
+  depends_on = [aws_s3_bucket_policy.logs]
+}
+
+# Exports (JSON Lines of matches) written under export_prefix expire after export_retention_days;
+# replaced or deleted versions of any object after noncurrent_version_days; interrupted
+# multipart uploads (archive uploads) after a week.
 resource "aws_s3_bucket_lifecycle_configuration" "data" {
   bucket = aws_s3_bucket.data.id
 
@@ -49,6 +63,44 @@ resource "aws_s3_bucket_lifecycle_configuration" "data" {
       days_after_initiation = 7
     }
   }
+
+  rule {
+    id     = "expire-exports"
+    status = "Enabled"
+
+    filter {
+      prefix = var.export_prefix
+    }
+
+    expiration {
+      days = var.export_retention_days
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+
+  rule {
+    id     = "expire-noncurrent-versions"
+    status = "Enabled"
+
+    filter {}
+
+    noncurrent_version_expiration {
+      noncurrent_days = var.noncurrent_version_days
+    }
+
+    expiration {
+      expired_object_delete_marker = true
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.data]
 }
 
 resource "aws_s3_bucket_public_access_block" "data" {

@@ -45,9 +45,31 @@ variable "api_allowed_cidrs" {
 }
 
 variable "certificate_arn" {
-  description = "ACM certificate for an HTTPS listener on the load balancer; empty for HTTP only."
+  description = "ACM certificate (in this region) of the API's HTTPS listener. Required: there is no plain-HTTP mode; port 80 only redirects to 443."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/.+$", var.certificate_arn))
+    error_message = "certificate_arn must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)."
+  }
+}
+
+variable "ssl_policy" {
+  description = "TLS policy of the HTTPS listener (TLS 1.3 + 1.2 with forward secrecy by default)."
+  type        = string
+  default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+}
+
+variable "waf_web_acl_arn" {
+  description = "Optional WAFv2 web ACL (scope REGIONAL) to associate with the load balancer; empty for none."
   type        = string
   default     = ""
+}
+
+variable "alb_deletion_protection" {
+  description = "Protect the load balancer from deletion (turn off before `terraform destroy`)."
+  type        = bool
+  default     = true
 }
 
 # --- object store and events ----------------------------------------------------------------
@@ -59,9 +81,33 @@ variable "bucket_name" {
 }
 
 variable "kms_key_arn" {
-  description = "KMS key for bucket encryption (SSE-KMS); empty uses SSE-S3 (AES256)."
+  description = "Existing customer-managed KMS key for the bucket, secrets, broker, database, logs and ECR; empty creates one (kms.tf). An existing key's policy must let CloudWatch Logs use it."
   type        = string
   default     = ""
+}
+
+variable "export_prefix" {
+  description = "Key prefix under which exports (JSON Lines of matches) are written; objects under it expire after export_retention_days."
+  type        = string
+  default     = "exports/"
+}
+
+variable "export_retention_days" {
+  description = "Days an export under export_prefix is kept."
+  type        = number
+  default     = 30
+}
+
+variable "noncurrent_version_days" {
+  description = "Days a replaced or deleted object version stays restorable in the data bucket (also how long deleted photos linger)."
+  type        = number
+  default     = 30
+}
+
+variable "access_log_retention_days" {
+  description = "Days S3 and load balancer access logs are kept in the log bucket."
+  type        = number
+  default     = 365
 }
 
 variable "event_prefixes" {
@@ -88,6 +134,12 @@ variable "redis_node_type" {
   description = "ElastiCache node type of the Celery broker."
   type        = string
   default     = "cache.t4g.medium"
+}
+
+variable "broker_snapshot_retention_days" {
+  description = "Days of daily ElastiCache snapshots kept (the broker's last resort if both nodes are lost)."
+  type        = number
+  default     = 7
 }
 
 variable "redis_engine_version" {
@@ -137,9 +189,13 @@ variable "db_deletion_protection" {
 # --- images ---------------------------------------------------------------------------------
 
 variable "image_tag" {
-  description = "Tag of the facepipe images pushed to the ECR repositories this stack creates."
+  description = "Tag of the facepipe images pushed to the ECR repositories this stack creates (tags are immutable: one tag per build, e.g. the release or the git commit)."
   type        = string
-  default     = "latest"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest"
+    error_message = "image_tag must be a Docker tag naming one build (not \"latest\": ECR tags are immutable here)."
+  }
 }
 
 variable "service_image" {
@@ -273,9 +329,14 @@ variable "match_threshold" {
 }
 
 variable "log_retention_days" {
-  description = "CloudWatch Logs retention."
+  description = "Days CloudWatch Logs keeps the container logs (a value CloudWatch accepts)."
   type        = number
-  default     = 30
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of CloudWatch Logs' retention values (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)."
+  }
 }
 
 variable "extra_environment" {

@@ -3,7 +3,6 @@ CloudWatch for autoscaling)."""
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from typing import Annotated
@@ -27,10 +26,9 @@ def api(
     """Serve the HTTP API (detect, compare, verify, identify, persons, faces, groups, jobs)."""
     import uvicorn
 
+    from pipeline.observability.logging import dict_config
+
     level = (log_level or get_settings().log_level).lower()
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
     uvicorn.run(
         "pipeline.api:create_app",
         factory=True,
@@ -38,6 +36,9 @@ def api(
         port=port,
         workers=workers,
         log_level=level,
+        # every server process logs through facepipe's handler (text or FACEPIPE_LOG_FORMAT=json)
+        log_config=dict_config(level=level),
+        access_log=False,  # the API's middleware writes the access line, with the request id
         proxy_headers=True,
     )
 
@@ -53,10 +54,15 @@ def queue_metrics(
     ] = None,
 ) -> None:
     """Publish the Celery queue depths as CloudWatch metric facepipe/QueueDepth{Queue=...}."""
-    from pipeline.metrics import cloudwatch_client, publish_queue_depths, run_publisher
+    from pipeline.observability.cloudwatch import (
+        cloudwatch_client,
+        publish_queue_depths,
+        run_publisher,
+    )
+    from pipeline.observability.logging import configure_logging
 
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(settings)
     client = cloudwatch_client(settings, endpoint_url)
     if once:
         try:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 from datetime import datetime
 from pathlib import Path
@@ -71,6 +70,12 @@ def _print_job(job: Job, *, as_json: bool) -> None:
     )
     if job.error:
         console.print(f"  [red]{job.error.get('name')}[/red]: {job.error.get('message')}")
+    if not job.status.finished:
+        from pipeline.jobs.watchdog import describe_stall
+
+        stall = describe_stall(job.stalled, job.idle_s, _runtime().settings)
+        if stall:
+            console.print(f"  [yellow]{stall}[/yellow]")
 
 
 @app.command()
@@ -284,9 +289,10 @@ def s3_listen(
     queue_url: Annotated[str, typer.Option("--queue-url", help="SQS queue receiving S3 events.")],
 ) -> None:
     """Long-poll SQS for S3 ObjectCreated events and turn each object into a job item."""
+    from pipeline.observability.logging import configure_logging
     from workers.s3_listener import SqsListener
 
-    logging.basicConfig(level=get_settings().log_level, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(get_settings())
     listener = SqsListener(queue_url)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: listener.stop())

@@ -31,6 +31,7 @@ from pipeline.index.faiss_index import SearchableIndex, as_matrix
 from pipeline.index.reindex import SnapshotRecord, newest_snapshot
 from pipeline.index.snapshot import Scope, SnapshotStore, load_snapshot, store_for
 from pipeline.index.spec import IndexKind
+from pipeline.observability.metrics import time_identify
 from pipeline.similarity import confidence_from_cosine
 from pipeline.store import repo
 from pipeline.store.db import Database
@@ -224,19 +225,22 @@ def identify_faiss(
     stats = stats if stats is not None else SearchStats()
     stats.probes += q.shape[0]
     merged: list[dict[int, tuple[str, float]]] = [{} for _ in range(q.shape[0])]
-    for group in dict.fromkeys(groups):
-        scope = Scope(model_id=model_id, group=group)
-        loaded = cache.get(db, scope, settings)
-        if loaded is None:
-            raise FacepipeError(
-                ErrorCode.INDEX_NOT_FOUND,
-                f"no index snapshot for group {group!r} (model {model_id}); run "
-                f"`facepipe reindex --group {group}`",
-            )
-        if loaded.record.snapshot_id not in stats.snapshots:
-            stats.snapshots.append(loaded.record.snapshot_id)
-        for i, hits in enumerate(_hits_for_scope(db, loaded, scope, q, top_n, stats, rerank)):
-            merged[i].update(hits)
+    with time_identify("faiss", q.shape[0]):
+        for group in dict.fromkeys(groups):
+            scope = Scope(model_id=model_id, group=group)
+            loaded = cache.get(db, scope, settings)
+            if loaded is None:
+                raise FacepipeError(
+                    ErrorCode.INDEX_NOT_FOUND,
+                    f"no index snapshot for group {group!r} (model {model_id}); run "
+                    f"`facepipe reindex --group {group}`",
+                )
+            if loaded.record.snapshot_id not in stats.snapshots:
+                stats.snapshots.append(loaded.record.snapshot_id)
+            for i, hits in enumerate(
+                _hits_for_scope(db, loaded, scope, q, top_n, stats, rerank)
+            ):
+                merged[i].update(hits)
     ranked = [best_per_person(h, top_n) for h in merged]
     with db.connection() as conn:
         names = repo.person_tags(conn, sorted({p for r in ranked for p, _, _ in r}))

@@ -24,8 +24,10 @@ from collections.abc import Sequence
 
 from pipeline.errors import ErrorCode, FacepipeError, error_dict
 from pipeline.jobs import store
+from pipeline.jobs.lease import LeaseKeeper, new_owner
 from pipeline.jobs.model import ChunkResult, Item, ItemOutcome, ItemStatus, Job, JobKind
 from pipeline.jobs.runtime import Runtime
+from pipeline.observability.metrics import record_chunk
 from pipeline.types import DetectMode
 
 log = logging.getLogger(__name__)
@@ -35,17 +37,63 @@ OBSERVED_PREFIX = "observed:"
 
 
 def process_chunk(rt: Runtime, job_id: str, seq_lo: int, seq_hi: int) -> ChunkResult:
-    """Run the items ``seq_lo..seq_hi`` of a job; see the module docstring for the guarantees."""
+    """Run the items ``seq_lo..seq_hi`` of a job; see the module docstring for the guarantees.
+
+    The claimed items are leased to this run and the lease is renewed while it works
+    (:mod:`pipeline.jobs.lease`). If the run fails in any way before its write commits, it puts
+    the items it still holds back to pending (not counting the attempt when the service, not
+    the item, failed); if it cannot (the database is away) the lease runs out and the watchdog
+    does it.
+    """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    owner = new_owner()
     with rt.db.transaction() as conn:
         job = store.get_job(conn, job_id)
         if job.status.finished:
             return ChunkResult(job_id, skipped=f"job is {job.status.value}")
-        items = store.claim_chunk(conn, job_id, seq_lo, seq_hi)
+        items = store.claim_chunk(conn, job_id, seq_lo, seq_hi, owner, rt.settings.lease_s)
     timings["claim"] = _ms(t0)
     if not items:
-        return ChunkResult(job_id, skipped="no unfinished items")
+        return ChunkResult(job_id, skipped="no unfinished items (done, or held by a live run)")
+    try:
+        with LeaseKeeper(rt.db, owner, rt.settings.lease_s):
+            return _run_claimed(rt, job, items, owner, seq_lo, seq_hi, timings, t0)
+    except BaseException as exc:
+        _release(rt, owner, exc)
+        raise
+
+
+def _release(rt: Runtime, owner: str, exc: BaseException) -> None:
+    """Put back what a failed run still holds (best effort: the lease covers the rest)."""
+    transient = (isinstance(exc, FacepipeError) and exc.retryable) or _is_db_error(exc)
+    try:
+        with rt.db.transaction() as conn:
+            n = store.release_items(conn, owner, count_attempt=not transient)
+        if n:
+            log.warning("chunk run %s gave back %d items after %s", owner[:8], n, exc)
+    except Exception as release_exc:  # the database may be the reason the run failed
+        log.warning("could not give back the items of %s (%s); their lease will run out",
+                    owner[:8], release_exc)
+
+
+def _is_db_error(exc: BaseException) -> bool:
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError)
+
+
+def _run_claimed(
+    rt: Runtime,
+    job: Job,
+    items: list[Item],
+    owner: str,
+    seq_lo: int,
+    seq_hi: int,
+    timings: dict[str, float],
+    t0: float,
+) -> ChunkResult:
+    job_id = job.id
 
     # an item claimed more often than allowed was interrupted every time (its worker died,
     # e.g. on an image that exhausts memory): fail it instead of redelivering it forever
@@ -61,7 +109,7 @@ def process_chunk(rt: Runtime, job_id: str, seq_lo: int, seq_hi: int) -> ChunkRe
 
     t2 = time.perf_counter()
     with rt.db.transaction() as conn:
-        locked = store.lock_unfinished(conn, [it.id for it in items + exhausted])
+        locked = store.lock_unfinished(conn, [it.id for it in items + exhausted], owner)
         todo = [it for it in items if it.id in locked]
         outcomes = kinds.write(rt, conn, job, todo, prepared) if todo else []
         outcomes = [_maybe_retry_later(o, it, rt) for o, it in zip(outcomes, todo, strict=True)]
@@ -69,6 +117,7 @@ def process_chunk(rt: Runtime, job_id: str, seq_lo: int, seq_hi: int) -> ChunkRe
         finished = store.write_outcomes(conn, job_id, outcomes)
     timings["write"] = _ms(t2)
     timings["total"] = _ms(t0)
+    record_chunk(job.kind.value, outcomes, prepared.outcomes.values(), timings)  # metrics
     result = ChunkResult(
         job_id,
         processed=len(outcomes),

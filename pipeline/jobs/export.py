@@ -1,4 +1,4 @@
-"""Export a job's observed faces and matches as JSON Lines to a local path or an S3 key.
+"""Export a job's observed faces and matches as JSON Lines to the export folder or an S3 key.
 
 One line per observed face::
 
@@ -19,14 +19,15 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from psycopg import Connection
 
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs.aws import s3_client, split_s3_uri
+from pipeline.jobs.aws import s3_client
+from pipeline.jobs.exportdest import export_root, parse_export_destination, resolve_inside
 from pipeline.jobs.runtime import Runtime
+from pipeline.jobs.store import get_job
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,21 @@ def iter_job_matches(conn: Connection, job_id: str) -> Iterator[dict[str, Any]]:
 
 
 def export_matches(rt: Runtime, job_id: str, dest: str) -> int:
-    """Write the job's records to ``dest`` (a path or ``s3://bucket/key``); returns the count."""
-    tmp_dir = None if dest.startswith("s3://") else Path(dest).expanduser().resolve().parent
-    if tmp_dir is not None:
-        tmp_dir.mkdir(parents=True, exist_ok=True)
+    """Write the job's records to ``dest`` (``s3://bucket/key`` or a name under the export
+    folder, see :mod:`pipeline.jobs.exportdest`); returns the count.
+
+    The destination is checked again here, under the trust of whoever submitted the job, and
+    once more after its folder is created (a symlink placed since must not lead outside).
+    """
+    with rt.db.connection() as conn:
+        job = get_job(conn, job_id)
+    target = parse_export_destination(dest, rt.settings, job.origin.trust)
+    tmp_dir = None
+    if target.path is not None:
+        root = export_root(rt.settings)
+        root.mkdir(parents=True, exist_ok=True)
+        target.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = resolve_inside(root, str(target.path)).parent
     fd, tmp = tempfile.mkstemp(suffix=".jsonl.part", dir=tmp_dir)
     count = 0
     try:
@@ -73,18 +85,20 @@ def export_matches(rt: Runtime, job_id: str, dest: str) -> int:
             for record in iter_job_matches(conn, job_id):
                 fh.write(json.dumps(record, separators=(",", ":")) + "\n")
                 count += 1
-        if dest.startswith("s3://"):
-            bucket, key = split_s3_uri(dest)
+        if target.s3 is not None:
             try:
                 s3_client(rt.settings).upload_file(
-                    tmp, bucket, key, ExtraArgs={"ContentType": "application/x-ndjson"}
+                    tmp, target.s3.bucket, target.s3.key,
+                    ExtraArgs={"ContentType": "application/x-ndjson"},
                 )
             except Exception as exc:  # boto3 raises several unrelated types for one failure
                 raise FacepipeError(
                     ErrorCode.OBJECT_STORE_UNAVAILABLE, f"upload to {dest} failed: {exc}"
                 ) from exc
         else:
-            os.replace(tmp, Path(dest).expanduser().resolve())
+            assert target.path is not None and tmp_dir is not None
+            # rename() replaces a symlink at the destination itself, never its target
+            os.replace(tmp, tmp_dir / target.path.name)
             tmp = ""
     finally:
         if tmp and os.path.exists(tmp):

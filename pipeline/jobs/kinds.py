@@ -54,7 +54,10 @@ def analyse(rt: Runtime, job: Job, items: Sequence[Item]) -> Prepared:
     outcomes: dict[int, Any] = {}
     if image_items:
         stream = rt.engine.analyze_stream(
-            [it.uri for it in image_items], mode=detect_mode(job.kind), embed=True
+            [it.uri for it in image_items],
+            mode=detect_mode(job.kind),
+            embed=True,
+            trust=job.origin.trust,  # a caller's job never reads a local file
         )
         for item, outcome in zip(image_items, stream, strict=True):
             outcomes[item.id] = outcome

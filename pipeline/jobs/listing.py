@@ -29,10 +29,12 @@ from pipeline.jobs.producers import (
     iter_local_source,
     list_s3_page,
     read_manifest,
+    read_s3_manifest,
     source_type,
     walk_directory_from,
 )
 from pipeline.jobs.runtime import Runtime
+from pipeline.sources.location import LocalLocation, S3Location, parse_location
 
 log = logging.getLogger(__name__)
 
@@ -63,54 +65,78 @@ def list_step(
     token: str | None = None,
     next_seq: int = 0,
 ) -> ListingStep:
-    """List (part of) the job's source; marks the listing done when the source is exhausted."""
+    """List (part of) the job's source; marks the listing done when the source is exhausted.
+
+    The source (and manifest) are parsed under the trust of whoever submitted the job: a job
+    that came in over HTTP is never listed from a local folder, whatever its params say.
+    """
     source = job.params.get("source")
     since = job.params.get("since")
     chunk = max(1, int(job.params.get("chunk_size") or rt.settings.chunk_size))
+    trust = job.origin.trust
     if since is not None:
         step = _list_observed(
             rt, job, datetime.fromisoformat(since), on_chunk, chunk, token, next_seq
         )
     elif source is None:
         raise FacepipeError(ErrorCode.EMPTY_PARAMETER, "the job has no source")
-    elif source_type(source) == SourceType.S3_PREFIX:
-        page_size = int(job.params.get("page_size") or S3_PAGE_SIZE)
-        page = list_s3_page(source, rt.settings, token=token, page_size=page_size)
-        specs = _with_defaults(job, _override(job, page.specs))
-        listed = _add_pages(rt, job.id, specs, next_seq, chunk, on_chunk)
-        step = ListingStep(listed, next_seq + listed, page.next_token)
-    elif source_type(source) == SourceType.DIRECTORY:
-        page_size = int(job.params.get("page_size") or DIRECTORY_PAGE_SIZE)
-        walked = list(islice(walk_directory_from(Path(source), after=token), page_size + 1))
-        more = len(walked) > page_size
-        walked = walked[:page_size]
-        specs = _with_defaults(job, _override_dir(job, source, [s for _, s in walked]))
-        listed = _add_pages(rt, job.id, specs, next_seq, chunk, on_chunk)
-        step = ListingStep(listed, next_seq + listed, walked[-1][0] if more else None)
     else:
-        specs_iter = _with_defaults(job, iter_local_source(source, job.params.get("manifest")))
-        listed = _add_pages(rt, job.id, specs_iter, next_seq, chunk, on_chunk)
-        step = ListingStep(listed, next_seq + listed)
-    if step.finished:
-        with rt.db.transaction() as conn:
+        location = parse_location(source, trust, inline=False)
+        kind = source_type(location, trust)
+        if kind == SourceType.S3_PREFIX:
+            assert isinstance(location, S3Location)
+            page_size = int(job.params.get("page_size") or S3_PAGE_SIZE)
+            page = list_s3_page(location, rt.settings, token=token, page_size=page_size)
+            specs = _with_defaults(job, _override(rt, job, page.specs, None))
+            listed = _add_pages(rt, job.id, specs, next_seq, chunk, on_chunk)
+            step = ListingStep(listed, next_seq + listed, page.next_token)
+        elif kind == SourceType.DIRECTORY:
+            assert isinstance(location, LocalLocation)
+            page_size = int(job.params.get("page_size") or DIRECTORY_PAGE_SIZE)
+            walked = list(islice(walk_directory_from(location.path, after=token), page_size + 1))
+            more = len(walked) > page_size
+            walked = walked[:page_size]
+            specs = _with_defaults(
+                job, _override(rt, job, [s for _, s in walked], location.path)
+            )
+            listed = _add_pages(rt, job.id, specs, next_seq, chunk, on_chunk)
+            step = ListingStep(listed, next_seq + listed, walked[-1][0] if more else None)
+        elif isinstance(location, LocalLocation):
+            specs_iter = _with_defaults(
+                job, iter_local_source(str(location.path), job.params.get("manifest"))
+            )
+            listed = _add_pages(rt, job.id, specs_iter, next_seq, chunk, on_chunk)
+            step = ListingStep(listed, next_seq + listed)
+        else:  # one remote image
+            specs_one = _with_defaults(job, _override(rt, job, [ItemSpec(uri=str(location))], None))
+            listed = _add_pages(rt, job.id, specs_one, next_seq, chunk, on_chunk)
+            step = ListingStep(listed, next_seq + listed)
+    with rt.db.transaction() as conn:
+        if step.finished:
             store.mark_listing_done(conn, job.id)
+        store.save_listing_progress(conn, job.id, step.next_token, step.next_seq)
+    if step.finished:
         log.info("job %s: listing done (%d items in the last step)", job.id, step.listed)
     return step
 
 
-def _override(job: Job, specs: Sequence[ItemSpec]) -> list[ItemSpec]:
+def _override(
+    rt: Runtime, job: Job, specs: Sequence[ItemSpec], root: Path | None
+) -> list[ItemSpec]:
+    """Apply the job's manifest (if any) to listed items; relative rows resolve from ``root``."""
     manifest = job.params.get("manifest")
     if not manifest:
         return list(specs)
-    rows = {m.uri: m for m in read_manifest(Path(manifest))}
-    return [apply_override(s, rows.get(s.uri)) for s in specs]
-
-
-def _override_dir(job: Job, root: str, specs: list[ItemSpec]) -> list[ItemSpec]:
-    manifest = job.params.get("manifest")
-    if not manifest:
-        return specs
-    rows = {m.uri: m for m in read_manifest(Path(manifest), Path(root))}
+    location = parse_location(manifest, job.origin.trust, inline=False)
+    if isinstance(location, S3Location):
+        rows_iter = read_s3_manifest(location, rt.settings)
+    elif isinstance(location, LocalLocation):
+        rows_iter = read_manifest(location.path, root)
+    else:
+        raise FacepipeError(
+            ErrorCode.ILLEGAL_PARAMETER, f"{manifest}: a manifest is read from s3:// or a path"
+        )
+    rows = {m.uri: m for m in rows_iter}
     return [apply_override(s, rows.get(s.uri)) for s in specs]
 
 

@@ -7,6 +7,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from pipeline.sources.location import Trust
+
 
 class JobKind(StrEnum):
     """What a job does with each item."""
@@ -16,6 +18,20 @@ class JobKind(StrEnum):
     DETECT = "detect"
     IDENTIFY_BATCH = "identify-batch"
     REINDEX = "reindex"
+
+
+class Origin(StrEnum):
+    """Who submitted a job: decides what its sources may name (see pipeline.sources.location)."""
+
+    CLI = "cli"
+    HTTP = "http"
+    S3_EVENT = "s3-event"
+    SCHEDULE = "schedule"
+
+    @property
+    def trust(self) -> Trust:
+        """Operators (CLI, schedule) may name local paths; callers (HTTP, S3 events) never."""
+        return Trust.OPERATOR if self in (Origin.CLI, Origin.SCHEDULE) else Trust.CALLER
 
 
 class JobStatus(StrEnum):
@@ -108,6 +124,13 @@ class Job:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    origin: Origin = Origin.CLI
+    stalled: dict[str, Any] | None = None
+    """The watchdog's last finding when the job makes no progress (see pipeline.jobs.watchdog)."""
+    listing_token: str | None = None
+    listing_next_seq: int = 0
+    progress_at: datetime | None = None
+    """Last time an item of the job was claimed or finished, or its listing moved on."""
 
     @property
     def n_pending(self) -> int:
@@ -119,6 +142,12 @@ class Job:
             return None
         end = self.finished_at or datetime.now(self.started_at.tzinfo)
         return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def idle_s(self) -> float:
+        """Seconds since the job last made progress (since it was created if never)."""
+        last = self.progress_at or self.created_at
+        return max(0.0, (datetime.now(last.tzinfo) - last).total_seconds())
 
     @property
     def images_per_s(self) -> float | None:
@@ -144,6 +173,8 @@ class Job:
             "listing_done": self.listing_done,
             "images_per_s": round(rate, 2) if rate is not None else None,
             "error": self.error,
+            "origin": self.origin.value,
+            "stalled": self.stalled,
             "created_at": self.created_at.isoformat(),
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,

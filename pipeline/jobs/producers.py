@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -22,8 +22,17 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs.aws import s3_client, split_s3_uri
+from pipeline.jobs.aws import s3_client
 from pipeline.jobs.model import ItemSpec
+from pipeline.sources.location import (
+    HttpLocation,
+    InlineLocation,
+    LocalLocation,
+    Location,
+    S3Location,
+    Trust,
+    parse_location,
+)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 """File name endings listed from folders and prefixes (GIF is listed, then refused per item)."""
@@ -39,16 +48,20 @@ class SourceType(StrEnum):
     SINGLE = "single"
 
 
-def source_type(source: str) -> SourceType:
-    """Which producer lists ``source``."""
-    if source.startswith("s3://"):
-        _, key = split_s3_uri(source)
-        if key == "" or key.endswith("/") or Path(key).suffix.lower() not in IMAGE_SUFFIXES:
+def source_type(source: str | Location, trust: Trust = Trust.OPERATOR) -> SourceType:
+    """Which producer lists ``source`` (parsed under ``trust`` when it is a string).
+
+    A caller's source can only be remote (an S3 prefix or key, a URL): folders, URL lists and
+    manifests on this machine are an operator's.
+    """
+    location = parse_location(source, trust) if isinstance(source, str) else source
+    if isinstance(location, S3Location):
+        if location.is_prefix or Path(location.key).suffix.lower() not in IMAGE_SUFFIXES:
             return SourceType.S3_PREFIX
         return SourceType.SINGLE
-    if source.startswith(("http://", "https://", "data:", "base64:")):
+    if isinstance(location, HttpLocation | InlineLocation):
         return SourceType.SINGLE
-    path = Path(source)
+    path = location.path
     if path.is_dir():
         return SourceType.DIRECTORY
     suffix = path.suffix.lower()
@@ -58,7 +71,7 @@ def source_type(source: str) -> SourceType:
         return SourceType.URL_LIST
     if not path.exists():
         raise FacepipeError(
-            ErrorCode.SOURCE_NOT_FOUND, f"{source} does not exist", source=source
+            ErrorCode.SOURCE_NOT_FOUND, f"{source} does not exist", source=str(source)
         )
     return SourceType.SINGLE
 
@@ -72,9 +85,14 @@ def split_groups(text: str | None) -> tuple[str, ...] | None:
 
 
 def _resolve(uri: str, base: Path) -> str:
+    """A manifest's relative path made absolute against its folder.
+
+    ``abspath``, not ``resolve``: a symlink loop among the listed files must fail its own item
+    when it is read, not the listing (``resolve`` raises on loops).
+    """
     if "://" in uri or uri.startswith(("data:", "base64:")) or os.path.isabs(uri):
         return uri
-    return str((base / uri).resolve())
+    return os.path.abspath(base / uri)
 
 
 def read_manifest(path: Path, base: Path | None = None) -> Iterator[ItemSpec]:
@@ -84,24 +102,57 @@ def read_manifest(path: Path, base: Path | None = None) -> Iterator[ItemSpec]:
         fh = path.open(newline="", encoding="utf-8")
     except FileNotFoundError as exc:
         raise FacepipeError(ErrorCode.SOURCE_NOT_FOUND, f"{path} does not exist") from exc
+    except OSError as exc:
+        raise FacepipeError(
+            ErrorCode.SOURCE_NOT_FOUND, f"{path}: cannot be read ({exc.strerror})"
+        ) from exc
     with fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or "uri" not in reader.fieldnames:
-            raise FacepipeError(
-                ErrorCode.ILLEGAL_PARAMETER,
-                f"{path}: a manifest needs a header line with at least 'uri' "
-                "(uri,person_id,name,groups)",
-            )
-        for row in reader:
-            uri = (row.get("uri") or "").strip()
-            if not uri:
-                continue
-            yield ItemSpec(
-                uri=_resolve(uri, base),
-                person_id=(row.get("person_id") or "").strip() or None,
-                person_name=(row.get("name") or "").strip() or None,
-                groups=split_groups(row.get("groups")),
-            )
+        yield from manifest_rows(fh, str(path), lambda uri: _resolve(uri, base))
+
+
+def read_s3_manifest(location: S3Location, settings: Settings) -> Iterator[ItemSpec]:
+    """Rows of a manifest stored in S3, streamed; relative keys resolve against its prefix."""
+    folder = location.key.rpartition("/")[0]
+
+    def resolve(uri: str) -> str:
+        if "://" in uri or uri.startswith(("data:", "base64:")):
+            return uri
+        return f"s3://{location.bucket}/{folder + '/' if folder else ''}{uri.lstrip('/')}"
+
+    try:
+        body = s3_client(settings).get_object(Bucket=location.bucket, Key=location.key)["Body"]
+    except Exception as exc:  # botocore raises many types; all mean the manifest is unreadable
+        raise FacepipeError(
+            ErrorCode.SOURCE_NOT_FOUND, f"manifest {location.uri} cannot be read: {exc}"
+        ) from exc
+    try:
+        lines = (line.decode("utf-8") for line in body.iter_lines())
+        yield from manifest_rows(lines, location.uri, resolve)
+    finally:
+        body.close()
+
+
+def manifest_rows(
+    lines: Iterable[str], label: str, resolve: Callable[[str], str]
+) -> Iterator[ItemSpec]:
+    """Parse manifest CSV lines (header ``uri,person_id,name,groups``) into items."""
+    reader = csv.DictReader(lines)
+    if reader.fieldnames is None or "uri" not in reader.fieldnames:
+        raise FacepipeError(
+            ErrorCode.ILLEGAL_PARAMETER,
+            f"{label}: a manifest needs a header line with at least 'uri' "
+            "(uri,person_id,name,groups)",
+        )
+    for row in reader:
+        uri = (row.get("uri") or "").strip()
+        if not uri:
+            continue
+        yield ItemSpec(
+            uri=resolve(uri),
+            person_id=(row.get("person_id") or "").strip() or None,
+            person_name=(row.get("name") or "").strip() or None,
+            groups=split_groups(row.get("groups")),
+        )
 
 
 def read_url_list(path: Path) -> Iterator[ItemSpec]:
@@ -148,7 +199,8 @@ def walk_directory_from(root: Path, after: str | None = None) -> Iterator[tuple[
                 continue
             if stop is not None and (*prefix, (0, name)) <= stop:
                 continue
-            spec = ItemSpec(uri=str((parent / name).resolve()), person_id=parent.name)
+            # abspath, not resolve(): see _resolve
+            spec = ItemSpec(uri=os.path.abspath(parent / name), person_id=parent.name)
             yield "/".join((*rel_dir, name)), spec
 
 
@@ -166,10 +218,10 @@ class S3Page:
 
 
 def list_s3_page(
-    uri: str, settings: Settings, *, token: str | None = None, page_size: int = 1000
+    location: S3Location, settings: Settings, *, token: str | None = None, page_size: int = 1000
 ) -> S3Page:
     """One ``list_objects_v2`` page of image keys under ``s3://bucket/prefix``."""
-    bucket, prefix = split_s3_uri(uri)
+    uri, bucket, prefix = location.uri, location.bucket, location.key
     args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
     if token:
         args["ContinuationToken"] = token
@@ -185,7 +237,7 @@ def list_s3_page(
     specs = []
     for obj in resp.get("Contents", []):
         key = obj["Key"]
-        if Path(key).suffix.lower() not in IMAGE_SUFFIXES:
+        if Path(key).suffix.lower() not in IMAGE_SUFFIXES or key.endswith("/"):
             continue
         parts = key.split("/")
         person = parts[-2] if len(parts) >= 2 else None
@@ -200,7 +252,7 @@ def iter_local_source(source: str, manifest: str | None = None) -> Iterator[Item
     With ``manifest``, rows of the manifest override person id, name and groups of the listed
     items with the same URI; a manifest given as the source itself lists its rows.
     """
-    kind = source_type(source)
+    kind = source_type(source, Trust.OPERATOR)
     if kind == SourceType.DIRECTORY:
         specs: Iterator[ItemSpec] = walk_directory(Path(source))
     elif kind == SourceType.MANIFEST:
@@ -208,9 +260,8 @@ def iter_local_source(source: str, manifest: str | None = None) -> Iterator[Item
     elif kind == SourceType.URL_LIST:
         specs = read_url_list(Path(source))
     elif kind == SourceType.SINGLE:
-        uri = source if "://" in source or source.startswith(("data:", "base64:")) else str(
-            Path(source).resolve()
-        )
+        location = parse_location(source, Trust.OPERATOR)
+        uri = os.path.abspath(location.path) if isinstance(location, LocalLocation) else source
         specs = iter([ItemSpec(uri=uri)])
     else:
         raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"{source} is an S3 prefix")

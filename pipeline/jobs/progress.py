@@ -1,4 +1,8 @@
-"""A live progress bar over a job (images/s, faces, failures, ETA), polling the database."""
+"""A live progress bar over a job (images/s, faces, failures, ETA), polling the database.
+
+When the job makes no progress the watcher says so, with the watchdog's finding (why it
+stalled and what was re-sent), instead of waiting silently.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from pipeline.jobs import store
 from pipeline.jobs.model import Job
 from pipeline.jobs.runtime import get_runtime
+from pipeline.jobs.watchdog import describe_stall
 
 
 def watch_job(
@@ -34,7 +39,15 @@ def watch_job(
             job_id[:8], total=None, rate="-", faces=0, failed=0, listed="?"
         )
 
+        last_stall: list[str | None] = [None]
+
         def show_state(job: Job) -> None:
+            stall = None if job.status.finished else describe_stall(
+                job.stalled, job.idle_s, rt.settings
+            )
+            if stall and stall != last_stall[0] and show:
+                progress.console.print(f"[yellow]{job.id[:8]} {stall}[/yellow]")
+            last_stall[0] = stall
             rate = job.images_per_s
             progress.update(
                 task,

@@ -25,6 +25,7 @@ from pipeline.jobs.model import (
     Job,
     JobKind,
     JobStatus,
+    Origin,
 )
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 
 _JOB_COLUMNS = (
     "id, kind, params, status, listing_done, n_items, n_done, n_failed, n_faces, error, "
-    "created_at, started_at, finished_at"
+    "created_at, started_at, finished_at, origin, stalled, listing_token, listing_next_seq, "
+    "progress_at"
 )
 _ITEM_COLUMNS = (
     "id, job_id, seq, uri, person_id, person_name, groups, status, attempts, error_code, "
@@ -57,6 +59,11 @@ def _job(row: dict[str, Any]) -> Job:
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        origin=Origin(row["origin"]),
+        stalled=row["stalled"],
+        listing_token=row["listing_token"],
+        listing_next_seq=row["listing_next_seq"],
+        progress_at=row["progress_at"],
     )
 
 
@@ -94,6 +101,7 @@ def create_job(
     params: dict[str, Any],
     *,
     idempotency_key: str | None = None,
+    origin: Origin = Origin.CLI,
 ) -> tuple[Job, bool]:
     """Insert a job (status pending); with an idempotency key an existing job is returned.
 
@@ -102,9 +110,9 @@ def create_job(
     job_id = new_job_id(idempotency_key)
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            f"INSERT INTO jobs (id, kind, params, idempotency_key) VALUES (%s, %s, %s, %s) "
-            f"ON CONFLICT DO NOTHING RETURNING {_JOB_COLUMNS}",
-            (job_id, kind.value, json.dumps(params), idempotency_key),
+            f"INSERT INTO jobs (id, kind, params, idempotency_key, origin) "
+            f"VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING {_JOB_COLUMNS}",
+            (job_id, kind.value, json.dumps(params), idempotency_key, origin.value),
         )
         row = cur.fetchone()
         if row is not None:
@@ -266,6 +274,11 @@ def finalize_if_complete(conn: Connection, job_id: str) -> bool:
     return row is not None
 
 
+def delete_job(conn: Connection, job_id: str) -> None:
+    """Remove a job that never started (its first message could not be sent)."""
+    conn.execute("DELETE FROM jobs WHERE id = %s AND n_done = 0 AND n_failed = 0", (job_id,))
+
+
 def fail_job(conn: Connection, job_id: str, error: dict[str, Any]) -> None:
     """A job-level failure (e.g. its source does not exist)."""
     conn.execute(
@@ -334,43 +347,87 @@ def seq_ranges(seqs: Sequence[int], chunk_size: int) -> list[tuple[int, int]]:
     return ranges
 
 
-def claim_chunk(conn: Connection, job_id: str, seq_lo: int, seq_hi: int) -> list[Item]:
-    """Mark the chunk's unfinished items running (attempts + 1) and return them.
+def claim_chunk(
+    conn: Connection, job_id: str, seq_lo: int, seq_hi: int, owner: str, lease_s: float
+) -> list[Item]:
+    """Lease the chunk's unfinished items to ``owner`` (attempts + 1) and return them.
 
-    Items left ``running`` by a killed worker are claimed again: their previous attempt's
-    writes were never committed (the chunk commits results in one transaction).
+    Pending items are claimed, and running items whose lease ended (their worker died: its
+    writes were never committed, the chunk commits in one transaction). Items running under a
+    live lease belong to another run of the same chunk that is still alive and are left to it.
     """
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             f"UPDATE job_items SET status = 'running', attempts = attempts + 1, "
-            f"started_at = now() WHERE job_id = %s AND seq BETWEEN %s AND %s "
-            f"AND status IN ('pending', 'running') RETURNING {_ITEM_COLUMNS}",
-            (job_id, seq_lo, seq_hi),
+            f"started_at = now(), lease_owner = %s, "
+            f"lease_until = now() + make_interval(secs => %s) "
+            f"WHERE job_id = %s AND seq BETWEEN %s AND %s AND (status = 'pending' "
+            f"OR (status = 'running' AND (lease_until IS NULL OR lease_until < now()))) "
+            f"RETURNING {_ITEM_COLUMNS}",
+            (owner, lease_s, job_id, seq_lo, seq_hi),
         )
         items = sorted((_item(r) for r in cur.fetchall()), key=lambda it: it.seq)
     if items:
         conn.execute(
-            "UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()) "
-            "WHERE id = %s AND status = 'pending'",
+            "UPDATE jobs SET status = CASE WHEN status = 'pending' THEN 'running' ELSE status END, "
+            "started_at = coalesce(started_at, now()), progress_at = now(), stalled = NULL "
+            "WHERE id = %s AND status IN ('pending', 'running')",
             (job_id,),
         )
     return items
 
 
-def lock_unfinished(conn: Connection, item_ids: Sequence[int]) -> set[int]:
-    """Lock the given items that are not finished yet; returns their ids.
+def renew_leases(conn: Connection, owner: str, lease_s: float) -> int:
+    """Extend the leases of the items ``owner`` still holds; how many it holds."""
+    cur = conn.execute(
+        "UPDATE job_items SET lease_until = now() + make_interval(secs => %s) "
+        "WHERE lease_owner = %s AND status = 'running'",
+        (lease_s, owner),
+    )
+    return cur.rowcount
+
+
+def release_items(conn: Connection, owner: str, *, count_attempt: bool) -> int:
+    """Put the items ``owner`` still holds back to pending (a chunk that gives up).
+
+    ``count_attempt=False`` when the run failed for the service's sake (database or broker
+    unavailable): the item is not to blame and keeps its attempts.
+    """
+    cur = conn.execute(
+        "UPDATE job_items SET status = 'pending', lease_until = NULL, lease_owner = NULL, "
+        "attempts = CASE WHEN %s THEN attempts ELSE greatest(0, attempts - 1) END "
+        "WHERE lease_owner = %s AND status = 'running'",
+        (count_attempt, owner),
+    )
+    return cur.rowcount
+
+
+def lock_unfinished(conn: Connection, item_ids: Sequence[int], owner: str) -> set[int]:
+    """Lock the given items that ``owner`` still holds; returns their ids.
 
     Called at the start of the chunk's write transaction: a duplicate delivery of the same
-    chunk running at the same time waits here, then finds the items finished and skips them.
+    chunk running at the same time waits here, then finds the items finished (or leased to
+    someone else after this run's lease ran out) and skips them.
     """
     if not item_ids:
         return set()
     rows = conn.execute(
-        "SELECT id FROM job_items WHERE id = ANY(%s) AND status IN ('pending', 'running') "
-        "ORDER BY id FOR UPDATE",
-        (list(item_ids),),
+        "SELECT id FROM job_items WHERE id = ANY(%s) AND status = 'running' "
+        "AND lease_owner = %s ORDER BY id FOR UPDATE",
+        (list(item_ids), owner),
     ).fetchall()
     return {r[0] for r in rows}
+
+
+def save_listing_progress(
+    conn: Connection, job_id: str, token: str | None, next_seq: int
+) -> None:
+    """Remember where the listing stopped (the watchdog resumes a lost listing from here)."""
+    conn.execute(
+        "UPDATE jobs SET listing_token = %s, listing_next_seq = %s, progress_at = now(), "
+        "stalled = NULL WHERE id = %s",
+        (token, next_seq, job_id),
+    )
 
 
 def write_outcomes(conn: Connection, job_id: str, outcomes: Sequence[ItemOutcome]) -> bool:
@@ -387,6 +444,7 @@ def write_outcomes(conn: Connection, job_id: str, outcomes: Sequence[ItemOutcome
                 "UPDATE job_items SET status = %s, error_code = %s, error_name = %s, "
                 "error_message = %s, content_sha256 = coalesce(%s, content_sha256), "
                 "n_faces = %s, face_ids = %s, observed_ids = %s, result = %s, "
+                "lease_until = NULL, lease_owner = NULL, "
                 "finished_at = CASE WHEN %s THEN now() ELSE NULL END WHERE id = %s",
                 (
                     o.status.value,
@@ -407,10 +465,10 @@ def write_outcomes(conn: Connection, job_id: str, outcomes: Sequence[ItemOutcome
                 faces += o.n_faces
             elif o.status == ItemStatus.FAILED:
                 failed += 1
-        if done or failed:
+        if outcomes:
             cur.execute(
                 "UPDATE jobs SET n_done = n_done + %s, n_failed = n_failed + %s, "
-                "n_faces = n_faces + %s WHERE id = %s",
+                "n_faces = n_faces + %s, progress_at = now(), stalled = NULL WHERE id = %s",
                 (done, failed, faces, job_id),
             )
     return finalize_if_complete(conn, job_id)

@@ -96,6 +96,18 @@ def check_dimensions(header: ImageHeader, source: str, settings: Settings) -> No
             width=header.width,
             height=header.height,
         )
+    if header.format is not ImageFormat.JPEG and pixels > settings.max_full_decode_pixels:
+        # PNG, BMP and WebP cannot be decoded at a reduced scale: their decode memory is
+        # bounded by a lower cap (a 100 MP PNG would need about 600 MB).
+        raise FacepipeError(
+            ErrorCode.IMAGE_TOO_LARGE,
+            f"{source}: {header.width}x{header.height} = {pixels} pixels is above the cap of "
+            f"{settings.max_full_decode_pixels} for {header.format.value.upper()} "
+            "(FACEPIPE_MAX_FULL_DECODE_PIXELS; formats decoded only at full size)",
+            source=source,
+            width=header.width,
+            height=header.height,
+        )
     if min(header.width, header.height) < settings.min_image_side:
         raise FacepipeError(
             ErrorCode.IMAGE_TOO_SMALL,

@@ -7,10 +7,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pipeline.config import Settings, get_settings
-from pipeline.sources.http import is_http
-from pipeline.sources.inline import is_inline
-from pipeline.sources.local import local_path
-from pipeline.sources.s3 import S3Location, is_s3, iter_s3_keys, parse_s3_uri
+from pipeline.errors import FacepipeError
+from pipeline.sources.location import LocalLocation, S3Location, Trust, parse_location
+from pipeline.sources.s3 import iter_s3_keys
 
 # Listed so refused formats (GIF, TIFF, HEIC...) are reported per file instead of silently
 # skipped; decoding accepts only JPEG, PNG, BMP and WebP.
@@ -55,16 +54,18 @@ def iter_directory(root: Path) -> Iterator[str]:
             continue
         if entry.is_dir(follow_symlinks=False):
             yield from iter_directory(Path(entry.path))
-        elif entry.is_file() and has_image_extension(entry.name):
+        elif has_image_extension(entry.name):
+            # not only regular files: a FIFO, a dangling link or a symlink loop with an image
+            # name is listed, and reading it fails for that one item with its code
             yield entry.path
 
 
-def _is_prefix(location: S3Location) -> bool:
-    return location.key == "" or location.key.endswith("/")
-
-
 def expand_sources(
-    sources: Iterable[str], settings: Settings | None = None, *, s3_page_size: int = 1000
+    sources: Iterable[str],
+    settings: Settings | None = None,
+    *,
+    s3_page_size: int = 1000,
+    trust: Trust = Trust.OPERATOR,
 ) -> Iterator[str]:
     """Expand each source lazily, in order.
 
@@ -72,22 +73,23 @@ def expand_sources(
     * ``s3://bucket/prefix/`` (a key ending in '/') or ``s3://bucket`` -> the keys under it with
       an image extension, listed page by page (``s3_page_size`` keys per request);
     * anything else (files, ``s3://`` keys, URLs, base64) passes through unchanged, even when
-      it does not exist: reading it later reports the error for that item.
+      it does not exist or is refused: reading it later reports the error for that item.
+
+    Each source is parsed under ``trust`` (:mod:`pipeline.sources.location`): a caller's
+    string is never listed as a local folder.
     """
     settings = settings or get_settings()
     for source in sources:
-        if not source.strip() or is_inline(source) or is_http(source):
-            # an empty source is not the current directory: reading it reports EMPTY_PARAMETER
-            yield source
-        elif is_s3(source):
-            location = parse_s3_uri(source)
-            if not _is_prefix(location):
-                yield source
-                continue
+        try:
+            location = parse_location(source, trust)
+        except FacepipeError:
+            yield source  # reading it reports the same refusal for this item
+            continue
+        if isinstance(location, S3Location) and location.is_prefix:
             for key in iter_s3_keys(location, settings, page_size=s3_page_size):
                 if has_image_extension(key):
                     yield f"s3://{location.bucket}/{key}"
-        elif local_path(source).is_dir():
-            yield from iter_directory(local_path(source))
+        elif isinstance(location, LocalLocation) and location.path.is_dir():
+            yield from iter_directory(location.path)
         else:
             yield source

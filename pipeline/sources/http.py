@@ -1,18 +1,29 @@
 """http(s) downloads: SSRF-checked on every hop, redirects followed by hand, byte cap enforced
-while streaming, one overall deadline per request.
+while streaming, one overall deadline per download.
+
+The deadline covers everything from the first connect to the last byte of the last hop.
+httpx's timeouts are per socket operation, so a server that drips its headers (or body) one
+byte at a time would never trip them; instead every socket a download opens is registered
+through httpcore's ``trace`` extension, and a timer shuts them down when the deadline passes,
+which ends whatever read is blocked on them at once.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from functools import lru_cache
+from typing import Any
 
 import httpx
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.sources.location import HttpLocation
 from pipeline.sources.netguard import resolve_host
 
 logger = logging.getLogger(__name__)
@@ -22,12 +33,6 @@ HTTP_SCHEMES = ("http", "https")
 # Answers worth trying again later: the URL may well work then (retryable DOWNLOAD_FAILED).
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
-
-
-def is_http(source: str) -> bool:
-    """True for http:// and https:// sources."""
-    head = source[:8].lower()
-    return head.startswith("http://") or head.startswith("https://")
 
 
 _client_lock = threading.Lock()
@@ -54,6 +59,55 @@ def _cached_client(timeout_s: float) -> httpx.Client:
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=0),
         headers={"User-Agent": USER_AGENT, "Accept": "image/*"},
     )
+
+
+class _Deadline:
+    """Shuts down every socket of one download when its deadline passes."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, seconds), self._cut)
+        self._timer.daemon = True
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: remember each connection's socket as it opens."""
+        if event != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            late = self.expired
+        if late:
+            self._shutdown(sock)
+
+    def _cut(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket) -> None:
+        with suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
+
+    @contextmanager
+    def running(self) -> Iterator[_Deadline]:
+        self._timer.start()
+        try:
+            yield self
+        finally:
+            self._timer.cancel()
 
 
 def _pinned_request(url: httpx.URL, address: str) -> tuple[httpx.URL, dict[str, str], dict]:
@@ -83,7 +137,7 @@ def _parse(url_text: str, original: str, *, redirect: bool) -> httpx.URL:
 
 
 def _read_body(
-    response: httpx.Response, original: str, settings: Settings, deadline: float
+    response: httpx.Response, original: str, settings: Settings, deadline: _Deadline
 ) -> bytes:
     cap = settings.max_image_bytes
     declared = response.headers.get("Content-Length")
@@ -104,7 +158,7 @@ def _read_body(
                 f"{original}: the body exceeds the cap of {cap} bytes (FACEPIPE_MAX_IMAGE_BYTES)",
                 url=original,
             )
-        if time.monotonic() > deadline:
+        if deadline.expired:
             raise FacepipeError(
                 ErrorCode.DOWNLOAD_FAILED,
                 f"{original}: download took longer than {settings.download_timeout_s} s",
@@ -114,7 +168,7 @@ def _read_body(
     return b"".join(chunks)
 
 
-def read_http(source: str, settings: Settings) -> bytes:
+def read_http(location: HttpLocation, settings: Settings) -> bytes:
     """Download an image, following at most ``download_max_redirects`` redirects.
 
     Each hop is resolved and checked by the SSRF guard before any connection. Errors:
@@ -122,17 +176,45 @@ def read_http(source: str, settings: Settings) -> bytes:
     many redirects), DOWNLOAD_FAILED (retryable: timeouts, connection errors, 408/429/5xx),
     IMAGE_TOO_LARGE (Content-Length or streamed body above the byte cap).
     """
+    source = location.url
     client = _client(float(settings.download_timeout_s))
     url = _parse(source, source, redirect=False)
-    # The deadline covers every hop and the body: a server dripping bytes cannot hold a worker.
-    deadline = time.monotonic() + settings.download_timeout_s
+    # The deadline covers every hop, headers and body: a server dripping bytes cannot hold a
+    # worker (see the module docstring).
+    with _Deadline(float(settings.download_timeout_s)).running() as deadline:
+        try:
+            return _download(client, url, source, settings, deadline)
+        except FacepipeError:
+            if deadline.expired:
+                raise _too_slow(source, settings) from None
+            raise
+
+
+def _too_slow(source: str, settings: Settings) -> FacepipeError:
+    return FacepipeError(
+        ErrorCode.DOWNLOAD_FAILED,
+        f"{source}: the download took longer than {settings.download_timeout_s} s "
+        "(FACEPIPE_DOWNLOAD_TIMEOUT_S covers connect to last byte)",
+        url=source,
+    )
+
+
+def _download(
+    client: httpx.Client, url: httpx.URL, source: str, settings: Settings, deadline: _Deadline
+) -> bytes:
     for hop in range(settings.download_max_redirects + 1):
         resolved = resolve_host(
             url.host, url.port or (443 if url.scheme == "https" else 80), settings, source
         )
         target, headers, extensions = _pinned_request(url, resolved.address)
+        extensions["trace"] = deadline.trace
+        if deadline.expired:
+            raise _too_slow(source, settings)
+        timeout = httpx.Timeout(min(float(settings.download_timeout_s), deadline.remaining()))
         try:
-            with client.stream("GET", target, headers=headers, extensions=extensions) as response:
+            with client.stream(
+                "GET", target, headers=headers, extensions=extensions, timeout=timeout
+            ) as response:
                 status = response.status_code
                 if status in _REDIRECT_STATUS and "Location" in response.headers:
                     location = response.headers["Location"]

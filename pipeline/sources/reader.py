@@ -1,53 +1,64 @@
-"""Source strings -> bytes -> :class:`DecodedImage` (dispatch on the source's form)."""
+"""Sources -> bytes -> :class:`DecodedImage`: parse the source once, dispatch on its type."""
 
 from __future__ import annotations
-
-import re
 
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.sources.decode import decode_image
-from pipeline.sources.http import is_http, read_http
-from pipeline.sources.inline import describe, is_inline, read_inline
+from pipeline.sources.http import read_http
+from pipeline.sources.inline import describe, read_inline
 from pipeline.sources.local import read_local
-from pipeline.sources.s3 import is_s3, read_s3
+from pipeline.sources.location import (
+    HttpLocation,
+    InlineLocation,
+    LocalLocation,
+    Location,
+    S3Location,
+    Trust,
+    parse_location,
+)
+from pipeline.sources.s3 import read_s3
 from pipeline.types import DecodedImage
 
-_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
-
-def source_label(source: str) -> str:
+def source_label(source: str | Location) -> str:
     """The name an image goes by in results and errors (inline payloads are shortened)."""
-    return describe(source) if is_inline(source) else source
+    text = str(source)
+    return describe(text) if text[:8].lower().startswith(("base64:", "data:")) else text
 
 
-def read_source_bytes(source: str, settings: Settings | None = None) -> bytes:
-    """The encoded bytes of a local path, ``file://``, http(s) URL, ``s3://`` key or base64.
+def read_location_bytes(location: Location, settings: Settings) -> bytes:
+    """The encoded bytes a parsed location names."""
+    match location:
+        case InlineLocation(text):
+            return read_inline(text, settings)
+        case HttpLocation():
+            return read_http(location, settings)
+        case S3Location():
+            return read_s3(location, settings)
+        case LocalLocation(path):
+            return read_local(path, settings)
+    raise FacepipeError(ErrorCode.INTERNAL, f"unhandled location {location!r}")
 
-    Raises :class:`FacepipeError` (SOURCE_NOT_FOUND, URL_FORBIDDEN, DOWNLOAD_FAILED, ...).
+
+def read_source_bytes(
+    source: str | Location, settings: Settings | None = None, trust: Trust = Trust.OPERATOR
+) -> bytes:
+    """The encoded bytes of a path, ``file://``, http(s) URL, ``s3://`` key or base64 image.
+
+    A string is parsed with :func:`parse_location` under ``trust`` first: a caller's string
+    never names a local file. Raises :class:`FacepipeError` (SOURCE_NOT_FOUND, URL_FORBIDDEN,
+    DOWNLOAD_FAILED, ...).
     """
     settings = settings or get_settings()
-    if not source or not source.strip():
-        raise FacepipeError(ErrorCode.EMPTY_PARAMETER, "the image source is empty")
-    if is_inline(source):
-        return read_inline(source, settings)
-    if is_http(source):
-        return read_http(source, settings)
-    if is_s3(source):
-        return read_s3(source, settings)
-    scheme = _URL_SCHEME.match(source)
-    if scheme and scheme.group(1).lower() != "file":
-        raise FacepipeError(
-            ErrorCode.ILLEGAL_PARAMETER,
-            f"{source}: unsupported scheme {scheme.group(1)!r} (use a path, file://, http(s)://, "
-            "s3://, data: or base64:)",
-            source=source,
-        )
-    return read_local(source, settings)
+    location = source if not isinstance(source, str) else parse_location(source, trust)
+    return read_location_bytes(location, settings)
 
 
-def load_image(source: str, settings: Settings | None = None) -> DecodedImage:
+def load_image(
+    source: str | Location, settings: Settings | None = None, trust: Trust = Trust.OPERATOR
+) -> DecodedImage:
     """Read and decode one image source (see :func:`read_source_bytes`, :func:`decode_image`)."""
     settings = settings or get_settings()
-    data = read_source_bytes(source, settings)
+    data = read_source_bytes(source, settings, trust)
     return decode_image(data, source=source_label(source), settings=settings)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -17,41 +16,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.sources.location import S3Location
 
 logger = logging.getLogger(__name__)
 
-S3_SCHEME = "s3://"
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
 _DENIED_CODES = frozenset({"AccessDenied", "403", "Forbidden", "AllAccessDisabled"})
 _client_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class S3Location:
-    """A bucket and a key (or key prefix)."""
-
-    bucket: str
-    key: str
-
-    @property
-    def uri(self) -> str:
-        return f"{S3_SCHEME}{self.bucket}/{self.key}"
-
-
-def is_s3(source: str) -> bool:
-    """True for ``s3://`` sources."""
-    return source[:5].lower() == S3_SCHEME
-
-
-def parse_s3_uri(source: str) -> S3Location:
-    """Split ``s3://bucket/key``; ILLEGAL_PARAMETER when the bucket is missing."""
-    rest = source[len(S3_SCHEME) :]
-    bucket, _, key = rest.partition("/")
-    if not bucket:
-        raise FacepipeError(
-            ErrorCode.ILLEGAL_PARAMETER, f"{source}: expected s3://bucket/key", source=source
-        )
-    return S3Location(bucket, key)
 
 
 @lru_cache(maxsize=8)
@@ -94,10 +65,10 @@ def _translate(exc: Exception, what: str) -> FacepipeError:
     return FacepipeError(ErrorCode.OBJECT_STORE_UNAVAILABLE, f"{what}: {type(exc).__name__}: {exc}")
 
 
-def read_s3(source: str, settings: Settings) -> bytes:
+def read_s3(loc: S3Location, settings: Settings) -> bytes:
     """Fetch an object, refusing it before the body is read when it is above the byte cap."""
-    loc = parse_s3_uri(source)
-    if not loc.key or loc.key.endswith("/"):
+    source = loc.uri
+    if loc.is_prefix:
         raise FacepipeError(
             ErrorCode.ILLEGAL_PARAMETER,
             f"{source}: is a prefix, not an object (expand it with expand_sources)",

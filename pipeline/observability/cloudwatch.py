@@ -1,12 +1,11 @@
-"""Celery queue depths read from the Redis broker and published to CloudWatch.
+"""Celery queue depths published to CloudWatch (the autoscaling metric).
 
 The GPU worker fleet scales on these numbers (infra/terraform/autoscaling.tf): namespace
 ``facepipe``, metric ``QueueDepth``, dimension ``Queue`` = the queue name, plus
 ``Queue=unacked`` for messages delivered to a worker and not yet acknowledged.
 
-Celery's Redis transport (kombu) keeps each queue as Redis lists: the queue's own name for
-priority 0 and ``<queue>\\x06\\x16<p>`` for the other priority steps, and the messages in flight
-in one hash, ``unacked``. A queue's depth is the sum of its lists' lengths.
+The depths are read by :mod:`pipeline.observability.queues`, the same reader the Prometheus
+exporter uses.
 """
 
 from __future__ import annotations
@@ -19,73 +18,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
-import redis
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.observability.queues import QUEUES, queue_depths
 
 logger = logging.getLogger(__name__)
 
-QUEUES: tuple[str, ...] = ("ingest", "infer", "index", "search")
-"""The Celery queues facepipe routes tasks to."""
-UNACKED = "unacked"
-"""The pseudo-queue name under which messages in flight are reported."""
 NAMESPACE = "facepipe"
 METRIC_NAME = "QueueDepth"
 DIMENSION = "Queue"
-
-# kombu.transport.redis defaults: separator and priority steps of the per-priority lists,
-# and the name of the hash holding delivered-but-unacknowledged messages.
-PRIORITY_SEPARATOR = "\x06\x16"
-PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
-UNACKED_KEY = "unacked"
 # CloudWatch accepts at most this many data points per PutMetricData call.
 MAX_DATA_PER_CALL = 1000
-
-
-def queue_keys(queue: str, key_prefix: str = "") -> list[str]:
-    """The Redis list keys that hold ``queue``'s waiting messages, one per priority step."""
-    return [
-        f"{key_prefix}{queue}{PRIORITY_SEPARATOR}{step}" if step else f"{key_prefix}{queue}"
-        for step in PRIORITY_STEPS
-    ]
-
-
-def queue_depths(
-    broker_url: str,
-    queues: Sequence[str] = QUEUES,
-    *,
-    include_unacked: bool = True,
-    key_prefix: str = "",
-) -> dict[str, int]:
-    """Messages waiting on each Celery queue of a Redis broker (and in flight, as ``unacked``).
-
-    ``key_prefix`` is the transport's ``global_keyprefix`` when the Celery app sets one.
-    Raises ``BROKER_UNAVAILABLE`` (retryable) when Redis cannot be reached.
-    """
-    client = redis.Redis.from_url(broker_url, socket_timeout=10, socket_connect_timeout=10)
-    try:
-        pipe = client.pipeline(transaction=False)
-        for queue in queues:
-            for key in queue_keys(queue, key_prefix):
-                pipe.llen(key)
-        if include_unacked:
-            pipe.hlen(f"{key_prefix}{UNACKED_KEY}")
-        lengths = [int(n) for n in pipe.execute()]
-    except redis.RedisError as exc:
-        raise FacepipeError(
-            ErrorCode.BROKER_UNAVAILABLE, f"cannot read queue lengths from the broker: {exc}"
-        ) from exc
-    finally:
-        client.close()
-    steps = len(PRIORITY_STEPS)
-    depths = {
-        queue: sum(lengths[i * steps : (i + 1) * steps]) for i, queue in enumerate(queues)
-    }
-    if include_unacked:
-        depths[UNACKED] = lengths[-1]
-    return depths
 
 
 def metric_data(

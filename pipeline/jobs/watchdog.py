@@ -1,0 +1,249 @@
+"""The watchdog: every job ends, done or failed with a code, without anyone typing a command.
+
+Postgres holds the truth about every item; the broker only carries work, and work can be lost:
+a worker killed mid-chunk (its message comes back only after the broker's visibility timeout,
+an hour by default), a Redis restarted without persistence (every queued message gone), a
+chunk that gave up while Postgres was away. The watchdog runs every ``watchdog_interval_s`` in
+each worker (one at a time, under a Redis lock) and as a beat task, and heals each case:
+
+1. **expired leases** - items still ``running`` whose lease ran out lost their worker: they go
+   back to ``pending`` and their chunk is re-sent (the claim counts the attempt, so an item that
+   kills its worker every time ends failed after ``item_max_attempts``);
+2. **a broker that lost its data** (the dispatcher's canary key is gone) - every pending item of
+   every unfinished job is re-sent, and every unfinished listing resumed from its last page;
+3. **work no queue holds** - a job with pending items or an unfinished listing, nothing running
+   under a live lease, no message in any queue, and no progress for ``watchdog_idle_s``: the
+   same re-send.
+
+Every re-send counts on the item (``resends``); past ``watchdog_max_resends`` the item fails
+with ITEM_LOST instead of travelling forever. A job the watchdog looked at carries its finding
+in ``jobs.stalled`` (cleared by the next progress), which ``jobs show`` and ``--wait`` print.
+Re-sending is always safe: a chunk skips items that are done or held by a live run.
+
+:func:`decide` is the pure rule; :func:`run_watchdog` does the reading and sending.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pipeline.config import Settings
+from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.jobs import store
+from pipeline.jobs.dispatch import BrokerState, Dispatcher
+from pipeline.jobs.model import ItemOutcome, ItemStatus
+from pipeline.jobs.runtime import Runtime
+from pipeline.observability.metrics import ITEMS_LOST, LEASES_EXPIRED, WATCHDOG_RESENT
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobHealth:
+    """What the database says about one unfinished job."""
+
+    job_id: str
+    listing_done: bool
+    pending: int
+    live_running: int
+    idle_s: float
+    expired_seqs: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do about one job: re-send ``seqs`` (None: every pending item), resume listing."""
+
+    reason: str
+    resend_all_pending: bool = False
+    seqs: tuple[int, ...] = ()
+    resume_listing: bool = False
+    note_only: bool = False
+
+
+def decide(health: JobHealth, broker: BrokerState, settings: Settings) -> Decision | None:
+    """The watchdog's rule for one job (see the module docstring); None: leave it alone."""
+    unfinished_work = health.pending > 0 or not health.listing_done
+    if broker.lost and unfinished_work:
+        return Decision(
+            "the broker lost its queued messages (restarted without persistence?)",
+            resend_all_pending=True,
+            resume_listing=not health.listing_done,
+        )
+    idle = health.idle_s >= settings.watchdog_idle_s
+    nothing_holds_it = broker.queued == 0 and health.live_running == 0
+    if unfinished_work and idle and nothing_holds_it:
+        return Decision(
+            f"no progress for {health.idle_s:.0f} s with nothing queued or running",
+            resend_all_pending=True,
+            resume_listing=not health.listing_done,
+        )
+    if health.expired_seqs:
+        return Decision(
+            "a worker stopped renewing its lease (killed or hung)", seqs=health.expired_seqs
+        )
+    if unfinished_work and idle and health.live_running == 0:
+        queued = "an unknown number of" if broker.queued is None else str(broker.queued)
+        return Decision(
+            f"no progress for {health.idle_s:.0f} s; {queued} messages are queued ahead of it "
+            "(are workers running for every queue?)",
+            note_only=True,
+        )
+    return None
+
+
+@dataclass
+class WatchdogReport:
+    """What one watchdog run did."""
+
+    leases_expired: int = 0
+    chunks_sent: int = 0
+    listings_resumed: int = 0
+    items_lost: int = 0
+    broker_lost: bool = False
+    jobs: dict[str, str] = field(default_factory=dict)
+    """job id -> the reason it was acted on"""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "leases_expired": self.leases_expired,
+            "chunks_sent": self.chunks_sent,
+            "listings_resumed": self.listings_resumed,
+            "items_lost": self.items_lost,
+            "broker_lost": self.broker_lost,
+            "jobs": self.jobs,
+        }
+
+
+def run_watchdog(rt: Runtime, dispatcher: Dispatcher) -> WatchdogReport:
+    """One pass over every unfinished job; see the module docstring."""
+    with rt.db.transaction() as conn:  # the database first: if it is away, nothing is consumed
+        expired = conn.execute(
+            "UPDATE job_items SET status = 'pending', lease_until = NULL, lease_owner = NULL "
+            "WHERE status = 'running' AND lease_until < now() RETURNING job_id::text, seq"
+        ).fetchall()
+    broker = dispatcher.broker_state()
+    report = WatchdogReport(broker_lost=broker.lost)
+    report.leases_expired = len(expired)
+    expired_by_job: dict[str, list[int]] = {}
+    for job_id, seq in expired:
+        expired_by_job.setdefault(job_id, []).append(int(seq))
+    for health in _unfinished_jobs(rt, expired_by_job):
+        decision = decide(health, broker, rt.settings)
+        if decision is None:
+            continue
+        _apply(rt, dispatcher, health, decision, report)
+    if broker.lost:
+        dispatcher.broker_state_handled()
+    LEASES_EXPIRED.inc(report.leases_expired)
+    WATCHDOG_RESENT.inc(report.chunks_sent)
+    ITEMS_LOST.inc(report.items_lost)
+    if report.jobs or report.leases_expired:
+        log.warning("watchdog: %s", report.to_dict())
+    return report
+
+
+def _unfinished_jobs(rt: Runtime, expired: dict[str, list[int]]) -> list[JobHealth]:
+    with rt.db.connection() as conn:
+        rows = conn.execute(
+            "SELECT j.id::text, j.listing_done, "
+            "  count(*) FILTER (WHERE i.status = 'pending'), "
+            "  count(*) FILTER (WHERE i.status = 'running' AND i.lease_until >= now()), "
+            "  extract(epoch FROM now() - coalesce(j.progress_at, j.created_at)) "
+            "FROM jobs j LEFT JOIN job_items i ON i.job_id = j.id "
+            "WHERE j.status IN ('pending', 'running') GROUP BY j.id ORDER BY j.created_at"
+        ).fetchall()
+    return [
+        JobHealth(
+            job_id=r[0],
+            listing_done=bool(r[1]),
+            pending=int(r[2]),
+            live_running=int(r[3]),
+            idle_s=float(r[4]),
+            expired_seqs=tuple(sorted(expired.get(r[0], ()))),
+        )
+        for r in rows
+    ]
+
+
+def _apply(
+    rt: Runtime,
+    dispatcher: Dispatcher,
+    health: JobHealth,
+    decision: Decision,
+    report: WatchdogReport,
+) -> None:
+    job_id = health.job_id
+    note = {"reason": decision.reason, "at": datetime.now(UTC).isoformat()}
+    if decision.note_only:
+        with rt.db.transaction() as conn:
+            _set_note(conn, job_id, {**note, "action": "waiting"})
+        return
+    limit = rt.settings.watchdog_max_resends
+    with rt.db.transaction() as conn:
+        job = store.get_job(conn, job_id)
+        seqs = None if decision.resend_all_pending else list(decision.seqs)
+        lost = conn.execute(
+            "SELECT id, uri, resends FROM job_items WHERE job_id = %s AND status = 'pending' "
+            "AND resends >= %s AND (%s::int[] IS NULL OR seq = ANY(%s::int[])) FOR UPDATE",
+            (job_id, limit, seqs, seqs),
+        ).fetchall()
+        if lost:
+            store.write_outcomes(conn, job_id, [_lost(r[0], r[1], r[2]) for r in lost])
+        resent = conn.execute(
+            "UPDATE job_items SET resends = resends + 1 WHERE job_id = %s AND status = 'pending' "
+            "AND (%s::int[] IS NULL OR seq = ANY(%s::int[])) RETURNING seq",
+            (job_id, seqs, seqs),
+        ).fetchall()
+        ranges = store.seq_ranges(sorted(r[0] for r in resent), _chunk_size(rt, job.params))
+        action = f"re-sent {len(resent)} items in {len(ranges)} chunks"
+        if decision.resume_listing:
+            action += ", resumed the listing"
+        if lost:
+            action += f", failed {len(lost)} items re-sent {limit} times already (ITEM_LOST)"
+        _set_note(conn, job_id, {**note, "action": action})
+    # Sent after the commit: a chunk that runs at once sees the notes and counters in place.
+    if decision.resume_listing:
+        dispatcher.send_listing(job_id, job.listing_token, job.listing_next_seq)
+        report.listings_resumed += 1
+    for lo, hi in ranges:
+        dispatcher.send_chunk(job_id, lo, hi)
+    report.chunks_sent += len(ranges)
+    report.items_lost += len(lost)
+    report.jobs[job_id] = f"{decision.reason}: {action}"
+
+
+def _chunk_size(rt: Runtime, params: dict[str, object]) -> int:
+    value = params.get("chunk_size")
+    return max(1, int(value) if isinstance(value, int) else rt.settings.chunk_size)
+
+
+def _set_note(conn: object, job_id: str, note: dict[str, str]) -> None:
+    conn.execute(  # type: ignore[attr-defined]
+        "UPDATE jobs SET stalled = %s WHERE id = %s", (json.dumps(note), job_id)
+    )
+
+
+def _lost(item_id: int, uri: str, resends: int) -> ItemOutcome:
+    err = FacepipeError(
+        ErrorCode.ITEM_LOST,
+        f"{uri}: its work was re-sent {resends} times and lost every time (workers died or the "
+        "broker lost it); giving up on this item",
+    )
+    return ItemOutcome(item_id, ItemStatus.FAILED, error=err.to_dict())
+
+
+def describe_stall(note: dict[str, str] | None, idle_s: float, settings: Settings) -> str | None:
+    """One line for ``jobs show`` / ``--wait`` about a job that makes no progress."""
+    if note:
+        return f"stalled: {note.get('reason')} - watchdog {note.get('action')} at {note.get('at')}"
+    if idle_s >= settings.watchdog_idle_s * 2:
+        return (
+            f"no progress for {idle_s:.0f} s and no watchdog finding: is a worker running "
+            "(facepipe worker)?"
+        )
+    return None
+

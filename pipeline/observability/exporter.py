@@ -1,0 +1,181 @@
+"""The jobs-and-queues exporter: gauges read from Redis and Postgres each time Prometheus scrapes.
+
+``facepipe metrics serve`` runs one of these per deployment (next to beat); it owns no state,
+so two of them report the same numbers. What it reports:
+
+* ``facepipe_queue_messages{queue}``: messages waiting on each Celery queue;
+* ``facepipe_queue_unacked_messages``: messages delivered to a worker, not yet acknowledged;
+* ``facepipe_jobs{kind,status}``: jobs by kind and status (every combination, zeros included);
+* ``facepipe_jobs_stalled{kind}``: pending or running jobs with no item started or finished
+  for ``metrics_stalled_after_s``;
+* ``facepipe_oldest_pending_item_age_seconds``: how long the oldest pending item has waited
+  (measured from its job's creation: items carry no creation time of their own);
+* ``facepipe_gallery_faces{model}``: enrolled faces per model;
+* ``facepipe_index_snapshot_age_seconds{model}``: age of the stalest FAISS snapshot scope
+  (each scope's newest live snapshot);
+* ``facepipe_exporter_up{source}``: 1 when ``broker`` / ``database`` answered this scrape.
+
+The queue depths come from :func:`pipeline.observability.queues.queue_depths`, the reader the
+CloudWatch autoscaling metric uses too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pipeline.config import Settings
+from pipeline.errors import FacepipeError
+from pipeline.jobs.model import JobKind, JobStatus
+from pipeline.observability.queues import QUEUES, UNACKED, queue_depths
+
+log = logging.getLogger(__name__)
+
+JOBS_BY_STATUS_SQL = "SELECT kind, status, count(*) FROM jobs GROUP BY kind, status"
+# A job's last sign of life: its creation, its start, or any item of it starting or finishing.
+# greatest() ignores NULLs.
+# progress_at (migration 0004) moves whenever an item is claimed or finished or the listing
+# moves on, so no item is scanned; a job the watchdog flagged (jobs.stalled) counts at once.
+STALLED_SQL = """
+SELECT j.kind, count(*)
+FROM jobs j
+WHERE j.status IN ('pending', 'running')
+  AND (j.stalled IS NOT NULL
+       OR coalesce(j.progress_at, j.started_at, j.created_at) < now() - make_interval(secs => %s))
+GROUP BY j.kind
+"""
+OLDEST_PENDING_SQL = """
+SELECT coalesce(extract(epoch FROM now() - min(j.created_at)), 0)
+FROM jobs j
+WHERE j.status IN ('pending', 'running')
+  AND EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = j.id AND i.status = 'pending')
+"""
+GALLERY_SQL = "SELECT model_id, count(*) FROM faces GROUP BY model_id"
+SNAPSHOT_AGE_SQL = """
+SELECT model_id, max(extract(epoch FROM now() - newest))
+FROM (SELECT scope, model_id, max(created_at) AS newest
+      FROM index_snapshots WHERE gc_at IS NULL GROUP BY scope, model_id) s
+GROUP BY model_id
+"""
+
+
+@dataclass
+class JobStats:
+    """What the database says about jobs, faces and snapshots at one moment."""
+
+    by_status: dict[tuple[str, str], int] = field(default_factory=dict)
+    stalled: dict[str, int] = field(default_factory=dict)
+    oldest_pending_s: float = 0.0
+    gallery: dict[str, int] = field(default_factory=dict)
+    snapshot_age_s: dict[str, float] = field(default_factory=dict)
+
+
+def read_job_stats(conn: Any, stalled_after_s: float) -> JobStats:
+    """Read :class:`JobStats` on one connection."""
+    stats = JobStats()
+    for kind, status, n in conn.execute(JOBS_BY_STATUS_SQL).fetchall():
+        stats.by_status[(str(kind), str(status))] = int(n)
+    for kind, n in conn.execute(STALLED_SQL, (float(stalled_after_s),)).fetchall():
+        stats.stalled[str(kind)] = int(n)
+    row = conn.execute(OLDEST_PENDING_SQL).fetchone()
+    stats.oldest_pending_s = float(row[0]) if row and row[0] is not None else 0.0
+    for model, n in conn.execute(GALLERY_SQL).fetchall():
+        stats.gallery[str(model)] = int(n)
+    for model, age in conn.execute(SNAPSHOT_AGE_SQL).fetchall():
+        stats.snapshot_age_s[str(model)] = float(age)
+    return stats
+
+
+def job_families(stats: JobStats) -> list[Metric]:
+    """The Prometheus families for ``stats`` (pure: no I/O)."""
+    jobs = GaugeMetricFamily(
+        "facepipe_jobs", "Jobs by kind and status.", labels=["kind", "status"]
+    )
+    for kind in JobKind:
+        for status in JobStatus:
+            jobs.add_metric([kind.value, status.value], stats.by_status.get((kind, status), 0))
+    stalled = GaugeMetricFamily(
+        "facepipe_jobs_stalled",
+        "Pending or running jobs with no item started or finished for metrics_stalled_after_s.",
+        labels=["kind"],
+    )
+    for kind in JobKind:
+        stalled.add_metric([kind.value], stats.stalled.get(kind, 0))
+    oldest = GaugeMetricFamily(
+        "facepipe_oldest_pending_item_age_seconds",
+        "Age of the oldest pending job item (since its job was created); 0 when none waits.",
+        value=stats.oldest_pending_s,
+    )
+    gallery = GaugeMetricFamily(
+        "facepipe_gallery_faces", "Enrolled faces, by embedding model.", labels=["model"]
+    )
+    for model, n in sorted(stats.gallery.items()):
+        gallery.add_metric([model], n)
+    snapshot = GaugeMetricFamily(
+        "facepipe_index_snapshot_age_seconds",
+        "Age of the stalest FAISS snapshot scope (its newest live snapshot), by model.",
+        labels=["model"],
+    )
+    for model, age in sorted(stats.snapshot_age_s.items()):
+        snapshot.add_metric([model], age)
+    return [jobs, stalled, oldest, gallery, snapshot]
+
+
+def queue_families(depths: dict[str, int]) -> list[Metric]:
+    """The Prometheus families for the broker's queue depths (pure: no I/O)."""
+    waiting = GaugeMetricFamily(
+        "facepipe_queue_messages", "Messages waiting on a Celery queue.", labels=["queue"]
+    )
+    for queue in QUEUES:
+        waiting.add_metric([queue], depths.get(queue, 0))
+    unacked = GaugeMetricFamily(
+        "facepipe_queue_unacked_messages",
+        "Messages delivered to a worker and not yet acknowledged.",
+        value=depths.get(UNACKED, 0),
+    )
+    return [waiting, unacked]
+
+
+class PipelineCollector(Collector):
+    """Reads the broker and the database on every scrape (a failing source reports up=0 and
+    leaves its gauges out for this scrape, rather than failing the whole scrape)."""
+
+    def __init__(self, settings: Settings, db: Any) -> None:
+        self.settings = settings
+        self.db = db
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "facepipe_exporter_up",
+            "1 when the source answered the exporter during this scrape.",
+            labels=["source"],
+        )
+        try:
+            yield from queue_families(queue_depths(self.settings.broker_url))
+            up.add_metric(["broker"], 1)
+        except FacepipeError as exc:
+            log.warning("queue depths not read: %s", exc)
+            up.add_metric(["broker"], 0)
+        try:
+            with self.db.connection() as conn:
+                stats = read_job_stats(conn, self.settings.metrics_stalled_after_s)
+            yield from job_families(stats)
+            up.add_metric(["database"], 1)
+        except (FacepipeError, psycopg.Error) as exc:
+            log.warning("job statistics not read: %s", exc)
+            up.add_metric(["database"], 0)
+        yield up
+
+
+def exporter_registry(settings: Settings, db: Any) -> CollectorRegistry:
+    """A registry holding only the pipeline collector (what ``facepipe metrics serve`` serves)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PipelineCollector(settings, db))
+    return registry

@@ -1,0 +1,119 @@
+"""The Celery side of :class:`pipeline.jobs.dispatch.Dispatcher`: ``send_task`` by name.
+
+Sending fails fast: a broker that does not answer within ``submit_timeout_s`` is
+BROKER_UNAVAILABLE (-1906) for the caller, instead of a traceback after kombu's default retries.
+
+The broker's state for the watchdog (Redis brokers only; others answer "unknown"): the length of
+every facepipe queue plus the messages workers hold unacknowledged, and a canary key. The canary
+is written after each watchdog pass that handled it and never expires; when it is gone, the
+broker lost its data (a restart without persistence, a flush), and with it every message it
+held.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from celery import Celery
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
+
+from pipeline.config import Settings
+from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.jobs.dispatch import BrokerState, TaskName
+
+log = logging.getLogger(__name__)
+
+CANARY_KEY = "facepipe:broker-canary"
+UNACKED_KEY = "unacked"  # kombu's Redis transport: messages delivered but not acknowledged
+LISTING_SOFT_LIMIT_S = 600.0
+# kombu's Redis transport keeps priority levels in extra lists named <queue>\x06\x16<level>
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+class CeleryDispatcher:
+    """Sends facepipe tasks by name through a Celery app."""
+
+    def __init__(self, app: Celery, settings: Settings, queues: tuple[str, ...]) -> None:
+        self.app = app
+        self.settings = settings
+        self.queues = queues
+
+    def _send(self, name: TaskName, args: tuple[Any, ...] = (), **options: Any) -> None:
+        timeout = max(0.5, self.settings.submit_timeout_s)
+        policy = {
+            "max_retries": 3,
+            "interval_start": 0,
+            "interval_step": timeout / 6,
+            "interval_max": timeout / 3,
+        }
+        try:
+            self.app.send_task(str(name), args=args, retry=True, retry_policy=policy, **options)
+        except (KombuOperationalError, RedisError, OSError) as exc:
+            raise FacepipeError(
+                ErrorCode.BROKER_UNAVAILABLE,
+                f"the message broker did not take {name} within {timeout:.0f} s: {exc}",
+            ) from exc
+
+    def send_listing(self, job_id: str, token: str | None = None, next_seq: int = 0) -> None:
+        kwargs = {"token": token, "next_seq": next_seq} if token or next_seq else {}
+        # one listing page (10 000 files or 1 000 keys) takes seconds; a run past these limits
+        # is stuck on the file system or the object store, and the watchdog resumes it
+        self._send(TaskName.LIST_SOURCE, (job_id,), kwargs=kwargs,
+                   soft_time_limit=LISTING_SOFT_LIMIT_S, time_limit=LISTING_SOFT_LIMIT_S + 30)
+
+    def send_chunk(
+        self, job_id: str, seq_lo: int, seq_hi: int, *, countdown: float | None = None
+    ) -> None:
+        soft, hard = chunk_time_limits(self.settings, seq_hi - seq_lo + 1)
+        self._send(
+            TaskName.PROCESS_CHUNK,
+            (job_id, seq_lo, seq_hi),
+            countdown=countdown,
+            soft_time_limit=soft,
+            time_limit=hard,
+        )
+
+    def send_export(self, job_id: str, dest: str) -> None:
+        self._send(TaskName.EXPORT, (job_id, dest))
+
+    def broker_state(self) -> BrokerState:
+        url = str(self.app.conf.broker_url)  # the broker the messages really go to
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            return BrokerState(queued=None, lost=False)
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        try:
+            pipe = client.pipeline()
+            for queue in self.queues:
+                for suffix in _PRIORITY_SUFFIXES:
+                    pipe.llen(queue + suffix)
+            pipe.hlen(UNACKED_KEY)
+            pipe.exists(CANARY_KEY)
+            *lengths, canary = pipe.execute()
+        except RedisError as exc:
+            raise FacepipeError(ErrorCode.BROKER_UNAVAILABLE, f"broker state: {exc}") from exc
+        finally:
+            client.close()
+        return BrokerState(queued=sum(int(n) for n in lengths), lost=not canary)
+
+    def broker_state_handled(self) -> None:
+        # Written back only after a watchdog pass re-sent everything: a pass that fails half
+        # way (the database is away too) leaves the loss to be noticed again.
+        url = str(self.app.conf.broker_url)
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            return
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        try:
+            client.set(CANARY_KEY, "1")
+        except RedisError as exc:
+            raise FacepipeError(ErrorCode.BROKER_UNAVAILABLE, f"broker canary: {exc}") from exc
+        finally:
+            client.close()
+
+
+def chunk_time_limits(settings: Settings, n_items: int) -> tuple[float, float]:
+    """(soft, hard) time limits of a chunk task of ``n_items`` items."""
+    soft = max(1, n_items) * settings.task_item_budget_s + 60.0
+    return soft, soft + 30.0
