@@ -57,6 +57,8 @@ class ErrorCode(StrEnum):
     STORAGE_FAILED = "STORAGE_FAILED"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     BROKER_UNAVAILABLE = "BROKER_UNAVAILABLE"
+    SERVICE_BUSY = "SERVICE_BUSY"
+    RATE_LIMITED = "RATE_LIMITED"
     OBJECT_STORE_UNAVAILABLE = "OBJECT_STORE_UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
@@ -121,6 +123,10 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.STORAGE_FAILED: ErrorSpec(-1200, True, "storing the result failed"),
     ErrorCode.DATABASE_UNAVAILABLE: ErrorSpec(-1200, True, "the database is unavailable"),
     ErrorCode.BROKER_UNAVAILABLE: ErrorSpec(-1906, True, "the message broker is unavailable"),
+    ErrorCode.SERVICE_BUSY: ErrorSpec(
+        -1907, True, "every model slot is busy; retry later"
+    ),
+    ErrorCode.RATE_LIMITED: ErrorSpec(-1908, True, "too many requests for this key; slow down"),
     ErrorCode.OBJECT_STORE_UNAVAILABLE: ErrorSpec(
         -1403, True, "the object store is unavailable"
     ),

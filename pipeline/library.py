@@ -172,9 +172,13 @@ class FaceLibrary:
             ErrorCode.ILLEGAL_PARAMETER, "model_id is required when the library has no engine"
         )
 
-    def _load(self, image: str | DecodedImage) -> DecodedImage:
+    def _load(self, image: str | DecodedImage | FacepipeError) -> DecodedImage:
         if isinstance(image, DecodedImage):
             return image
+        if isinstance(image, FacepipeError):
+            # An image whose reading already failed (the API fetches before taking a model
+            # slot): it stays that image's result code, like any other unreadable image.
+            raise image
         from pipeline.sources import load_image
 
         return load_image(image, self.settings)
@@ -487,7 +491,7 @@ class FaceLibrary:
     def add_faces(
         self,
         person_id: str,
-        images: Sequence[str | DecodedImage],
+        images: Sequence[str | DecodedImage | FacepipeError],
         *,
         quality_control: int = 0,
         face_match_threshold: float | None = None,
@@ -506,7 +510,7 @@ class FaceLibrary:
     def replace_faces(
         self,
         person_id: str,
-        images: Sequence[str | DecodedImage],
+        images: Sequence[str | DecodedImage | FacepipeError],
         *,
         quality_control: int = 0,
         face_match_threshold: float | None = None,
@@ -522,7 +526,7 @@ class FaceLibrary:
     def _add_images(
         self,
         person_id: str,
-        images: Sequence[str | DecodedImage],
+        images: Sequence[str | DecodedImage | FacepipeError],
         quality_control: int,
         face_match_threshold: float | None,
         job_id: str | None,

@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "pipeline.cli.jobs_cmds",
     "pipeline.cli.index_cmds",
     "pipeline.cli.api_cmds",
+    "pipeline.cli.keys_cmds",
 )
 
 
