@@ -21,6 +21,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pipeline.api.auth import Refused
 from pipeline.api.deps import BearerRefused, require_bearer
 from pipeline.api.native import v1
 from pipeline.api.state import ApiState
@@ -104,6 +105,10 @@ def create_app(
         message = f"{request.method} {request.url.path}: {exc.detail}"
         error = FacepipeError(ErrorCode.ILLEGAL_PARAMETER, message)
         return answer(request, error, exc.status_code)
+
+    @app.exception_handler(Refused)
+    async def _refused(_: Request, exc: Refused) -> Response:
+        return exc.response
 
     @app.exception_handler(BearerRefused)
     async def _unauthorized(_: Request, __: BearerRefused) -> JSONResponse:

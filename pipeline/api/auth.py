@@ -13,11 +13,23 @@ import ipaddress
 from dataclasses import dataclass
 from datetime import timedelta
 
+from starlette.responses import Response
+
 from pipeline import apikeys
 from pipeline.apikeys import ApiKey, SecretCipher
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.store.db import Database
+
+
+class Refused(Exception):
+    """A call refused before its route runs (bad credentials, over the rate), carrying the
+    answer already shaped by its protocol."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "ip6-localhost"})
 

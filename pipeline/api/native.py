@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from pipeline.api.calls import create_person_with_face
 from pipeline.api.deps import PayloadDep, StateDep, require_bearer
 from pipeline.api.images import fetch, fetch_all
 from pipeline.api_io import (
@@ -34,14 +35,6 @@ from pipeline.api_io import (
     parse,
 )
 from pipeline.errors import ErrorCode, FacepipeError
-
-
-def _raise_first_error(result: Any) -> None:
-    """Turn an add-faces result whose one image failed into that image's error."""
-    err = result.errors[0] if result.errors else None
-    if err is not None:
-        raise FacepipeError(ErrorCode(err["name"]), err["message"])
-
 
 # --- routes ------------------------------------------------------------------------------------
 
@@ -152,23 +145,17 @@ async def create_person(state: StateDep, payload: PayloadDep) -> dict[str, Any]:
     fetched = await state.blocking(lambda: fetch_all(sources, state.settings))
 
     def run() -> dict[str, Any]:
-        library = state.library
-        person = library.create_person(params.person_id, params.group_ids, params.name, params.tag)
-        out: dict[str, Any] = {"person": person.to_dict()}
-        if fetched:
-            try:
-                added = library.add_faces(
-                    params.person_id,
-                    [f.decode_or_error(state.settings) for f in fetched],
-                    quality_control=params.quality_control,
-                    face_match_threshold=params.face_match_threshold,
-                )
-                _raise_first_error(added)
-            except FacepipeError:
-                library.delete_person(params.person_id)
-                raise
-            out = {"person": library.get_person(params.person_id).to_dict(), **added.to_dict()}
-        return out
+        person, added = create_person_with_face(
+            state.library,
+            params.person_id,
+            params.group_ids,
+            params.name,
+            params.tag,
+            fetched[0].decode_or_error(state.settings) if fetched else None,
+            quality_control=params.quality_control,
+            face_match_threshold=params.face_match_threshold,
+        )
+        return {"person": person.to_dict(), **(added.to_dict() if added else {})}
 
     return await state.with_model(run)
 
