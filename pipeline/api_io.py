@@ -34,6 +34,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.JOB_NOT_FOUND: 404,
     ErrorCode.INDEX_NOT_FOUND: 404,
     ErrorCode.PERSON_EXISTS: 409,
+    ErrorCode.GROUP_EXISTS: 409,
     ErrorCode.JOB_STATE: 409,
     ErrorCode.TOO_MANY_FACES: 409,
     ErrorCode.TOO_MANY_PERSONS: 409,

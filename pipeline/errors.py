@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     FACE_NOT_FOUND = "FACE_NOT_FOUND"
     GROUP_NOT_FOUND = "GROUP_NOT_FOUND"
     GROUP_LIST_NOT_FOUND = "GROUP_LIST_NOT_FOUND"
+    GROUP_EXISTS = "GROUP_EXISTS"
     TOO_MANY_FACES = "TOO_MANY_FACES"
     TOO_MANY_PERSONS = "TOO_MANY_PERSONS"
     TOO_MANY_GROUPS = "TOO_MANY_GROUPS"
@@ -110,6 +111,7 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.FACE_NOT_FOUND: ErrorSpec(-1305, False, "the face does not exist"),
     ErrorCode.GROUP_NOT_FOUND: ErrorSpec(-1306, False, "the group does not exist"),
     ErrorCode.GROUP_LIST_NOT_FOUND: ErrorSpec(-1307, False, "none of the groups exist"),
+    ErrorCode.GROUP_EXISTS: ErrorSpec(-1909, False, "the group already exists"),
     ErrorCode.TOO_MANY_FACES: ErrorSpec(-1309, False, "the face limit was reached"),
     ErrorCode.TOO_MANY_PERSONS: ErrorSpec(-1310, False, "the person limit was reached"),
     ErrorCode.TOO_MANY_GROUPS: ErrorSpec(-1311, False, "the group limit was reached"),

@@ -43,6 +43,7 @@ from pipeline.store.records import (
     Candidate,
     FaceHit,
     FaceInfo,
+    GroupDetails,
     GroupInfo,
     NewFace,
     Page,
@@ -52,6 +53,7 @@ from pipeline.store.records import (
 from pipeline.types import DecodedImage, DetectMode, Face, ImageAnalysis
 from pipeline.validation import (
     MAX_GROUPS_PER_PERSON,
+    validate_ex_fields,
     validate_face_id,
     validate_group_id,
     validate_group_ids,
@@ -331,6 +333,66 @@ class FaceLibrary:
         with self.db.connection() as conn:
             items, total = repo.list_groups(conn, offset, limit)
         return Page(tuple(items), total, offset, limit)
+
+    def create_group(
+        self,
+        group_id: str,
+        name: str | None = None,
+        tag: str | None = None,
+        ex_fields: Sequence[str] = (),
+    ) -> GroupDetails:
+        """Create an empty group on purpose (IAI CreateGroup): it keeps its name, tag and
+        custom field names, and survives losing its last member. GROUP_EXISTS when the id is
+        taken (implicit groups included)."""
+        group = validate_group_id(group_id)
+        name, tag = validate_name(name), validate_tag(tag)
+        fields = validate_ex_fields(ex_fields)
+        with self.db.transaction() as conn:
+            if not repo.insert_group(conn, group, name, tag, fields):
+                raise FacepipeError(
+                    ErrorCode.GROUP_EXISTS, f"group {group!r} already exists", group_id=group
+                )
+            return self._group(conn, group)
+
+    def modify_group(
+        self,
+        group_id: str,
+        name: str | None = None,
+        tag: str | None = None,
+        ex_fields: Sequence[str] | None = None,
+    ) -> GroupDetails:
+        """Change a group's name, tag or custom field names (None: unchanged)."""
+        group = validate_group_id(group_id)
+        new_name = validate_name(name) if name is not None else None
+        new_tag = validate_tag(tag) if tag is not None else None
+        fields = validate_ex_fields(ex_fields) if ex_fields is not None else None
+        with self.db.transaction() as conn:
+            if not repo.update_group(conn, group, new_name, new_tag, fields):
+                raise FacepipeError(ErrorCode.GROUP_NOT_FOUND, f"group {group!r} does not exist")
+            return self._group(conn, group)
+
+    def get_group(self, group_id: str) -> GroupDetails:
+        """A group's properties and person count (explicit or implicit)."""
+        group = validate_group_id(group_id)
+        with self.db.connection() as conn:
+            return self._group(conn, group)
+
+    def delete_group(self, group_id: str) -> list[str]:
+        """Delete a group; its persons that are in no other group are deleted with their faces
+        (IAI DeleteGroup). Returns those persons."""
+        group = validate_group_id(group_id)
+        with self.db.transaction() as conn:
+            self._group(conn, group)
+            deleted = repo.delete_group(conn, group)
+        logger.info("deleted group %s and %d persons only in it", group, len(deleted))
+        return deleted
+
+    @staticmethod
+    def _group(conn: psycopg.Connection, group_id: str) -> GroupDetails:
+        details = repo.get_group(conn, group_id)
+        if details is None:
+            raise FacepipeError(ErrorCode.GROUP_NOT_FOUND, f"group {group_id!r} does not exist")
+        return details
 
     def add_person_to_groups(self, person_id: str, group_ids: Sequence[str]) -> PersonInfo:
         """Put a person in more groups (created implicitly); already-member groups are kept."""

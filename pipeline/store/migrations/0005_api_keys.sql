@@ -25,3 +25,12 @@ CREATE TABLE IF NOT EXISTS api_tokens (
 );
 CREATE INDEX IF NOT EXISTS api_tokens_key_idx ON api_tokens (key_id);
 CREATE INDEX IF NOT EXISTS api_tokens_expiry_idx ON api_tokens (expires_at);
+
+-- Explicit groups (IAI CreateGroup): a group made on purpose carries a name, a tag and custom
+-- field names, and outlives its last member; groups made implicitly (YouTu, Baidu, /v1, bulk
+-- enrolment) keep explicit = false and still vanish with their last member. Kept in this
+-- migration (not one of its own) because the HTTP protocols that need it arrive together.
+ALTER TABLE groups ADD COLUMN IF NOT EXISTS explicit boolean NOT NULL DEFAULT false;
+ALTER TABLE groups ADD COLUMN IF NOT EXISTS name text NOT NULL DEFAULT '';
+ALTER TABLE groups ADD COLUMN IF NOT EXISTS tag text NOT NULL DEFAULT '';
+ALTER TABLE groups ADD COLUMN IF NOT EXISTS ex_fields jsonb NOT NULL DEFAULT '[]'::jsonb;
