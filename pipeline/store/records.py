@@ -53,6 +53,7 @@ class GroupDetails:
     explicit: bool
     created_at: datetime
     person_count: int
+    face_count: int
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,7 @@ class GroupDetails:
             "explicit": self.explicit,
             "created_at": self.created_at.isoformat(),
             "person_count": self.person_count,
+            "face_count": self.face_count,
         }
 
 

@@ -227,13 +227,17 @@ def update_group(
 def get_group(conn: psycopg.Connection, group_id: str) -> GroupDetails | None:
     row = conn.execute(
         "SELECT g.group_id, g.name, g.tag, g.ex_fields, g.explicit, g.created_at, "
-        "(SELECT count(*) FROM memberships m WHERE m.group_id = g.group_id) "
+        "(SELECT count(*) FROM memberships m WHERE m.group_id = g.group_id), "
+        "(SELECT count(*) FROM memberships m JOIN faces f ON f.person_id = m.person_id "
+        " WHERE m.group_id = g.group_id) "
         "FROM groups g WHERE g.group_id = %s",
         (group_id,),
     ).fetchone()
     if row is None:
         return None
-    return GroupDetails(row[0], row[1], row[2], tuple(row[3]), row[4], row[5], int(row[6]))
+    return GroupDetails(
+        row[0], row[1], row[2], tuple(row[3]), row[4], row[5], int(row[6]), int(row[7])
+    )
 
 
 def delete_group(conn: psycopg.Connection, group_id: str) -> list[str]:
