@@ -277,6 +277,10 @@ class Settings(BaseSettings):
     api_rate_burst: int = Field(
         default=40, description="Calls a key may make at once before the rate applies."
     )
+    api_access_token_ttl_s: int = Field(
+        default=30 * 24 * 3600,
+        description="Lifetime of a Baidu-protocol access token from /oauth/2.0/token, seconds.",
+    )
     api_rate_redis_url: str | None = Field(
         default=None,
         description="Redis holding the per-key token buckets; None: the broker's Redis.",

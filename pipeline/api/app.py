@@ -72,7 +72,8 @@ def create_app(
         title="facepipe",
         version="0.2.0",
         summary="Face detection, comparison, verification, identification and the face library "
-        "over the native /v1 protocol and the Tencent YouTu v2 and IAI protocols.",
+        "over the native /v1 protocol and the Tencent YouTu v2, Tencent IAI and Baidu Face v2 "
+        "protocols.",
         lifespan=lifespan,
         docs_url=None,
         openapi_url=None,
@@ -159,9 +160,14 @@ def create_app(
 
 def _include_vendor_routers(app: FastAPI) -> None:
     """The vendor protocols, each with its error shape for its paths."""
-    from pipeline.api import iai, youtu
+    from pipeline.api import baidu, iai, youtu
 
     app.include_router(youtu.router)
     app.state.error_shapes.append((lambda p: p.startswith("/face/"), youtu.error_response))
     app.include_router(iai.router)
     app.state.error_shapes.append((lambda p: p == "/", iai.error_response))
+    app.include_router(baidu.token_router)
+    app.include_router(baidu.router)
+    app.state.error_shapes.append(
+        (lambda p: p.startswith("/rest/2.0/face/"), baidu.error_response)
+    )
