@@ -157,3 +157,47 @@ def test_tokens(sdk_at: Any, api_server: ApiServer, yaoming_jpg: Path) -> None:
     assert client.getGroupList()["error_code"] == 100
     wrong = sdk_at(key.key_id, "not-the-secret")
     assert wrong.getGroupList()["error_code"] == 100
+
+
+def test_one_library_behind_every_protocol(
+    client: Any, api_server: ApiServer, monkeypatch: pytest.MonkeyPatch, yaoming_jpg: Path,
+    gdp_jpg: Path,
+) -> None:
+    """A photo enrolled through one protocol is found through the three others."""
+    from qcloud_image import CIBuffer, CIFile, Client
+    from qcloud_image.conf import Conf
+
+    from tests.test_api_iai import call, make_client, models_2020
+
+    key = api_server.key
+    monkeypatch.setattr(Conf, "_Conf__SERVICE_ADDR", api_server.host_port)
+    youtu = Client(key.appid, key.key_id, key.secret, "b")
+    youtu.use_http()
+    iai = make_client(api_server, "2020-03-03", key.key_id, key.secret)
+    bearer = {"Authorization": f"Bearer {key.secret}"}
+    run = uuid.uuid4().hex[:8]
+    yao, gdp = yaoming_jpg.read_bytes(), gdp_jpg.read_bytes()
+    b64 = base64.b64encode
+
+    def found_everywhere(group: str, uid: str, photo: bytes) -> None:
+        assert youtu.face_identify(group, CIBuffer(photo))["data"]["candidates"][0][
+            "person_id"] == uid
+        assert ok(client.identifyUser(group, photo))["result"][0]["uid"] == uid
+        persons = call(iai, models_2020, "SearchPersons", GroupIds=[group],
+                       Image=b64(photo).decode())
+        assert persons.Results[0].Candidates[0].PersonId == uid
+        native = httpx.post(api_server.url + "/v1/identify", headers=bearer, timeout=60,
+                            json={"group_ids": [group], "image": b64(photo).decode()}).json()
+        assert native["candidates"][0]["person_id"] == uid
+
+    # Through Baidu, found by YouTu, IAI and /v1.
+    ok(client.addUser(f"b_{run}", "via baidu", f"bg_{run}", yao))
+    found_everywhere(f"bg_{run}", f"b_{run}", yao)
+    # Through YouTu.
+    assert youtu.face_newperson(f"y_{run}", [f"yg_{run}"], CIFile(str(gdp_jpg)))["code"] == 0
+    found_everywhere(f"yg_{run}", f"y_{run}", gdp)
+    # Through IAI (an explicit group first).
+    call(iai, models_2020, "CreateGroup", GroupId=f"ig_{run}", GroupName="iai")
+    call(iai, models_2020, "CreatePerson", GroupId=f"ig_{run}", PersonId=f"i_{run}",
+         PersonName="via iai", Image=b64(yao).decode())
+    found_everywhere(f"ig_{run}", f"i_{run}", yao)
