@@ -67,12 +67,17 @@ def start_server(db_url: str, redis_url: str, workers: int) -> tuple[subprocess.
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     healthy = 0
-    while healthy < workers * 3:  # a few answers, so that every process is likely up
-        with contextlib.suppress(httpx.TransportError):
-            healthy += httpx.get(f"{url}/healthz", timeout=5).status_code == 200
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("facepipe api did not come up")
-        time.sleep(0.2)
+    try:
+        while healthy < workers * 3:  # a few answers, so that every process is likely up
+            with contextlib.suppress(httpx.TransportError):
+                healthy += httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("facepipe api did not come up")
+            time.sleep(0.2)
+    except BaseException:
+        proc.terminate()
+        proc.wait(timeout=60)
+        raise
     return proc, url
 
 

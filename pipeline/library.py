@@ -387,6 +387,44 @@ class FaceLibrary:
         logger.info("deleted group %s and %d persons only in it", group, len(deleted))
         return deleted
 
+    def set_person_group_values(
+        self, person_id: str, group_id: str, values: dict[int, str]
+    ) -> tuple[str, ...]:
+        """Set a person's values of its group's custom fields, by field index (IAI
+        PersonExDescriptionInfos); the other fields keep their values. Returns all values."""
+        person_id, group = validate_person_id(person_id), validate_group_id(group_id)
+        with self.db.transaction() as conn:
+            if not repo.lock_person(conn, person_id):
+                raise FacepipeError(
+                    ErrorCode.PERSON_NOT_FOUND, f"person {person_id!r} does not exist"
+                )
+            fields = self._group(conn, group).ex_fields
+            current = repo.membership_values(conn, person_id)
+            if group not in current:
+                raise FacepipeError(
+                    ErrorCode.GROUP_NOT_FOUND, f"person {person_id!r} is not in group {group!r}"
+                )
+            merged = list(current[group]) + [""] * (len(fields) - len(current[group]))
+            for index, value in values.items():
+                if not 0 <= index < len(fields):
+                    raise FacepipeError(
+                        ErrorCode.ILLEGAL_PARAMETER,
+                        f"group {group!r} has {len(fields)} custom fields; no index {index}",
+                    )
+                merged[index] = validate_name(value)
+            repo.set_membership_values(conn, person_id, group, merged[: len(fields)])
+            return tuple(merged[: len(fields)])
+
+    def person_group_values(self, person_id: str) -> dict[str, tuple[str, ...]]:
+        """A person's custom field values per group it is in."""
+        person_id = validate_person_id(person_id)
+        with self.db.connection() as conn:
+            if not repo.person_exists(conn, person_id):
+                raise FacepipeError(
+                    ErrorCode.PERSON_NOT_FOUND, f"person {person_id!r} does not exist"
+                )
+            return repo.membership_values(conn, person_id)
+
     @staticmethod
     def _group(conn: psycopg.Connection, group_id: str) -> GroupDetails:
         details = repo.get_group(conn, group_id)

@@ -87,7 +87,9 @@ def test_iai_library_and_search_through_the_sdk(
     call(client, models, "CreateGroup", GroupId=other, GroupName="Other")
 
     person = call(client, models, "CreatePerson", GroupId=group, PersonId=pid,
-                  PersonName="Yao", Image=b64(yaoming_jpg))
+                  PersonName="Yao", Image=b64(yaoming_jpg),
+                  PersonExDescriptionInfos=[{"PersonExDescriptionIndex": 0,
+                                             "PersonExDescription": "B-17"}])
     assert person.FaceId and person.FaceRect.Width > 20
     assert code_of(client, models, "CreatePerson", GroupId=group, PersonId=pid,
                    PersonName="Yao", Url=photo_server + "yaoming.jpg") == (
@@ -119,10 +121,20 @@ def test_iai_library_and_search_through_the_sdk(
     call(client, models, "ModifyPersonBaseInfo", PersonId=pid, PersonName="Yao Ming")
     copied = call(client, models, "CopyPerson", PersonId=pid, GroupIds=[other])
     assert copied.SucGroupNum == 1 and copied.SucGroupIds == [other]
+    call(client, models, "ModifyPersonGroupInfo", GroupId=group, PersonId=pid,
+         PersonExDescriptionInfos=[{"PersonExDescriptionIndex": 1,
+                                    "PersonExDescription": "floor 3"}])
+    assert code_of(client, models, "ModifyPersonGroupInfo", GroupId=other, PersonId=pid,
+                   PersonExDescriptionInfos=[{"PersonExDescriptionIndex": 0,
+                                              "PersonExDescription": "x"}]) == (
+        "InvalidParameter.InvalidParameter"  # the other group has no custom fields
+    )
     groups = call(client, models, "GetPersonGroupInfo", PersonId=pid)
-    assert sorted(g.GroupId for g in groups.PersonGroupInfos) == sorted([group, other])
+    values = {g.GroupId: g.PersonExDescriptions for g in groups.PersonGroupInfos}
+    assert values == {group: ["B-17", "floor 3"], other: []}
     people = call(client, models, "GetPersonList", GroupId=group)
     assert [p.PersonId for p in people.PersonInfos] == [pid] and people.FaceNum == 1
+    assert people.PersonInfos[0].PersonExDescriptions == ["B-17", "floor 3"]
     nums = call(client, models, "GetPersonListNum", GroupId=group)
     assert (nums.PersonNum, nums.FaceNum) == (1, 1)
 

@@ -249,7 +249,7 @@ async def detect(state: StateDep, form: FormDep) -> dict[str, Any]:
     def run() -> dict[str, Any]:
         mode = DetectMode.LARGEST if max_faces == 1 else DetectMode.ALL
         analysis = state.engine.analyze(
-            [fetched.decode(state.settings)], mode=mode, max_faces=max_faces
+            [fetched.decode(state.settings)], mode=mode, max_faces=max_faces, embed=False
         )[0]
         if not analysis.faces:
             raise FacepipeError(ErrorCode.NO_FACE, source=analysis.source)

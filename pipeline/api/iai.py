@@ -355,9 +355,10 @@ async def GetGroupInfo(state: ApiState, p: Params) -> dict[str, Any]:
 @action
 async def CreatePerson(state: ApiState, p: Params) -> dict[str, Any]:
     """In an existing group (IAI groups are created with CreateGroup), with the largest face of
-    Image/Url. Gender and PersonExDescriptionInfos are accepted and not stored."""
+    Image/Url and the person's PersonExDescriptionInfos. Gender is accepted and not stored."""
     group_id, person_id = p.required("GroupId"), p.required("PersonId")
     name = p.required("PersonName")
+    values = _ex_values(p)
     qc = p.integer("QualityControl", 0, 0, 4)
     source = p.image(state.settings) if p.has_image() else None
     fetched = await state.blocking(lambda: fetch(source, state.settings)) if source else None
@@ -369,6 +370,12 @@ async def CreatePerson(state: ApiState, p: Params) -> dict[str, Any]:
             fetched.decode_or_error(state.settings) if fetched else None,
             quality_control=qc,
         )
+        if values:
+            try:
+                state.library.set_person_group_values(person_id, group_id, values)
+            except FacepipeError:
+                state.library.delete_person(person_id)
+                raise
         out: dict[str, Any] = {"FaceModelVersion": state.engine.model_id}
         if added is not None:
             out["FaceId"] = added.suc_face_ids[0]
@@ -419,6 +426,30 @@ async def ModifyPersonBaseInfo(state: ApiState, p: Params) -> dict[str, Any]:
     return {}
 
 
+def _ex_values(p: Params) -> dict[int, str]:
+    """PersonExDescriptionInfos as {field index: value}."""
+    out: dict[int, str] = {}
+    for info in p.objects("PersonExDescriptionInfos"):
+        item = Params(info)
+        out[item.integer("PersonExDescriptionIndex", -1, 0, 4)] = (
+            item.text("PersonExDescription") or ""
+        )
+    return out
+
+
+@action
+async def ModifyPersonGroupInfo(state: ApiState, p: Params) -> dict[str, Any]:
+    """Set a person's values of its group's custom fields (by field index)."""
+    group_id, person_id = p.required("GroupId"), p.required("PersonId")
+    values = _ex_values(p)
+    if not values:
+        raise FacepipeError(ErrorCode.EMPTY_PARAMETER, "PersonExDescriptionInfos is required")
+    await state.blocking(
+        lambda: state.library.set_person_group_values(person_id, group_id, values)
+    )
+    return {}
+
+
 @action
 async def GetPersonBaseInfo(state: ApiState, p: Params) -> dict[str, Any]:
     """Name and face ids (Gender is not stored: left out)."""
@@ -431,11 +462,12 @@ async def GetPersonBaseInfo(state: ApiState, p: Params) -> dict[str, Any]:
 async def GetPersonGroupInfo(state: ApiState, p: Params) -> dict[str, Any]:
     person_id = p.required("PersonId")
     offset, limit = p.integer("Offset", 0, 0, 10**9), p.integer("Limit", 10, 1, 100)
-    info = await state.blocking(lambda: state.library.get_person(person_id))
-    groups = list(info.group_ids)
+    values = await state.blocking(lambda: state.library.person_group_values(person_id))
+    groups = sorted(values)
     return {
         "PersonGroupInfos": [
-            {"GroupId": g, "PersonExDescriptions": []} for g in groups[offset : offset + limit]
+            {"GroupId": g, "PersonExDescriptions": list(values[g])}
+            for g in groups[offset : offset + limit]
         ],
         "GroupNum": len(groups),
         "FaceModelVersion": state.engine.model_id,
@@ -451,12 +483,14 @@ async def GetPersonList(state: ApiState, p: Params) -> dict[str, Any]:
         group = state.library.get_group(group_id)
         page = state.library.list_persons(group_id, offset, limit)
         persons = [state.library.get_person(s.person_id) for s in page.items]
+        values = [state.library.person_group_values(x.person_id).get(group_id, ())
+                  for x in persons]
         return {
             "PersonInfos": [
                 {"PersonName": x.name, "PersonId": x.person_id, "FaceIds": list(x.face_ids),
-                 "PersonExDescriptions": [],
+                 "PersonExDescriptions": list(v),
                  "CreationTimestamp": int(x.created_at.timestamp() * 1000)}
-                for x in persons
+                for x, v in zip(persons, values, strict=True)
             ],
             "PersonNum": group.person_count,
             "FaceNum": group.face_count,
@@ -532,7 +566,7 @@ async def DetectFace(state: ApiState, p: Params) -> dict[str, Any]:
     def run() -> dict[str, Any]:
         mode = DetectMode.LARGEST if max_faces == 1 else DetectMode.ALL
         analysis = state.engine.analyze(
-            [fetched.decode(state.settings)], mode=mode, max_faces=max_faces
+            [fetched.decode(state.settings)], mode=mode, max_faces=max_faces, embed=False
         )[0]
         if not analysis.faces:
             raise FacepipeError(ErrorCode.NO_FACE, source=analysis.source)

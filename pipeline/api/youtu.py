@@ -312,7 +312,9 @@ async def detect(state: StateDep, req: RequestDep) -> dict[str, Any]:
 
     def run() -> dict[str, Any]:
         mode = DetectMode.LARGEST if mode_text == "1" else DetectMode.ALL
-        analysis = state.engine.analyze([fetched.decode(state.settings)], mode=mode)[0]
+        analysis = state.engine.analyze(
+            [fetched.decode(state.settings)], mode=mode, embed=False
+        )[0]
         if not analysis.faces:
             raise FacepipeError(ErrorCode.NO_FACE, source=analysis.source)
         # A detected face is named by its image's content hash and its rank in the image.

@@ -240,6 +240,27 @@ def get_group(conn: psycopg.Connection, group_id: str) -> GroupDetails | None:
     )
 
 
+def membership_values(conn: psycopg.Connection, person_id: str) -> dict[str, tuple[str, ...]]:
+    """A person's custom field values per group (groups without values map to ())."""
+    rows = conn.execute(
+        "SELECT group_id, ex_values FROM memberships WHERE person_id = %s ORDER BY group_id",
+        (person_id,),
+    ).fetchall()
+    return {r[0]: tuple(r[1]) for r in rows}
+
+
+def set_membership_values(
+    conn: psycopg.Connection, person_id: str, group_id: str, values: Sequence[str]
+) -> bool:
+    """Store a person's custom field values in a group; False when it is not a member."""
+    row = conn.execute(
+        "UPDATE memberships SET ex_values = %s WHERE person_id = %s AND group_id = %s "
+        "RETURNING 1",
+        (Jsonb(list(values)), person_id, group_id),
+    ).fetchone()
+    return row is not None
+
+
 def delete_group(conn: psycopg.Connection, group_id: str) -> list[str]:
     """Delete a group and its memberships; the persons left in no group are deleted too
     (IAI DeleteGroup). Returns the deleted persons."""

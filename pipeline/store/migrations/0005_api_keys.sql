@@ -34,3 +34,6 @@ ALTER TABLE groups ADD COLUMN IF NOT EXISTS explicit boolean NOT NULL DEFAULT fa
 ALTER TABLE groups ADD COLUMN IF NOT EXISTS name text NOT NULL DEFAULT '';
 ALTER TABLE groups ADD COLUMN IF NOT EXISTS tag text NOT NULL DEFAULT '';
 ALTER TABLE groups ADD COLUMN IF NOT EXISTS ex_fields jsonb NOT NULL DEFAULT '[]'::jsonb;
+-- A person's values of its group's custom fields (IAI PersonExDescriptionInfos), aligned with
+-- groups.ex_fields by index ('' where unset).
+ALTER TABLE memberships ADD COLUMN IF NOT EXISTS ex_values jsonb NOT NULL DEFAULT '[]'::jsonb;
