@@ -92,7 +92,6 @@ def answer(**fields: Any) -> dict[str, Any]:
 token_router = APIRouter(tags=["baidu"])
 
 
-@token_router.api_route("/oauth/2.0/token", methods=["GET", "POST"])
 async def token(request: Request, state: StateDep, payload: PayloadDep) -> JSONResponse:
     """Client-credentials grant: ``client_id`` = key id (API Key), ``client_secret`` = its
     secret (Secret Key); the token expires after ``api_access_token_ttl_s``."""
@@ -128,6 +127,12 @@ async def token(request: Request, state: StateDep, payload: PayloadDep) -> JSONR
         "session_secret": "",
         "refresh_token": "",
     })
+
+
+for _method in ("GET", "POST"):
+    token_router.add_api_route(
+        "/oauth/2.0/token", token, methods=[_method], operation_id=f"baidu_token_{_method.lower()}"
+    )
 
 
 async def baidu_caller(request: Request, state: StateDep) -> Caller:

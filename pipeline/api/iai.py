@@ -733,7 +733,6 @@ async def VerifyPerson(state: ApiState, p: Params) -> dict[str, Any]:
 router = APIRouter(tags=["iai"])
 
 
-@router.api_route("/", methods=["GET", "POST"], include_in_schema=True)
 async def iai(request: Request) -> JSONResponse:
     """Tencent Cloud IAI API 3.0: the action in X-TC-Action (or Action), TC3-signed."""
     state = get_state(request)
@@ -764,3 +763,7 @@ async def iai(request: Request) -> JSONResponse:
         code = exc.context.get("iai") or iai_code(exc)
         return JSONResponse(error_body(str(code), exc.message))
     return JSONResponse({"Response": {**answer, "RequestId": _request_id()}})
+
+
+for _method in ("POST", "GET"):
+    router.add_api_route("/", iai, methods=[_method], operation_id=f"iai_{_method.lower()}")
