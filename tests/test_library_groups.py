@@ -51,3 +51,22 @@ def test_modify_and_delete_group(lib: FaceLibrary) -> None:
     assert code_of(lib.get_person, "only") is ErrorCode.PERSON_NOT_FOUND
     assert lib.get_person("both").group_ids == ("other",)
     assert code_of(lib.delete_group, "g1") is ErrorCode.GROUP_NOT_FOUND
+
+
+def test_person_values_of_group_fields(lib: FaceLibrary) -> None:
+    lib.create_group("club", "Club", ex_fields=["card", "level"])
+    lib.create_person("ann", ["club", "plain"])
+    assert lib.set_person_group_values("ann", "club", {1: "gold"}) == ("", "gold")
+    assert lib.set_person_group_values("ann", "club", {0: "A-1"}) == ("A-1", "gold")
+    assert lib.person_group_values("ann") == {"club": ("A-1", "gold"), "plain": ()}
+    assert code_of(lib.set_person_group_values, "ann", "club", {2: "x"}) is (
+        ErrorCode.ILLEGAL_PARAMETER
+    )
+    assert code_of(lib.set_person_group_values, "ann", "plain", {0: "x"}) is (
+        ErrorCode.ILLEGAL_PARAMETER  # "plain" has no custom fields
+    )
+    lib.create_group("other", ex_fields=["x"])
+    assert code_of(lib.set_person_group_values, "ann", "other", {0: "x"}) is (
+        ErrorCode.GROUP_NOT_FOUND  # not a member
+    )
+    assert code_of(lib.person_group_values, "nobody") is ErrorCode.PERSON_NOT_FOUND
