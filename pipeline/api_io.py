@@ -1,21 +1,16 @@
 """Request and response plumbing of the HTTP API: payloads (JSON or multipart), images in
 requests, parameter models, and the mapping of catalogue errors to HTTP statuses.
 
-Kept apart from :mod:`pipeline.api` (the routes) so the rules are plain functions.
+Kept apart from :mod:`pipeline.api` (the routers) so the rules are plain functions.
 """
 
 from __future__ import annotations
 
-import base64
-import hmac
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from starlette.datastructures import UploadFile
-from starlette.requests import Request
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
@@ -27,7 +22,7 @@ from pipeline.sources.location import (
     parse_location,
     require_remote,
 )
-from pipeline.types import DecodedImage, DetectMode
+from pipeline.types import DetectMode
 
 # --- errors -> HTTP statuses -----------------------------------------------------------------
 
@@ -46,6 +41,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.JOB_NOT_FOUND: 404,
     ErrorCode.INDEX_NOT_FOUND: 404,
     ErrorCode.PERSON_EXISTS: 409,
+    ErrorCode.GROUP_EXISTS: 409,
     ErrorCode.JOB_STATE: 409,
     ErrorCode.TOO_MANY_FACES: 409,
     ErrorCode.TOO_MANY_PERSONS: 409,
@@ -55,6 +51,8 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.DATABASE_UNAVAILABLE: 503,
     ErrorCode.BROKER_UNAVAILABLE: 503,
     ErrorCode.OBJECT_STORE_UNAVAILABLE: 503,
+    ErrorCode.SERVICE_BUSY: 503,
+    ErrorCode.RATE_LIMITED: 429,
     ErrorCode.MODEL_INVALID: 500,
     ErrorCode.INTERNAL: 500,
 }
@@ -71,16 +69,6 @@ def http_status(code: ErrorCode) -> int:
 def error_body(exc: FacepipeError) -> dict[str, Any]:
     """``{"error": {"code": int, "name": str, "message": str}}``."""
     return {"error": exc.to_dict()}
-
-
-def token_ok(settings: Settings, authorization: str | None) -> bool:
-    """Does the call carry the configured API token? (None configured: every call does.)"""
-    if not settings.api_token:
-        return True
-    given = (authorization or "").strip()
-    if given.lower().startswith("bearer "):
-        given = given[7:].strip()
-    return hmac.compare_digest(given.encode(), settings.api_token.encode())
 
 
 # --- payloads ----------------------------------------------------------------------------------
@@ -100,53 +88,6 @@ class Payload:
 
     fields: dict[str, Any] = field(default_factory=dict)
     files: dict[str, list[Upload]] = field(default_factory=dict)
-
-
-def body_limit(settings: Settings) -> int:
-    """Largest accepted request body: room for a few images at the byte cap, base64-encoded."""
-    return settings.max_image_bytes * 8 + (1 << 20)
-
-
-async def read_payload(request: Request, settings: Settings) -> Payload:
-    """Parse a JSON object body, or a multipart / urlencoded form; an empty body is ``{}``.
-
-    Repeated form fields become lists. A body above :func:`body_limit` is IMAGE_TOO_LARGE.
-    """
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > body_limit(settings):
-        raise FacepipeError(
-            ErrorCode.IMAGE_TOO_LARGE,
-            f"the request body ({length} bytes) is above {body_limit(settings)} bytes",
-        )
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        fields: dict[str, Any] = {}
-        files: dict[str, list[Upload]] = {}
-        async with request.form() as form:
-            for key, value in form.multi_items():
-                if isinstance(value, UploadFile):
-                    data = await value.read()
-                    files.setdefault(key, []).append(Upload(value.filename or key, data))
-                elif key in fields:
-                    prev = fields[key]
-                    fields[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
-                else:
-                    fields[key] = value
-        return Payload(fields, files)
-    raw = await request.body()
-    if len(raw) > body_limit(settings):
-        raise FacepipeError(ErrorCode.IMAGE_TOO_LARGE, "the request body is too large")
-    if not raw.strip():
-        return Payload()
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FacepipeError(
-            ErrorCode.ILLEGAL_PARAMETER, f"the body is not valid JSON ({exc})"
-        ) from exc
-    if not isinstance(body, dict):
-        raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, "the JSON body must be an object")
-    return Payload(body)
 
 
 # --- images in requests ----------------------------------------------------------------------
@@ -170,14 +111,7 @@ def inline_source(b64: str) -> InlineLocation:
     return InlineLocation(b64 if b64[:5].lower() == "data:" else f"base64:{b64}")
 
 
-def upload_source(upload: Upload) -> InlineLocation:
-    """An uploaded file as an inline image (so per-image errors keep the library's rules)."""
-    return InlineLocation("base64:" + base64.b64encode(upload.data).decode("ascii"))
-
-
-def image_source(
-    payload: Payload, settings: Settings, suffix: str = ""
-) -> Location | Upload:
+def image_source(payload: Payload, settings: Settings, suffix: str = "") -> Location | Upload:
     """The one image of a call: multipart file ``image<suffix>``, base64 ``image<suffix>`` or
     ``url<suffix>``. EMPTY_PARAMETER when none is given."""
     name, url_name = f"image{suffix}", f"url{suffix}"
@@ -199,21 +133,13 @@ def image_source(
     )
 
 
-def load(source: Location | Upload, settings: Settings) -> DecodedImage:
-    """Read and decode one request image (blocking: call it in a worker thread)."""
-    from pipeline.sources import decode_image, load_image
-
-    if isinstance(source, Upload):
-        return decode_image(source.data, source=source.filename, settings=settings)
-    return load_image(source, settings, Trust.CALLER)
-
-
-def image_sources(payload: Payload, settings: Settings) -> list[Location]:
+def image_sources(payload: Payload, settings: Settings) -> list[Location | Upload]:
     """Every image of a multi-image call (add faces), in order: files ``image``/``images``,
-    base64 ``image``/``images``, then ``url``/``urls``; each as a pipeline.sources source."""
-    out: list[Location] = []
+    base64 ``image``/``images``, then ``url``/``urls`` (uploads as they are, the others as
+    pipeline.sources sources)."""
+    out: list[Location | Upload] = []
     for name in ("image", "images"):
-        out.extend(upload_source(u) for u in payload.files.get(name, []))
+        out.extend(payload.files.get(name, []))
     for name in ("image", "images"):
         out.extend(inline_source(_text(v, name)) for v in _as_list(payload.fields.get(name)))
     for name in ("url", "urls"):

@@ -293,11 +293,39 @@ class Settings(BaseSettings):
         "(pgvector serves, and a reindex is due).",
     )
 
-    # --- HTTP API (pipeline/api.py) ------------------------------------------------------
+    # --- HTTP API (pipeline/api/) ---------------------------------------------------------
+    api_auth: bool = Field(
+        default=True,
+        description="Check credentials on every call (application keys; /healthz stays open). "
+        "false is a local trial only: `facepipe api` refuses it beyond loopback.",
+    )
     api_token: str | None = Field(
         default=None,
-        description="When set, every /v1 call needs 'Authorization: Bearer <token>' "
-        "(/healthz stays open).",
+        description="A shared bearer token accepted on /v1 besides the application keys "
+        "(the pre-keys setting; `Authorization: Bearer <token>`).",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Server key that encrypts the application keys' signing secrets at rest "
+        "(any long random string; needed by `facepipe keys create` and signed protocols).",
+    )
+    api_slot_wait_s: float = Field(
+        default=30.0,
+        description="Longest a call waits for a free model slot before SERVICE_BUSY (503).",
+    )
+    api_rate_per_s: float = Field(
+        default=20.0, description="Calls per second allowed per application key (token bucket)."
+    )
+    api_rate_burst: int = Field(
+        default=40, description="Calls a key may make at once before the rate applies."
+    )
+    api_access_token_ttl_s: int = Field(
+        default=30 * 24 * 3600,
+        description="Lifetime of a Baidu-protocol access token from /oauth/2.0/token, seconds.",
+    )
+    api_rate_redis_url: str | None = Field(
+        default=None,
+        description="Redis holding the per-key token buckets; None: the broker's Redis.",
     )
     api_url_schemes: list[str] = Field(
         default_factory=lambda: ["http", "https", "s3"],

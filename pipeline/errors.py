@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     FACE_NOT_FOUND = "FACE_NOT_FOUND"
     GROUP_NOT_FOUND = "GROUP_NOT_FOUND"
     GROUP_LIST_NOT_FOUND = "GROUP_LIST_NOT_FOUND"
+    GROUP_EXISTS = "GROUP_EXISTS"
     TOO_MANY_FACES = "TOO_MANY_FACES"
     TOO_MANY_PERSONS = "TOO_MANY_PERSONS"
     TOO_MANY_GROUPS = "TOO_MANY_GROUPS"
@@ -57,9 +58,10 @@ class ErrorCode(StrEnum):
     STORAGE_FAILED = "STORAGE_FAILED"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     BROKER_UNAVAILABLE = "BROKER_UNAVAILABLE"
+    SERVICE_BUSY = "SERVICE_BUSY"
+    RATE_LIMITED = "RATE_LIMITED"
     OBJECT_STORE_UNAVAILABLE = "OBJECT_STORE_UNAVAILABLE"
     ITEM_LOST = "ITEM_LOST"
-    SERVICE_BUSY = "SERVICE_BUSY"
     INTERNAL = "INTERNAL"
 
 
@@ -113,6 +115,7 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.FACE_NOT_FOUND: ErrorSpec(-1305, False, "the face does not exist"),
     ErrorCode.GROUP_NOT_FOUND: ErrorSpec(-1306, False, "the group does not exist"),
     ErrorCode.GROUP_LIST_NOT_FOUND: ErrorSpec(-1307, False, "none of the groups exist"),
+    ErrorCode.GROUP_EXISTS: ErrorSpec(-1909, False, "the group already exists"),
     ErrorCode.TOO_MANY_FACES: ErrorSpec(-1309, False, "the face limit was reached"),
     ErrorCode.TOO_MANY_PERSONS: ErrorSpec(-1310, False, "the person limit was reached"),
     ErrorCode.TOO_MANY_GROUPS: ErrorSpec(-1311, False, "the group limit was reached"),
@@ -126,14 +129,15 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.STORAGE_FAILED: ErrorSpec(-1200, True, "storing the result failed"),
     ErrorCode.DATABASE_UNAVAILABLE: ErrorSpec(-1200, True, "the database is unavailable"),
     ErrorCode.BROKER_UNAVAILABLE: ErrorSpec(-1906, True, "the message broker is unavailable"),
+    ErrorCode.SERVICE_BUSY: ErrorSpec(
+        -1907, True, "every model slot is busy; retry later"
+    ),
+    ErrorCode.RATE_LIMITED: ErrorSpec(-1908, True, "too many requests for this key; slow down"),
     ErrorCode.OBJECT_STORE_UNAVAILABLE: ErrorSpec(
         -1403, True, "the object store is unavailable"
     ),
     ErrorCode.ITEM_LOST: ErrorSpec(
-        -1907, False, "the item's work was lost too often (workers died or the broker lost it)"
-    ),
-    ErrorCode.SERVICE_BUSY: ErrorSpec(
-        -1908, True, "the service is busy: no model slot came free in time; try again"
+        -1909, False, "the item's work was lost too often (workers died or the broker lost it)"
     ),
     ErrorCode.INTERNAL: ErrorSpec(-1999, False, "internal error"),
 }

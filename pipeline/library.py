@@ -44,6 +44,7 @@ from pipeline.store.records import (
     Candidate,
     FaceHit,
     FaceInfo,
+    GroupDetails,
     GroupInfo,
     NewFace,
     Page,
@@ -53,6 +54,7 @@ from pipeline.store.records import (
 from pipeline.types import DecodedImage, DetectMode, Face, ImageAnalysis
 from pipeline.validation import (
     MAX_GROUPS_PER_PERSON,
+    validate_ex_fields,
     validate_face_id,
     validate_group_id,
     validate_group_ids,
@@ -174,11 +176,15 @@ class FaceLibrary:
             ErrorCode.ILLEGAL_PARAMETER, "model_id is required when the library has no engine"
         )
 
-    def _load(self, image: str | Location | DecodedImage) -> DecodedImage:
-        """Decode an image given as pixels, a parsed location (a caller's, already checked) or
-        an operator's source string."""
+    def _load(self, image: str | Location | DecodedImage | FacepipeError) -> DecodedImage:
+        """Decode an image given as pixels, a parsed location (a caller's, already checked), an
+        operator's source string, or the error its reading already gave."""
         if isinstance(image, DecodedImage):
             return image
+        if isinstance(image, FacepipeError):
+            # An image whose reading already failed (the API fetches before taking a model
+            # slot): it stays that image's result code, like any other unreadable image.
+            raise image
         from pipeline.sources import load_image
 
         return load_image(image, self.settings)
@@ -331,6 +337,104 @@ class FaceLibrary:
         with self.db.connection() as conn:
             items, total = repo.list_groups(conn, offset, limit)
         return Page(tuple(items), total, offset, limit)
+
+    def create_group(
+        self,
+        group_id: str,
+        name: str | None = None,
+        tag: str | None = None,
+        ex_fields: Sequence[str] = (),
+    ) -> GroupDetails:
+        """Create an empty group on purpose (IAI CreateGroup): it keeps its name, tag and
+        custom field names, and survives losing its last member. GROUP_EXISTS when the id is
+        taken (implicit groups included)."""
+        group = validate_group_id(group_id)
+        name, tag = validate_name(name), validate_tag(tag)
+        fields = validate_ex_fields(ex_fields)
+        with self.db.transaction() as conn:
+            if not repo.insert_group(conn, group, name, tag, fields):
+                raise FacepipeError(
+                    ErrorCode.GROUP_EXISTS, f"group {group!r} already exists", group_id=group
+                )
+            return self._group(conn, group)
+
+    def modify_group(
+        self,
+        group_id: str,
+        name: str | None = None,
+        tag: str | None = None,
+        ex_fields: Sequence[str] | None = None,
+    ) -> GroupDetails:
+        """Change a group's name, tag or custom field names (None: unchanged)."""
+        group = validate_group_id(group_id)
+        new_name = validate_name(name) if name is not None else None
+        new_tag = validate_tag(tag) if tag is not None else None
+        fields = validate_ex_fields(ex_fields) if ex_fields is not None else None
+        with self.db.transaction() as conn:
+            if not repo.update_group(conn, group, new_name, new_tag, fields):
+                raise FacepipeError(ErrorCode.GROUP_NOT_FOUND, f"group {group!r} does not exist")
+            return self._group(conn, group)
+
+    def get_group(self, group_id: str) -> GroupDetails:
+        """A group's properties and person count (explicit or implicit)."""
+        group = validate_group_id(group_id)
+        with self.db.connection() as conn:
+            return self._group(conn, group)
+
+    def delete_group(self, group_id: str) -> list[str]:
+        """Delete a group; its persons that are in no other group are deleted with their faces
+        (IAI DeleteGroup). Returns those persons."""
+        group = validate_group_id(group_id)
+        with self.db.transaction() as conn:
+            self._group(conn, group)
+            deleted = repo.delete_group(conn, group)
+        logger.info("deleted group %s and %d persons only in it", group, len(deleted))
+        return deleted
+
+    def set_person_group_values(
+        self, person_id: str, group_id: str, values: dict[int, str]
+    ) -> tuple[str, ...]:
+        """Set a person's values of its group's custom fields, by field index (IAI
+        PersonExDescriptionInfos); the other fields keep their values. Returns all values."""
+        person_id, group = validate_person_id(person_id), validate_group_id(group_id)
+        with self.db.transaction() as conn:
+            if not repo.lock_person(conn, person_id):
+                raise FacepipeError(
+                    ErrorCode.PERSON_NOT_FOUND, f"person {person_id!r} does not exist"
+                )
+            fields = self._group(conn, group).ex_fields
+            current = repo.membership_values(conn, person_id)
+            if group not in current:
+                raise FacepipeError(
+                    ErrorCode.GROUP_NOT_FOUND, f"person {person_id!r} is not in group {group!r}"
+                )
+            merged = list(current[group]) + [""] * (len(fields) - len(current[group]))
+            for index, value in values.items():
+                if not 0 <= index < len(fields):
+                    raise FacepipeError(
+                        ErrorCode.ILLEGAL_PARAMETER,
+                        f"group {group!r} has {len(fields)} custom fields; no index {index}",
+                    )
+                merged[index] = validate_name(value)
+            repo.set_membership_values(conn, person_id, group, merged[: len(fields)])
+            return tuple(merged[: len(fields)])
+
+    def person_group_values(self, person_id: str) -> dict[str, tuple[str, ...]]:
+        """A person's custom field values per group it is in."""
+        person_id = validate_person_id(person_id)
+        with self.db.connection() as conn:
+            if not repo.person_exists(conn, person_id):
+                raise FacepipeError(
+                    ErrorCode.PERSON_NOT_FOUND, f"person {person_id!r} does not exist"
+                )
+            return repo.membership_values(conn, person_id)
+
+    @staticmethod
+    def _group(conn: psycopg.Connection, group_id: str) -> GroupDetails:
+        details = repo.get_group(conn, group_id)
+        if details is None:
+            raise FacepipeError(ErrorCode.GROUP_NOT_FOUND, f"group {group_id!r} does not exist")
+        return details
 
     def add_person_to_groups(self, person_id: str, group_ids: Sequence[str]) -> PersonInfo:
         """Put a person in more groups (created implicitly); already-member groups are kept."""
@@ -491,7 +595,7 @@ class FaceLibrary:
     def add_faces(
         self,
         person_id: str,
-        images: Sequence[str | DecodedImage],
+        images: Sequence[str | DecodedImage | FacepipeError],
         *,
         quality_control: int = 0,
         face_match_threshold: float | None = None,
@@ -510,7 +614,7 @@ class FaceLibrary:
     def replace_faces(
         self,
         person_id: str,
-        images: Sequence[str | DecodedImage],
+        images: Sequence[str | DecodedImage | FacepipeError],
         *,
         quality_control: int = 0,
         face_match_threshold: float | None = None,
@@ -526,7 +630,7 @@ class FaceLibrary:
     def _add_images(
         self,
         person_id: str,
-        images: Sequence[str | DecodedImage],
+        images: Sequence[str | DecodedImage | FacepipeError],
         quality_control: int,
         face_match_threshold: float | None,
         job_id: str | None,

@@ -149,3 +149,25 @@ def validate_top_n(value: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100:
         raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, "top_n must be between 1 and 100")
     return value
+
+
+MAX_GROUP_EX_FIELDS = 5
+MAX_EX_FIELD_CHARS = 30
+
+
+def validate_ex_fields(values: Iterable[str] | None) -> list[str]:
+    """The custom field names of an explicit group: at most 5, distinct, 1-30 characters."""
+    fields = [str(v) for v in values or ()]
+    if len(fields) > MAX_GROUP_EX_FIELDS:
+        raise FacepipeError(
+            ErrorCode.ILLEGAL_PARAMETER, f"a group has at most {MAX_GROUP_EX_FIELDS} custom fields"
+        )
+    if len(set(fields)) != len(fields):
+        raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, "custom field names must be distinct")
+    for field in fields:
+        if not field or len(field) > MAX_EX_FIELD_CHARS or _CONTROL_RE.search(field):
+            raise FacepipeError(
+                ErrorCode.ILLEGAL_PARAMETER,
+                f"custom field {field[:40]!r}: 1-{MAX_EX_FIELD_CHARS} characters, no control ones",
+            )
+    return fields

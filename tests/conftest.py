@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.engine",
     "tests.fixtures.db",
     "tests.fixtures.services",
+    "tests.fixtures.api_server",
 ]

@@ -30,9 +30,15 @@ def error_of(resp: Any) -> dict[str, Any]:
     return body["error"]  # type: ignore[no-any-return]
 
 
+def trial_settings(settings: Settings, **changes: Any) -> Settings:
+    """The settings of a local trial: authentication off (the app is only reached in-process)."""
+    return Settings(**{**settings.model_dump(), "api_auth": False, **changes})
+
+
 @pytest.fixture(scope="module")
 def client(engine: FaceEngine, database: Database) -> Iterator[TestClient]:
-    app = create_app(engine.settings, engine=engine, database=database, preload=False)
+    settings = trial_settings(engine.settings)
+    app = create_app(settings, engine=engine, database=database, preload=False)
     with TestClient(app) as c:
         yield c
 
@@ -46,7 +52,9 @@ def api(client: TestClient, clean_database: Database) -> TestClient:
 def test_healthz(client: TestClient, engine: FaceEngine) -> None:
     resp = client.get("/healthz")
     assert resp.status_code == 200
-    assert resp.json() == {"status": "ok", "model": engine.model_id, "database": "ok"}
+    body = resp.json()
+    assert body.pop("load") == {"slots": 2, "in_use": 0, "waiting": 0}
+    assert body == {"status": "ok", "model": engine.model_id, "database": "ok"}
 
 
 def test_detect_players_json_and_multipart(client: TestClient, players_jpg: Path) -> None:

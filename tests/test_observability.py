@@ -303,9 +303,11 @@ def test_exporter_reports_queues_stalled_jobs_and_waiting_items(
     clean_database: Any, pipeline_redis: redis.Redis, serve: Callable[..., Served],
 ) -> None:
     """Messages waiting (no worker), a job whose items wait: the gauges say so."""
-    from workers.tasks import enqueue_chunk
+    import workers.tasks  # noqa: F401  (registers the tasks whose arguments get named)
+    from workers.submit import dispatcher
 
     rt = get_runtime()
+    enqueue_chunk = dispatcher(rt).send_chunk
     with rt.db.transaction() as conn:
         job, _ = store.create_job(conn, JobKind.ENROLL, {"groups": ["g"]})
         store.add_items(conn, job.id, [ItemSpec(f"/nowhere/{i}.jpg", "p") for i in range(5)], 0)

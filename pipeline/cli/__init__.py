@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "pipeline.cli.index_cmds",
     "pipeline.cli.api_cmds",
     "pipeline.cli.metrics_cmds",
+    "pipeline.cli.keys_cmds",
 )
 
 

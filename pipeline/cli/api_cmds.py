@@ -23,9 +23,18 @@ def api(
     ] = 1,
     log_level: Annotated[str | None, typer.Option(help="Default: FACEPIPE_LOG_LEVEL.")] = None,
 ) -> None:
-    """Serve the HTTP API (detect, compare, verify, identify, persons, faces, groups, jobs)."""
+    """Serve the HTTP API: /v1 (detect, compare, verify, identify, persons, faces, groups,
+    jobs) and the Tencent YouTu v2 protocol (/face/*). Refuses to listen beyond loopback with
+    FACEPIPE_API_AUTH=false."""
     import uvicorn
 
+    from pipeline.api.auth import check_exposure
+
+    try:
+        check_exposure(host, get_settings())
+    except FacepipeError as exc:
+        typer.echo(f"error {exc.numeric_code} {exc.code.value}: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
     from pipeline.observability.logging import dict_config
 
     level = (log_level or get_settings().log_level).lower()

@@ -44,9 +44,11 @@ PROTOCOL_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/v1/", "facepipe"),
     ("/face/", "youtu"),
     ("/rest/2.0/face/", "baidu"),
+    ("/oauth/2.0/", "baidu"),
 )
-"""Path prefix -> API protocol label; Tencent Cloud IAI is recognised by its X-TC-Action
-header. Everything else (``/healthz``, ``/metrics``, unknown paths) is ``facepipe``."""
+"""Path prefix -> API protocol label; Tencent Cloud IAI is served at ``/`` (JSON with its
+X-TC-Action header, or the query-string form). Everything else (``/healthz``, ``/metrics``,
+unknown paths) is ``facepipe``."""
 
 
 def request_id_of(scope: Scope) -> str:
@@ -66,6 +68,8 @@ def protocol_of(scope: Scope) -> str:
         if name == b"x-tc-action":
             return "iai"
     path = str(scope.get("path", ""))
+    if path == "/":
+        return "iai"
     for prefix, protocol in PROTOCOL_PREFIXES:
         if path.startswith(prefix):
             return protocol

@@ -42,6 +42,33 @@ class GroupInfo:
 
 
 @dataclass(frozen=True)
+class GroupDetails:
+    """A group with its properties: ``explicit`` when made on purpose (IAI CreateGroup), with a
+    name, a tag and the names of its persons' custom fields; implicit groups have empty ones."""
+
+    group_id: str
+    name: str
+    tag: str
+    ex_fields: tuple[str, ...]
+    explicit: bool
+    created_at: datetime
+    person_count: int
+    face_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "group_id": self.group_id,
+            "name": self.name,
+            "tag": self.tag,
+            "ex_fields": list(self.ex_fields),
+            "explicit": self.explicit,
+            "created_at": self.created_at.isoformat(),
+            "person_count": self.person_count,
+            "face_count": self.face_count,
+        }
+
+
+@dataclass(frozen=True)
 class PersonSummary:
     """A person as listed in a group."""
 

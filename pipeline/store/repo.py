@@ -15,7 +15,14 @@ import psycopg
 from numpy.typing import NDArray
 from psycopg.types.json import Jsonb
 
-from pipeline.store.records import FaceHit, FaceInfo, GroupInfo, NewFace, PersonSummary
+from pipeline.store.records import (
+    FaceHit,
+    FaceInfo,
+    GroupDetails,
+    GroupInfo,
+    NewFace,
+    PersonSummary,
+)
 
 HNSW_DIM = 512
 """Dimension of the HNSW expression index (``embedding::halfvec(512)``, migration 0001)."""
@@ -138,11 +145,12 @@ def person_groups(conn: psycopg.Connection, person_id: str) -> list[str]:
 
 
 def delete_empty_groups(conn: psycopg.Connection, group_ids: Sequence[str]) -> int:
-    """Drop those of the given groups that no longer hold anyone (groups exist implicitly)."""
+    """Drop those of the given groups that no longer hold anyone, unless they were created
+    explicitly (IAI CreateGroup): implicit groups exist only through their members."""
     if not group_ids:
         return 0
     cur = conn.execute(
-        "DELETE FROM groups g WHERE g.group_id = ANY(%s) AND NOT EXISTS "
+        "DELETE FROM groups g WHERE g.group_id = ANY(%s) AND NOT g.explicit AND NOT EXISTS "
         "(SELECT 1 FROM memberships m WHERE m.group_id = g.group_id)",
         (list(group_ids),),
     )
@@ -185,6 +193,92 @@ def list_groups(
         (offset, limit),
     ).fetchall()
     return [GroupInfo(r[0], int(r[1])) for r in rows], int(total_row[0] if total_row else 0)
+
+
+def insert_group(
+    conn: psycopg.Connection, group_id: str, name: str, tag: str, ex_fields: Sequence[str]
+) -> bool:
+    """Create an explicit group; False when the id is taken (explicitly or not)."""
+    row = conn.execute(
+        "INSERT INTO groups (group_id, explicit, name, tag, ex_fields) "
+        "VALUES (%s, true, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+        (group_id, name, tag, Jsonb(list(ex_fields))),
+    ).fetchone()
+    return row is not None
+
+
+def update_group(
+    conn: psycopg.Connection,
+    group_id: str,
+    name: str | None,
+    tag: str | None,
+    ex_fields: Sequence[str] | None,
+) -> bool:
+    """Change a group's name / tag / custom field names (None: unchanged); False if missing.
+    A group modified this way becomes explicit (it has properties of its own now)."""
+    row = conn.execute(
+        "UPDATE groups SET explicit = true, name = coalesce(%s, name), tag = coalesce(%s, tag), "
+        "ex_fields = coalesce(%s, ex_fields) WHERE group_id = %s RETURNING 1",
+        (name, tag, Jsonb(list(ex_fields)) if ex_fields is not None else None, group_id),
+    ).fetchone()
+    return row is not None
+
+
+def get_group(conn: psycopg.Connection, group_id: str) -> GroupDetails | None:
+    row = conn.execute(
+        "SELECT g.group_id, g.name, g.tag, g.ex_fields, g.explicit, g.created_at, "
+        "(SELECT count(*) FROM memberships m WHERE m.group_id = g.group_id), "
+        "(SELECT count(*) FROM memberships m JOIN faces f ON f.person_id = m.person_id "
+        " WHERE m.group_id = g.group_id) "
+        "FROM groups g WHERE g.group_id = %s",
+        (group_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return GroupDetails(
+        row[0], row[1], row[2], tuple(row[3]), row[4], row[5], int(row[6]), int(row[7])
+    )
+
+
+def membership_values(conn: psycopg.Connection, person_id: str) -> dict[str, tuple[str, ...]]:
+    """A person's custom field values per group (groups without values map to ())."""
+    rows = conn.execute(
+        "SELECT group_id, ex_values FROM memberships WHERE person_id = %s ORDER BY group_id",
+        (person_id,),
+    ).fetchall()
+    return {r[0]: tuple(r[1]) for r in rows}
+
+
+def set_membership_values(
+    conn: psycopg.Connection, person_id: str, group_id: str, values: Sequence[str]
+) -> bool:
+    """Store a person's custom field values in a group; False when it is not a member."""
+    row = conn.execute(
+        "UPDATE memberships SET ex_values = %s WHERE person_id = %s AND group_id = %s "
+        "RETURNING 1",
+        (Jsonb(list(values)), person_id, group_id),
+    ).fetchone()
+    return row is not None
+
+
+def delete_group(conn: psycopg.Connection, group_id: str) -> list[str]:
+    """Delete a group and its memberships; the persons left in no group are deleted too
+    (IAI DeleteGroup). Returns the deleted persons."""
+    members = [
+        r[0]
+        for r in conn.execute(
+            "DELETE FROM memberships WHERE group_id = %s RETURNING person_id", (group_id,)
+        ).fetchall()
+    ]
+    conn.execute("DELETE FROM groups WHERE group_id = %s", (group_id,))
+    if not members:
+        return []
+    rows = conn.execute(
+        "DELETE FROM persons p WHERE p.person_id = ANY(%s) AND NOT EXISTS "
+        "(SELECT 1 FROM memberships m WHERE m.person_id = p.person_id) RETURNING p.person_id",
+        (members,),
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 # --- enrolled faces --------------------------------------------------------------------------

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -24,7 +23,7 @@ import redis
 
 from pipeline.store.db import Database, embedded_server, stop_embedded_server
 from tests.fixtures.db import private_pgdata
-from tests.fixtures.services import free_port
+from tests.fixtures.services import apply_env, free_port, restore_env
 
 
 @dataclass
@@ -108,38 +107,6 @@ PRODUCTION_HEALING = {
     "FACEPIPE_WATCHDOG_INTERVAL_S": "30",
     "FACEPIPE_WATCHDOG_IDLE_S": "60",
 }
-
-
-def apply_env(env: dict[str, str]) -> dict[str, str | None]:
-    """Set ``env`` in this process and rebuild settings, runtime and the Celery app from it;
-    returns what to restore."""
-    from pipeline.config import get_settings
-    from pipeline.jobs.runtime import get_runtime, reset_runtime
-    from workers.app import app, configure
-
-    saved = {k: os.environ.get(k) for k in env}
-    get_runtime().close()
-    os.environ.update(env)
-    get_settings.cache_clear()
-    reset_runtime()
-    configure(app, get_settings())
-    return saved
-
-
-def restore_env(saved: dict[str, str | None]) -> None:
-    from pipeline.config import get_settings
-    from pipeline.jobs.runtime import get_runtime, reset_runtime
-    from workers.app import app, configure
-
-    get_runtime().close()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
-    reset_runtime()
-    configure(app, get_settings())
 
 
 @pytest.fixture()

@@ -30,8 +30,8 @@ import pytest
 from pipeline.jobs import store
 from pipeline.jobs.model import ItemStatus, Job, JobKind, JobStatus
 from pipeline.jobs.runtime import get_runtime
-from tests.chaos.conftest import ChaosPostgres, ChaosRedis, apply_env, restore_env
-from tests.fixtures.services import items_of, wait_job
+from tests.chaos.conftest import ChaosPostgres, ChaosRedis
+from tests.fixtures.services import apply_env, items_of, restore_env, wait_job
 from workers.submit import submit_job
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]

@@ -1,0 +1,194 @@
+"""Application keys of the HTTP API: create, list, revoke, look up; Baidu access tokens.
+
+A key is a ``key_id`` (public: the Tencent SecretId, the Baidu API Key), a ``secret`` (shown
+once at creation: the /v1 Bearer token, the Tencent SecretKey, the Baidu Secret Key) and an
+``appid`` (the YouTu AppId). The secret is stored as its SHA-256 (bearer look-up) and encrypted
+with Fernet under a key derived from ``FACEPIPE_SECRET_KEY`` (the HMAC signature checks need the
+secret itself); it is never stored in plain text nor logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+
+from pipeline.errors import ErrorCode, FacepipeError
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class SecretCipher:
+    """Encrypts and decrypts signing secrets under the server key (Fernet: AES-128-CBC +
+    HMAC-SHA256). The Fernet key is the SHA-256 of ``FACEPIPE_SECRET_KEY``, so any long random
+    string serves as the setting."""
+
+    def __init__(self, server_key: str | None) -> None:
+        if not server_key:
+            raise FacepipeError(
+                ErrorCode.ILLEGAL_PARAMETER,
+                "FACEPIPE_SECRET_KEY is not set: it encrypts the keys' secrets at rest "
+                "(set it to a long random string, the same on every API process)",
+            )
+        from cryptography.fernet import Fernet
+
+        digest = hashlib.sha256(server_key.encode("utf-8")).digest()
+        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+
+    def encrypt(self, secret: str) -> bytes:
+        return self._fernet.encrypt(secret.encode("utf-8"))
+
+    def decrypt(self, token: bytes) -> str:
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return self._fernet.decrypt(token).decode("utf-8")
+        except InvalidToken as exc:
+            raise FacepipeError(
+                ErrorCode.INTERNAL,
+                "a key's secret does not decrypt: FACEPIPE_SECRET_KEY changed since it was made",
+            ) from exc
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A key as listed (no secret)."""
+
+    key_id: str
+    name: str
+    appid: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "key_id": self.key_id,
+            "name": self.name,
+            "appid": self.appid,
+            "created_at": self.created_at.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key just created: the only time its secret is shown."""
+
+    key_id: str
+    secret: str
+    appid: str
+    name: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"key_id": self.key_id, "secret": self.secret, "appid": self.appid}
+
+
+_COLUMNS = "key_id, name, appid, created_at, revoked_at"
+
+
+def _key(row: tuple) -> ApiKey:  # type: ignore[type-arg]
+    return ApiKey(*row)
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 64 or not name.isprintable():
+        raise FacepipeError(
+            ErrorCode.ILLEGAL_PARAMETER, "a key name is 1-64 printable characters"
+        )
+    return name
+
+
+def create_key(conn: psycopg.Connection, name: str, cipher: SecretCipher) -> NewKey:
+    """A new active key. ``key_id`` looks like a Tencent SecretId (``AKID`` + 32), the secret
+    like a SecretKey (32 characters), the appid is 10 digits."""
+    name = _check_name(name)
+    key_id = "AKID" + "".join(secrets.choice(_ALNUM) for _ in range(32))
+    secret = "".join(secrets.choice(_ALNUM) for _ in range(32))
+    appid = str(1_000_000_000 + secrets.randbelow(9_000_000_000))
+    conn.execute(
+        "INSERT INTO api_keys (key_id, name, appid, secret_sha256, secret_enc)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (key_id, name, appid, sha256_hex(secret), cipher.encrypt(secret)),
+    )
+    return NewKey(key_id, secret, appid, name)
+
+
+def list_keys(conn: psycopg.Connection) -> list[ApiKey]:
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at, key_id").fetchall()
+    return [_key(r) for r in rows]
+
+
+def revoke_key(conn: psycopg.Connection, key_id: str) -> ApiKey:
+    """Revoke a key (and drop its access tokens); revoking twice keeps the first time."""
+    row = conn.execute(
+        f"UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = %s"
+        f" RETURNING {_COLUMNS}",
+        (key_id,),
+    ).fetchone()
+    if row is None:
+        raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"no key {key_id!r}")
+    conn.execute("DELETE FROM api_tokens WHERE key_id = %s", (key_id,))
+    return _key(row)
+
+
+def key_by_secret(conn: psycopg.Connection, secret: str) -> ApiKey | None:
+    """The active key whose secret this is (looked up by hash), or None."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM api_keys WHERE secret_sha256 = %s AND revoked_at IS NULL",
+        (sha256_hex(secret),),
+    ).fetchone()
+    return _key(row) if row else None
+
+
+def signing_secret(
+    conn: psycopg.Connection, key_id: str, cipher: SecretCipher
+) -> tuple[ApiKey, str] | None:
+    """An active key and its decrypted secret (to check an HMAC), or None."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS}, secret_enc FROM api_keys WHERE key_id = %s AND revoked_at IS NULL",
+        (key_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return _key(row[:5]), cipher.decrypt(bytes(row[5]))
+
+
+def issue_token(conn: psycopg.Connection, key_id: str, ttl: timedelta) -> tuple[str, datetime]:
+    """A new access token for an active key (stored as its hash) and its expiry."""
+    token = "24." + secrets.token_hex(16) + "." + str(int(ttl.total_seconds())) + "." + (
+        secrets.token_hex(8)
+    )
+    row = conn.execute(
+        "INSERT INTO api_tokens (token_sha256, key_id, expires_at)"
+        " SELECT %s, key_id, now() + %s FROM api_keys WHERE key_id = %s AND revoked_at IS NULL"
+        " RETURNING expires_at",
+        (sha256_hex(token), ttl, key_id),
+    ).fetchone()
+    if row is None:
+        raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"no active key {key_id!r}")
+    return token, row[0]
+
+
+def key_by_token(conn: psycopg.Connection, token: str) -> ApiKey | None:
+    """The active key an unexpired access token was issued to, or None."""
+    row = conn.execute(
+        f"SELECT {', '.join('k.' + c for c in _COLUMNS.split(', '))} FROM api_tokens t"
+        " JOIN api_keys k USING (key_id)"
+        " WHERE t.token_sha256 = %s AND t.expires_at > now() AND k.revoked_at IS NULL",
+        (sha256_hex(token),),
+    ).fetchone()
+    return _key(row) if row else None

@@ -1,0 +1,141 @@
+"""Application keys: `facepipe keys` (real CLI subprocess on the embedded Postgres), secrets
+encrypted at rest, /v1 Bearer by hash, revocation, and the per-key token bucket in real Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pipeline import apikeys
+from pipeline.api import create_app
+from pipeline.apikeys import SecretCipher
+from pipeline.config import Settings
+from pipeline.engine import FaceEngine
+from pipeline.errors import FacepipeError
+from pipeline.store.db import Database
+from tests.fixtures.services import REDIS_BROKER
+
+SERVER_KEY = "test-server-key-0123456789-abcdefghijklmnop"
+
+
+def keys_cli(database: Database, *args: str, server_key: str | None = SERVER_KEY) -> Any:
+    env = {**os.environ, "FACEPIPE_DATABASE_URL": database.url}
+    env.pop("FACEPIPE_SECRET_KEY", None)
+    if server_key:
+        env["FACEPIPE_SECRET_KEY"] = server_key
+    code = (
+        "import sys; import pipeline.cli.keys_cmds; from pipeline.cli.app import app; "
+        "sys.argv = ['facepipe'] + sys.argv[1:]; app()"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, "keys", *args],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def keyed_settings(engine: FaceEngine, **changes: Any) -> Settings:
+    return Settings(
+        **{**engine.settings.model_dump(), "secret_key": SERVER_KEY, "broker_url": REDIS_BROKER,
+           **changes}
+    )
+
+
+@pytest.fixture()
+def keyed(engine: FaceEngine, database: Database) -> Iterator[TestClient]:
+    app = create_app(keyed_settings(engine), engine=engine, database=database, preload=False)
+    with TestClient(app) as client:
+        yield client
+
+
+def test_keys_cli_create_list_revoke(database: Database) -> None:
+    made = keys_cli(database, "create", "cli test", "--json")
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)
+    assert set(key) == {"key_id", "secret", "appid"}
+    assert key["key_id"].startswith("AKID") and len(key["key_id"]) == 36
+    assert len(key["secret"]) == 32 and key["appid"].isdigit()
+
+    listed = json.loads(keys_cli(database, "list", "--json").stdout)["keys"]
+    mine = next(k for k in listed if k["key_id"] == key["key_id"])
+    assert mine["name"] == "cli test" and mine["revoked_at"] is None
+    assert key["secret"] not in keys_cli(database, "list").stdout
+
+    # At rest: neither the secret nor anything containing it in plain text.
+    with database.connection() as conn:
+        row = conn.execute(
+            "SELECT secret_sha256, secret_enc FROM api_keys WHERE key_id = %s", (key["key_id"],)
+        ).fetchone()
+    assert row is not None and key["secret"].encode() not in bytes(row[1])
+    assert row[0] == apikeys.sha256_hex(key["secret"])
+    assert SecretCipher(SERVER_KEY).decrypt(bytes(row[1])) == key["secret"]
+    with pytest.raises(FacepipeError):
+        SecretCipher("another server key").decrypt(bytes(row[1]))
+
+    revoked = keys_cli(database, "revoke", key["key_id"], "--json")
+    assert revoked.returncode == 0 and json.loads(revoked.stdout)["revoked_at"]
+    assert keys_cli(database, "revoke", "AKIDnope").returncode == 1
+
+    no_server_key = keys_cli(database, "create", "x", server_key=None)
+    assert no_server_key.returncode == 1 and "FACEPIPE_SECRET_KEY" in no_server_key.stderr
+
+
+def test_v1_bearer_by_key_and_revocation(keyed: TestClient, database: Database) -> None:
+    with database.transaction() as conn:
+        key = apikeys.create_key(conn, "bearer test", SecretCipher(SERVER_KEY))
+    ok = keyed.get("/v1/groups", headers={"Authorization": f"Bearer {key.secret}"})
+    assert ok.status_code == 200, ok.text
+    for header in ({}, {"Authorization": f"Bearer {key.secret}x"},
+                   {"Authorization": f"Bearer {key.key_id}"}, {"Authorization": key.secret}):
+        refused = keyed.get("/v1/groups", headers=header)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == -1313
+    assert keyed.get("/openapi.json", headers={"Authorization": f"Bearer {key.secret}"}).json()[
+        "paths"
+    ]
+    with database.transaction() as conn:
+        apikeys.revoke_key(conn, key.key_id)
+    gone = keyed.get("/v1/groups", headers={"Authorization": f"Bearer {key.secret}"})
+    assert gone.status_code == 401
+
+
+def test_rate_limit_per_key(engine: FaceEngine, database: Database) -> None:
+    settings = keyed_settings(engine, api_rate_per_s=0.5, api_rate_burst=3)
+    app = create_app(settings, engine=engine, database=database, preload=False)
+    with database.transaction() as conn:
+        a = apikeys.create_key(conn, "rate a", SecretCipher(SERVER_KEY))
+        b = apikeys.create_key(conn, "rate b", SecretCipher(SERVER_KEY))
+    with TestClient(app) as client:
+        codes = [
+            client.get("/v1/groups", headers={"Authorization": f"Bearer {a.secret}"}).status_code
+            for _ in range(5)
+        ]
+        assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
+        limited = client.get("/v1/groups", headers={"Authorization": f"Bearer {a.secret}"})
+        assert limited.json()["error"]["name"] == "RATE_LIMITED"
+        # Another key has its own bucket.
+        other = client.get("/v1/groups", headers={"Authorization": f"Bearer {b.secret}"})
+        assert other.status_code == 200
+
+
+def test_access_tokens_expire_and_die_with_their_key(database: Database) -> None:
+    from datetime import timedelta
+
+    with database.transaction() as conn:
+        key = apikeys.create_key(conn, "token test", SecretCipher(SERVER_KEY))
+        token, _ = apikeys.issue_token(conn, key.key_id, timedelta(hours=1))
+        stale, _ = apikeys.issue_token(conn, key.key_id, timedelta(seconds=-1))
+    with database.connection() as conn:
+        assert apikeys.key_by_token(conn, token) is not None
+        assert apikeys.key_by_token(conn, stale) is None
+        row = conn.execute("SELECT count(*) FROM api_tokens WHERE token_sha256 = %s", (token,))
+        assert row.fetchone() == (0,)  # stored hashed only
+    with database.transaction() as conn:
+        apikeys.revoke_key(conn, key.key_id)
+    with database.connection() as conn:
+        assert apikeys.key_by_token(conn, token) is None
