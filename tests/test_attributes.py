@@ -152,7 +152,9 @@ def test_api_detect_attributes(engine: FaceEngine, yaoming_jpg) -> None:
 
     from pipeline.api import create_app
 
-    app_ = create_app(engine.settings, engine=engine, database=None, preload=False)
+    # authentication off: the app is only reached in-process (as tests/test_api.py does)
+    settings = engine.settings.model_copy(update={"api_auth": False})
+    app_ = create_app(settings, engine=engine, database=None, preload=False)
     with TestClient(app_) as client:
         body = {"image": base64.b64encode(yaoming_jpg.read_bytes()).decode()}
         resp = client.post("/v1/detect", json=body)
@@ -196,3 +198,24 @@ def test_install_checks_every_file_and_takes_no_code(tmp_path: Path) -> None:
     assert not (tmp_path / "other").exists()
     digest = hashlib.sha256((installed / "manifest.json").read_bytes()).hexdigest()
     assert digest == bundle.MANIFEST_SHA256
+
+
+def test_vendor_detect_answers_carry_the_mapped_fields(engine: FaceEngine, yaoming_jpg) -> None:
+    from dataclasses import replace
+
+    from pipeline.api.baidu import face_result
+    from pipeline.api.youtu import face_item
+
+    (face,) = engine.analyze([load_photo(yaoming_jpg)], embed=False)[0].faces
+    assert face.attributes is not None and face.attributes.gender == "male"
+    baidu = face_result(face, {"age", "gender", "qualities"})
+    assert baidu["gender"] == "male" and 0.5 < baidu["gender_probability"] <= 1.0
+    assert baidu["age"] == float(face.attributes.age)
+    assert set(baidu["qualities"]) == {"blur", "illumination", "completeness"}
+    assert baidu["qualities"]["completeness"] == pytest.approx(1 - face.quality.completeness)
+    youtu = face_item(face, "f1")
+    assert 50 <= youtu["gender"] <= 100 and youtu["age"] == face.attributes.age
+    # no attribute model: the fields are left out, never filled
+    bare = replace(face, attributes=None)
+    assert not {"age", "gender", "gender_probability"} & set(face_result(bare, {"age", "gender"}))
+    assert not {"age", "gender"} & set(face_item(bare, "f1"))
