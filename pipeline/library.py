@@ -23,6 +23,7 @@ import numpy as np
 import psycopg
 from numpy.typing import NDArray
 
+from pipeline.calibration import Calibration, calibration_for
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.library_results import (
@@ -34,7 +35,6 @@ from pipeline.library_results import (
     IdentifyResult,
     VerifyResult,
 )
-from pipeline.similarity import confidence_from_cosine
 from pipeline.store import repo
 from pipeline.store.crops import decode_crop, encode_crop
 from pipeline.store.db import Database
@@ -98,7 +98,9 @@ __all__ = ["Candidate", "FaceLibrary"]
 # --- pure helpers ---
 
 
-def _candidates(hits: Sequence[FaceHit], names: dict[str, tuple[str, str]]) -> list[Candidate]:
+def _candidates(
+    hits: Sequence[FaceHit], names: dict[str, tuple[str, str]], calibration: Calibration
+) -> list[Candidate]:
     out = []
     for hit in hits:
         name, tag = names.get(hit.person_id, ("", ""))
@@ -107,7 +109,7 @@ def _candidates(hits: Sequence[FaceHit], names: dict[str, tuple[str, str]]) -> l
                 person_id=hit.person_id,
                 face_id=str(hit.face_id),
                 score=hit.score,
-                confidence=float(confidence_from_cosine(hit.score)),
+                confidence=calibration.confidence(float(hit.score)),
                 tag=tag,
                 name=name,
             )
@@ -171,6 +173,11 @@ class FaceLibrary:
         raise FacepipeError(
             ErrorCode.ILLEGAL_PARAMETER, "model_id is required when the library has no engine"
         )
+
+    def calibration(self, model_id: str | None = None) -> Calibration:
+        """The confidence calibration of ``model_id`` (default: the engine's recognizer)."""
+        model = model_id or (self.engine.model_id if self.engine is not None else None)
+        return calibration_for(model, self.settings.calibration_dir)
 
     def _load(self, image: str | DecodedImage) -> DecodedImage:
         if isinstance(image, DecodedImage):
@@ -474,7 +481,7 @@ class FaceLibrary:
                         f"cosine {best:.3f} to an enrolled face of {person_id!r} is at or above "
                         f"{self.settings.near_duplicate_similarity}",
                     )
-                confidence = float(confidence_from_cosine(best))
+                confidence = self.calibration(new.model_id).confidence(best)
                 if threshold > 0 and confidence < threshold:
                     raise FacepipeError(
                         ErrorCode.FACE_MATCH_BELOW_THRESHOLD,
@@ -734,8 +741,9 @@ class FaceLibrary:
             names = repo.person_tags(
                 c, sorted({h.person_id for hits in hits_per_probe for h in hits})
             )
+        cal = self.calibration(model)
         for hits in hits_per_probe:
-            results.append(_candidates(hits, names))
+            results.append(_candidates(hits, names, cal))
         return results
 
     def _search_one(
@@ -824,7 +832,7 @@ class FaceLibrary:
                 ErrorCode.FACE_NOT_FOUND,
                 f"person {person_id!r} has no face enrolled with model {analysis.model_id}",
             )
-        confidence = float(confidence_from_cosine(hit.score))
+        confidence = self.calibration(analysis.model_id).confidence(float(hit.score))
         return VerifyResult(
             person_id=person_id,
             confidence=confidence,
@@ -835,10 +843,11 @@ class FaceLibrary:
 
     def compare(self, image_a: str | DecodedImage, image_b: str | DecodedImage) -> CompareResult:
         """Similarity 0-100 of the largest faces of two images (Baidu match)."""
-        a = unit_vector(self._analyze_one(image_a).faces[0].embedding)
+        first = self._analyze_one(image_a)
+        a = unit_vector(first.faces[0].embedding)
         b = unit_vector(self._analyze_one(image_b).faces[0].embedding)
         score = float(np.clip(a @ b, -1.0, 1.0))
-        similarity = float(confidence_from_cosine(score))
+        similarity = self.calibration(first.model_id).confidence(score)
         return CompareResult(similarity, score, similarity >= self.settings.match_threshold)
 
 

@@ -14,6 +14,7 @@ from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.jobs import store
 from pipeline.jobs.model import ItemSpec, Job, JobKind
 from pipeline.jobs.producers import source_type
+from pipeline.jobs.reid_threshold import reid_params
 from pipeline.jobs.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ def submit_job(
     chunk_size: int | None = None,
     page_size: int | None = None,
     idempotency_key: str | None = None,
+    match_threshold: float | None = None,
+    false_match_rate: float | None = None,
     rt: Runtime | None = None,
 ) -> Job:
     """Create a job over ``source`` (or observed faces ``since``) and enqueue its listing.
@@ -59,6 +62,8 @@ def submit_job(
         params["chunk_size"] = chunk_size
     if page_size:
         params["page_size"] = page_size
+    # reidentify: a match threshold or a target false-match rate (pipeline.jobs.reid_threshold)
+    params.update(reid_params(match_threshold, false_match_rate))
     with rt.db.transaction() as conn:
         if kind == JobKind.REIDENTIFY and groups:
             _require_a_group(conn, groups)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline.calibration import calibration_for
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.index import gallery
@@ -31,7 +32,6 @@ from pipeline.index.faiss_index import SearchableIndex, as_matrix
 from pipeline.index.reindex import SnapshotRecord, newest_snapshot
 from pipeline.index.snapshot import Scope, SnapshotStore, load_snapshot, store_for
 from pipeline.index.spec import IndexKind
-from pipeline.similarity import confidence_from_cosine
 from pipeline.store import repo
 from pipeline.store.db import Database
 from pipeline.store.records import Candidate
@@ -241,6 +241,7 @@ def identify_faiss(
     with db.connection() as conn:
         names = repo.person_tags(conn, sorted({p for r in ranked for p, _, _ in r}))
     results: list[list[Candidate]] = []
+    calibration = calibration_for(model_id, (settings or get_settings()).calibration_dir)
     for r in ranked:
         cands = []
         for person, face_id, score in r:
@@ -250,7 +251,7 @@ def identify_faiss(
                     person_id=person,
                     face_id=str(face_id),
                     score=score,
-                    confidence=float(confidence_from_cosine(score)),
+                    confidence=calibration.confidence(float(score)),
                     tag=tag,
                     name=name,
                 )
