@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field
@@ -161,6 +162,11 @@ class Settings(BaseSettings):
         "new face is a near-duplicate of an enrolled one (a copy of one photo).",
     )
     identify_top_n: int = Field(default=5, description="Default number of identify candidates.")
+    identify_person_template: Literal["mean", "best-face"] = Field(
+        default="mean",
+        description="How identify scores a person: the fused mean of the person's faces "
+        "(measured better, README Accuracy) or the person's best single face.",
+    )
     exact_search_max_faces: int = Field(
         default=10_000,
         description="Group-filtered searches over at most this many faces scan exactly; larger "

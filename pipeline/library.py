@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from pipeline.calibration import Calibration, calibration_for
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.index import templates
 from pipeline.library_results import (
     AddedFace,
     AddFacesResult,
@@ -735,9 +736,14 @@ class FaceLibrary:
                 plan = _Plan.EXACT_SCAN
             else:
                 plan = _Plan.EXACT_MEMBERS
+            by_template = self.settings.identify_person_template == templates.MEAN
+            # persons are found by their faces, then ranked by their fused templates
+            fetch = n * templates.CANDIDATE_FACTOR if by_template else n
             hits_per_probe = [
-                self._search_one(c, probe, present, model, n, plan) for probe in probes
+                self._search_one(c, probe, present, model, fetch, plan) for probe in probes
             ]
+            if by_template:
+                hits_per_probe = self._rank_by_template(c, probes, hits_per_probe, model, n)
             names = repo.person_tags(
                 c, sorted({h.person_id for hits in hits_per_probe for h in hits})
             )
@@ -745,6 +751,26 @@ class FaceLibrary:
         for hits in hits_per_probe:
             results.append(_candidates(hits, names, cal))
         return results
+
+    @staticmethod
+    def _rank_by_template(
+        conn: psycopg.Connection,
+        probes: Sequence[NDArray[np.float32]],
+        hits_per_probe: list[list[FaceHit]],
+        model_id: str,
+        top_n: int,
+    ) -> list[list[FaceHit]]:
+        """Each probe's candidate persons re-ranked by their fused templates (score = the
+        template's cosine; face_id = the person's best face)."""
+        persons = sorted({h.person_id for hits in hits_per_probe for h in hits})
+        vectors = templates.persons_vectors(conn, persons, model_id)
+        out = []
+        for probe, hits in zip(probes, hits_per_probe, strict=True):
+            ranked = templates.rank_by_template(
+                probe, [(h.person_id, h.face_id, h.score) for h in hits], vectors, top_n
+            )
+            out.append([FaceHit(face_id, person, score) for person, face_id, score in ranked])
+        return out
 
     def _search_one(
         self,

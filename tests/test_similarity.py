@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.calibration import DEFAULT_MODEL_ID
+from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.similarity import (
     BAIDU_SAME_PERSON,
     DEFAULT_FACE_MATCH_CONFIDENCE,

@@ -53,3 +53,23 @@ def test_dir_at_fpir() -> None:
     dir_, threshold = fnir_at_fpir(ok, mated, non_mated, 0.5)
     assert 49.0 < threshold < 49.001
     assert dir_ == pytest.approx(0.75)  # the misidentified probe never counts
+
+
+def test_identify_ranks_candidates_by_fused_template() -> None:
+    from pipeline.index.templates import fused_templates, rank_by_template
+
+    # person a: faces at 0 and 60 degrees (template at 30); b: one face at 40
+    vectors = {"a": _unit([0.0, 60.0]), "b": _unit([40.0])}
+    template = fused_templates(vectors)["a"]
+    np.testing.assert_allclose(template, _unit([30.0])[0], atol=1e-6)
+    probe = _unit([25.0])[0] * 3.0  # any length
+    # by best face a (0 or 60 -> 25 / 35 degrees away) ranks after b (15 degrees away)...
+    candidates = [("b", 7, float(np.cos(np.deg2rad(15.0)))),
+                  ("a", 1, float(np.cos(np.deg2rad(25.0))))]
+    ranked = rank_by_template(probe, candidates, vectors, top_n=2)
+    # ...by template a is 5 degrees away and comes first, keeping its best face id
+    assert [(p, f) for p, f, _ in ranked] == [("a", 1), ("b", 7)]
+    assert ranked[0][2] == pytest.approx(np.cos(np.deg2rad(5.0)), abs=1e-6)
+    assert rank_by_template(probe, candidates, vectors, top_n=1) == ranked[:1]
+    # a person without stored vectors keeps its face score
+    assert rank_by_template(probe, candidates, {"a": vectors["a"]}, 2)[1][2] == candidates[0][2]

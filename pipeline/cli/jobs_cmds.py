@@ -82,10 +82,11 @@ def _print_reid_summary(job: Job) -> None:
     with rt.db.connection() as conn:
         s = reidentify_summary(conn, job.id, job.params, rt.engine.model_id, rt.settings)
     t = s["threshold"]
+    unit = "persons" if s["person_template"] == "mean" else "faces"
     console.print(
         f"  matched {s['faces_matched']} of {s['faces_searched']} faces at confidence "
         f">= {t['confidence']:g} ({t['rule']}; FAR {s['far_per_comparison']:.0e} per "
-        f"comparison, {s['gallery_faces']} gallery faces): about "
+        f"comparison, {s['gallery_comparisons']} gallery {unit}): about "
         f"{s['expected_false_matches']:g} false matches expected if all were strangers"
     )
 

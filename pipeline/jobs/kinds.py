@@ -198,7 +198,7 @@ def _observe(
     *,
     search: bool,
 ) -> dict[int, ItemOutcome]:
-    from pipeline.jobs.reid_threshold import gallery_faces, job_threshold
+    from pipeline.jobs.reid_threshold import gallery_comparisons, job_threshold
     from pipeline.library import FaceLibrary
     from pipeline.store.observations import record_matches, record_observed_faces
 
@@ -247,7 +247,7 @@ def _observe(
                     )
                     # a target false-match rate needs the gallery's size; a threshold does not
                     size = (
-                        gallery_faces(conn, list(gkey), model)
+                        gallery_comparisons(conn, list(gkey), model, rt.settings)
                         if job.params.get("false_match_rate") is not None
                         else 0
                     )

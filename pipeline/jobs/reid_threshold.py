@@ -6,12 +6,13 @@ more chance for a stranger to be matched. The job takes either
 * ``match_threshold``: a confidence (Tencent 3.0 scale, 0-100), or
 * ``false_match_rate``: the share of strangers' faces the caller accepts to see matched to
   someone (the FPIR); the threshold is then derived from the gallery's size when a chunk
-  searches (``pipeline.calibration.confidence_for_false_match_rate``),
+  searches (``pipeline.calibration.confidence_for_false_match_rate``; the gallery's size is its
+  persons when identify ranks fused person templates, its faces when it ranks best faces),
 
 and neither means ``Settings.identify_match_threshold`` (70: FAR 1e-6 per comparison). Every
 candidate is still recorded (top-N); the threshold decides which faces count as *matched*.
 The summary says how many matched faces to expect to be false: ``faces * (1 - (1 - FAR)^G)``
-for G gallery faces, the count if every searched face were a stranger (an upper bound).
+for G gallery comparisons, the count if every searched face were a stranger (an upper bound).
 """
 
 from __future__ import annotations
@@ -68,23 +69,34 @@ class JobThreshold:
         return out
 
 
-def job_threshold(params: dict[str, Any], gallery_faces: int, settings: Settings) -> JobThreshold:
+def job_threshold(params: dict[str, Any], comparisons: int, settings: Settings) -> JobThreshold:
     """The confidence a job's candidates must reach to count as a match."""
     if params.get("match_threshold") is not None:
         return JobThreshold(float(params["match_threshold"]), "match_threshold")
     if params.get("false_match_rate") is not None:
         rate = float(params["false_match_rate"])
         return JobThreshold(
-            confidence_for_false_match_rate(rate, gallery_faces), "false_match_rate", rate
+            confidence_for_false_match_rate(rate, comparisons), "false_match_rate", rate
         )
     return JobThreshold(settings.identify_match_threshold, "default")
 
 
-def gallery_faces(conn: psycopg.Connection, groups: list[str], model_id: str) -> int:
-    """Faces of ``model_id`` enrolled in the groups (each one comparison per searched face)."""
+def gallery_comparisons(
+    conn: psycopg.Connection, groups: list[str], model_id: str, settings: Settings
+) -> int:
+    """How many chances a searched face has to match someone: one per enrolled person when
+    identify ranks persons by fused templates, one per enrolled face when by best face."""
+    from pipeline.index.templates import MEAN
     from pipeline.store import repo
 
-    return repo.count_group_faces(conn, groups, model_id, GALLERY_COUNT_CAP)
+    if settings.identify_person_template != MEAN:
+        return repo.count_group_faces(conn, groups, model_id, GALLERY_COUNT_CAP)
+    row = conn.execute(
+        "SELECT count(DISTINCT f.person_id) FROM faces f WHERE f.model_id = %s AND f.person_id"
+        " IN (SELECT m.person_id FROM memberships m WHERE m.group_id = ANY(%s))",
+        (model_id, groups),
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def reidentify_summary(
@@ -94,19 +106,20 @@ def reidentify_summary(
     """Faces searched and matched by a re-identification job, and how many of the matches are
     expected to be false at its threshold given the gallery's size now."""
     groups = list(params.get("groups") or [])
-    faces = gallery_faces(conn, groups, model_id) if groups else 0
-    threshold = job_threshold(params, faces, settings)
+    size = gallery_comparisons(conn, groups, model_id, settings) if groups else 0
+    threshold = job_threshold(params, size, settings)
     row = conn.execute(
         "SELECT count(*), count(*) FILTER (WHERE confidence >= %s) FROM matches"
         " WHERE job_id = %s AND rank = 1",
         (threshold.confidence, job_id),
     ).fetchone()
     searched, matched = (int(row[0]), int(row[1])) if row else (0, 0)
-    expected = expected_false_matches(threshold.confidence, faces, searched)
+    expected = expected_false_matches(threshold.confidence, size, searched)
     return {
         "threshold": threshold.to_dict(),
         "far_per_comparison": far_from_confidence(threshold.confidence),
-        "gallery_faces": faces,
+        "gallery_comparisons": size,
+        "person_template": settings.identify_person_template,
         "faces_searched": searched,
         "faces_matched": matched,
         "expected_false_matches": round(expected, 3),
