@@ -391,7 +391,11 @@ def print_summary(report: dict[str, Any]) -> None:
         f"{len(dups)}\n")
     for dup in dups:
         out(f"  {dup['a']} ~ {dup['b']} ({dup['cosine']:.3f})\n")
-    for name, sub in report["by_subset"].items():
+    subsets = report["by_subset"]
+    if len(subsets) > 30:  # e.g. LFW: one folder per identity
+        out(f"subsets: {len(subsets)} (per-subset figures in accuracy.json)\n")
+        subsets = {}
+    for name, sub in subsets.items():
         out(f"subset {name}: {sub['genuine_pairs']} genuine pairs, mean cosine "
             f"{sub['genuine_mean']:.3f}, TAR at default {sub['tar_at_default']:.4f}\n")
     out(f"ROC plot: {report['roc_png']}  ({report['seconds']:.1f} s)\n")
@@ -399,13 +403,14 @@ def print_summary(report: dict[str, Any]) -> None:
 
 def calibrate(
     impostor: NDArray[np.floating], model_id: str, labels: Path, directory: Path,
-    photos: int, identities: int,
+    photos: int, identities: int, face_rule: str,
 ) -> tuple[Calibration, Path]:
     """Fit ``model_id``'s calibration from the impostor cosines and write it to ``directory``."""
     provenance = {
         "measured_on": _relative(labels, SHARED_FACES.parent.parent.parent),
         "photos": photos,
         "identities": identities,
+        "face_rule": face_rule,
         "computed_by": "python -m bench.accuracy --calibrate",
     }
     cal = fit_calibration(impostor, model_id, provenance=provenance)
@@ -487,14 +492,15 @@ def main(argv: list[str] | None = None) -> int:
         _, extra, extra_missing, _ = embed_largest_faces(
             list_photos(args.distractors), "distractor photos"
         )
-    cal = calibration_for(model_id, get_settings().calibration_dir)
     cal_path = None
-    if args.calibrate is not None:
+    if args.calibrate is None:
+        cal = calibration_for(model_id, get_settings().calibration_dir)
+    else:
         _, impostor, _, _ = pair_scores(data.embeddings, data.identities)
         if extra is not None and extra.shape[0]:
             impostor = np.concatenate([impostor, cosine_matrix(data.embeddings, extra).ravel()])
         cal, cal_path = calibrate(impostor, model_id, args.labels, args.calibrate,
-                                  len(samples), len(set(data.identities)))
+                                  len(samples), len(set(data.identities)), args.face)
         del impostor
     report = evaluate(samples, data.embeddings, root, extra, cal)
     genuine, impostor = report.pop("_scores")

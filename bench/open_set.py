@@ -147,7 +147,7 @@ def evaluate_open_set(
                 for t in THRESHOLDS
             ]
             at_fpir = {}
-            for f in (1e-1, 1e-2):
+            for f in (1e-1, 1e-2, 1e-3):
                 dir_, thr = fnir_at_fpir(ok, m_conf, n_conf, f)
                 at_fpir[f"{f:g}"] = {"dir": dir_, "threshold": round(thr, 2)}
             rows.append({

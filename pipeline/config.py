@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     identify_match_threshold: float = Field(
         default=70.0,
         description="identify/re-identify: a candidate at or above this confidence is a match "
-        "(70 = FAR 1e-6 per comparison: ~1% of strangers matched in a 10k-face gallery).",
+        "(70 = FAR 1e-6 per comparison: ~1% of strangers matched among 10k persons).",
     )
     calibration_dir: str | None = Field(
         default=None,

@@ -36,7 +36,8 @@ default 60, FAR 1e-5 per comparison."""
 
 DEFAULT_IDENTIFY_CONFIDENCE = 70.0
 """identify / re-identify match: FAR 1e-6 per comparison, so about 1% of strangers are matched
-to someone in a 10,000-face gallery (Tencent's 1:N table: 1% at 70 for 10k faces)."""
+to someone in a gallery of 10,000 persons (fused templates; Tencent's 1:N table: 1% at 70
+for 10k faces)."""
 
 BAIDU_SAME_PERSON = 80.0
 """Baidu v2's recommended "same person" score."""
