@@ -51,7 +51,7 @@ def test_job_threshold_rules() -> None:
     by_rate = job_threshold({"false_match_rate": 0.01}, 10_000, settings)
     assert by_rate.rule == "false_match_rate"
     assert by_rate.confidence == pytest.approx(confidence_for_false_match_rate(0.01, 10_000))
-    assert by_rate.confidence == pytest.approx(70.0, abs=0.01)  # Tencent's 1:N table
+    assert by_rate.confidence == pytest.approx(70.0, abs=0.05)  # Tencent's 1:N table (0.995%)
     # a larger gallery needs a stricter threshold for the same rate
     assert job_threshold({"false_match_rate": 0.01}, 100_000, settings).confidence > 79.9
 
