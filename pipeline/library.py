@@ -702,7 +702,9 @@ class FaceLibrary:
         conn: psycopg.Connection | None = None,
     ) -> list[list[Candidate]]:
         """For each probe embedding, up to ``top_n`` persons of the groups, each once with its
-        best face, best first.
+        best face, best first: ranked by the persons' fused templates (``score`` = the
+        template's cosine; :mod:`pipeline.index.templates`) or, with
+        ``identify_person_template`` = ``best-face``, by their best face.
 
         Groups holding at most ``exact_search_max_faces`` faces are scanned exactly; larger ones
         use the HNSW index with pgvector iterative scans (the group filter is applied during the
