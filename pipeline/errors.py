@@ -137,7 +137,7 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         -1403, True, "the object store is unavailable"
     ),
     ErrorCode.ITEM_LOST: ErrorSpec(
-        -1909, False, "the item's work was lost too often (workers died or the broker lost it)"
+        -1910, False, "the item's work was lost too often (workers died or the broker lost it)"
     ),
     ErrorCode.INTERNAL: ErrorSpec(-1999, False, "internal error"),
 }

@@ -23,8 +23,10 @@ import numpy as np
 import psycopg
 from numpy.typing import NDArray
 
+from pipeline.calibration import Calibration, calibration_for
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.index import templates
 from pipeline.library_results import (
     AddedFace,
     AddFacesResult,
@@ -35,7 +37,6 @@ from pipeline.library_results import (
     VerifyResult,
 )
 from pipeline.observability.metrics import time_identify
-from pipeline.similarity import confidence_from_cosine
 from pipeline.store import repo
 from pipeline.store.crops import decode_crop, encode_crop
 from pipeline.store.db import Database
@@ -102,7 +103,9 @@ __all__ = ["Candidate", "FaceLibrary"]
 # --- pure helpers ---
 
 
-def _candidates(hits: Sequence[FaceHit], names: dict[str, tuple[str, str]]) -> list[Candidate]:
+def _candidates(
+    hits: Sequence[FaceHit], names: dict[str, tuple[str, str]], calibration: Calibration
+) -> list[Candidate]:
     out = []
     for hit in hits:
         name, tag = names.get(hit.person_id, ("", ""))
@@ -111,7 +114,7 @@ def _candidates(hits: Sequence[FaceHit], names: dict[str, tuple[str, str]]) -> l
                 person_id=hit.person_id,
                 face_id=str(hit.face_id),
                 score=hit.score,
-                confidence=float(confidence_from_cosine(hit.score)),
+                confidence=calibration.confidence(float(hit.score)),
                 tag=tag,
                 name=name,
             )
@@ -175,6 +178,11 @@ class FaceLibrary:
         raise FacepipeError(
             ErrorCode.ILLEGAL_PARAMETER, "model_id is required when the library has no engine"
         )
+
+    def calibration(self, model_id: str | None = None) -> Calibration:
+        """The confidence calibration of ``model_id`` (default: the engine's recognizer)."""
+        model = model_id or (self.engine.model_id if self.engine is not None else None)
+        return calibration_for(model, self.settings.calibration_dir)
 
     def _load(self, image: str | Location | DecodedImage | FacepipeError) -> DecodedImage:
         """Decode an image given as pixels, a parsed location (a caller's, already checked), an
@@ -582,7 +590,7 @@ class FaceLibrary:
                         f"cosine {best:.3f} to an enrolled face of {person_id!r} is at or above "
                         f"{self.settings.near_duplicate_similarity}",
                     )
-                confidence = float(confidence_from_cosine(best))
+                confidence = self.calibration(new.model_id).confidence(best)
                 if threshold > 0 and confidence < threshold:
                     raise FacepipeError(
                         ErrorCode.FACE_MATCH_BELOW_THRESHOLD,
@@ -802,7 +810,9 @@ class FaceLibrary:
         conn: psycopg.Connection | None = None,
     ) -> list[list[Candidate]]:
         """For each probe embedding, up to ``top_n`` persons of the groups, each once with its
-        best face, best first.
+        best face, best first: ranked by the persons' fused templates (``score`` = the
+        template's cosine; :mod:`pipeline.index.templates`) or, with
+        ``identify_person_template`` = ``best-face``, by their best face.
 
         Groups holding at most ``exact_search_max_faces`` faces are scanned exactly; larger ones
         use the HNSW index with pgvector iterative scans (the group filter is applied during the
@@ -836,17 +846,43 @@ class FaceLibrary:
                 plan = _Plan.EXACT_SCAN
             else:
                 plan = _Plan.EXACT_MEMBERS
+            by_template = self.settings.identify_person_template == templates.MEAN
+            # persons are found by their faces, then ranked by their fused templates
+            fetch = n * templates.CANDIDATE_FACTOR if by_template else n
             engine = "pgvector_hnsw" if plan is _Plan.HNSW else "pgvector_exact"
             with time_identify(engine, len(probes)):
                 hits_per_probe = [
-                    self._search_one(c, probe, present, model, n, plan) for probe in probes
+                    self._search_one(c, probe, present, model, fetch, plan) for probe in probes
                 ]
+                if by_template:
+                    hits_per_probe = self._rank_by_template(c, probes, hits_per_probe, model, n)
             names = repo.person_tags(
                 c, sorted({h.person_id for hits in hits_per_probe for h in hits})
             )
+        cal = self.calibration(model)
         for hits in hits_per_probe:
-            results.append(_candidates(hits, names))
+            results.append(_candidates(hits, names, cal))
         return results
+
+    @staticmethod
+    def _rank_by_template(
+        conn: psycopg.Connection,
+        probes: Sequence[NDArray[np.float32]],
+        hits_per_probe: list[list[FaceHit]],
+        model_id: str,
+        top_n: int,
+    ) -> list[list[FaceHit]]:
+        """Each probe's candidate persons re-ranked by their fused templates (score = the
+        template's cosine; face_id = the person's best face)."""
+        persons = sorted({h.person_id for hits in hits_per_probe for h in hits})
+        vectors = templates.persons_vectors(conn, persons, model_id)
+        out = []
+        for probe, hits in zip(probes, hits_per_probe, strict=True):
+            ranked = templates.rank_by_template(
+                probe, [(h.person_id, h.face_id, h.score) for h in hits], vectors, top_n
+            )
+            out.append([FaceHit(face_id, person, score) for person, face_id, score in ranked])
+        return out
 
     def _search_one(
         self,
@@ -934,7 +970,7 @@ class FaceLibrary:
                 ErrorCode.FACE_NOT_FOUND,
                 f"person {person_id!r} has no face enrolled with model {analysis.model_id}",
             )
-        confidence = float(confidence_from_cosine(hit.score))
+        confidence = self.calibration(analysis.model_id).confidence(float(hit.score))
         return VerifyResult(
             person_id=person_id,
             confidence=confidence,
@@ -945,10 +981,11 @@ class FaceLibrary:
 
     def compare(self, image_a: str | DecodedImage, image_b: str | DecodedImage) -> CompareResult:
         """Similarity 0-100 of the largest faces of two images (Baidu match)."""
-        a = unit_vector(self._analyze_one(image_a).faces[0].embedding)
+        first = self._analyze_one(image_a)
+        a = unit_vector(first.faces[0].embedding)
         b = unit_vector(self._analyze_one(image_b).faces[0].embedding)
         score = float(np.clip(a @ b, -1.0, 1.0))
-        similarity = float(confidence_from_cosine(score))
+        similarity = self.calibration(first.model_id).confidence(score)
         return CompareResult(similarity, score, similarity >= self.settings.match_threshold)
 
 

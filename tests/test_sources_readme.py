@@ -31,3 +31,11 @@ def test_readme_catalogue_matches_code() -> None:
     assert table == render_catalogue(), (
         "README error catalogue is out of date; regenerate it (see this module's docstring)"
     )
+
+
+def test_facepipe_own_codes_are_unique() -> None:
+    """The -19xx codes are facepipe's own (the reference APIs have none there): one meaning
+    each, so a client can switch on them. (Reference codes such as -1313 are shared on
+    purpose: the reference APIs use one code for several refusals.)"""
+    own = [spec.code for spec in CATALOGUE.values() if -1999 < spec.code <= -1900]
+    assert len(own) == len(set(own)), sorted(own)

@@ -37,6 +37,8 @@ def submit_job(
     chunk_size: int | None = None,
     page_size: int | None = None,
     idempotency_key: str | None = None,
+    match_threshold: float | None = None,
+    false_match_rate: float | None = None,
 ) -> Job:
     """See :func:`pipeline.jobs.submit.submit_job`."""
     rt = rt or get_runtime()
@@ -44,6 +46,7 @@ def submit_job(
         rt, dispatcher(rt), kind, source, groups=groups, manifest=manifest, export=export,
         since=since, top_n=top_n, person_id=person_id, chunk_size=chunk_size,
         page_size=page_size, idempotency_key=idempotency_key, origin=origin,
+        match_threshold=match_threshold, false_match_rate=false_match_rate,
     )
 
 

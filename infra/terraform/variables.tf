@@ -323,9 +323,9 @@ variable "ingest_memory" {
 }
 
 variable "match_threshold" {
-  description = "FACEPIPE_MATCH_THRESHOLD: confidence (0-100) at or above which verify/compare call it a match."
+  description = "FACEPIPE_MATCH_THRESHOLD: confidence (Tencent 3.0 scale, 0-100) at or above which verify/compare call it a match; 50 = false accept rate 1e-4 per comparison."
   type        = number
-  default     = 60
+  default     = 50
 }
 
 variable "log_retention_days" {

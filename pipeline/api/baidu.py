@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from pipeline import similarity
 from pipeline.api.auth import ANONYMOUS, Caller, Refused
 from pipeline.api.calls import create_person_with_face, raise_first_error
 from pipeline.api.deps import PayloadDep, StateDep, keyring
@@ -67,8 +68,9 @@ def baidu_code(exc: FacepipeError) -> int:
 
 
 def baidu_score(confidence: float) -> float:
-    """The one place a facepipe confidence (0-100) becomes a Baidu score (0-100)."""
-    return round(float(confidence), 2)
+    """The one place a facepipe confidence (0-100) becomes a Baidu score: Baidu's scale, on
+    which 80 is "same person" (pipeline.similarity.baidu_score)."""
+    return round(float(similarity.baidu_score(confidence)), 2)
 
 
 def log_id() -> int:

@@ -36,6 +36,7 @@ from pipeline.api_io import Upload, check_url, inline_source
 from pipeline.attributes_vendor import iai_attributes, iai_quality
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.library_results import FaceRect
+from pipeline.similarity import tencent_score
 from pipeline.store.records import GroupDetails
 from pipeline.types import DetectMode
 
@@ -84,8 +85,9 @@ def iai_code(exc: FacepipeError) -> str:
 
 
 def iai_score(confidence: float) -> float:
-    """The one place a facepipe confidence (0-100) becomes an IAI Score (0-100)."""
-    return round(float(confidence), 2)
+    """The one place a facepipe confidence (0-100) becomes an IAI Score: the calibrated
+    Tencent 3.0 scale, which facepipe's confidence already follows."""
+    return round(float(tencent_score(confidence)), 2)
 
 
 def _request_id() -> str:

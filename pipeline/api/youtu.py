@@ -37,6 +37,7 @@ from pipeline.api.state import ApiState
 from pipeline.api_io import Payload, Upload, check_url, inline_source
 from pipeline.attributes_vendor import youtu_attributes
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.similarity import tencent_score
 from pipeline.store.records import FaceInfo
 from pipeline.types import DetectMode, Face
 
@@ -77,8 +78,9 @@ def youtu_code(exc: FacepipeError) -> int:
 
 
 def youtu_score(confidence: float) -> float:
-    """The one place a facepipe confidence (0-100) becomes a YouTu confidence/similarity."""
-    return round(float(confidence), 2)
+    """The one place a facepipe confidence (0-100) becomes a YouTu confidence/similarity: the
+    calibrated Tencent scale, which facepipe's confidence already follows."""
+    return round(float(tencent_score(confidence)), 2)
 
 
 def answer(data: dict[str, Any]) -> dict[str, Any]:

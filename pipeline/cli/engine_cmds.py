@@ -379,7 +379,9 @@ def compare_images(engine: Any, source_a: str, source_b: str, threshold: float) 
             return result
         result["faces"][key] = face_json(face, with_embedding=False)
     cos = cosine(faces[0].embedding, faces[1].embedding)  # type: ignore[union-attr]
-    similarity = float(confidence_from_cosine(cos))
+    similarity = float(
+        confidence_from_cosine(cos, engine.model_id, engine.settings.calibration_dir)
+    )
     result.update(
         similarity=round(similarity, 2),
         cosine=round(cos, 6),

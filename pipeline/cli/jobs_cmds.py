@@ -78,6 +78,24 @@ def _print_job(job: Job, *, as_json: bool) -> None:
             console.print(f"  [yellow]{stall}[/yellow]")
 
 
+def _print_reid_summary(job: Job) -> None:
+    """Matched faces and how many of them to expect to be false (pipeline.jobs.reid_threshold)."""
+    from pipeline.jobs.reid_threshold import reidentify_summary
+    from pipeline.jobs.runtime import get_runtime
+
+    rt = get_runtime()
+    with rt.db.connection() as conn:
+        s = reidentify_summary(conn, job.id, job.params, rt.engine.model_id, rt.settings)
+    t = s["threshold"]
+    unit = "persons" if s["person_template"] == "mean" else "faces"
+    console.print(
+        f"  matched {s['faces_matched']} of {s['faces_searched']} faces at confidence "
+        f">= {t['confidence']:g} ({t['rule']}; FAR {s['far_per_comparison']:.0e} per "
+        f"comparison, {s['gallery_comparisons']} gallery {unit}): about "
+        f"{s['expected_false_matches']:g} false matches expected if all were strangers"
+    )
+
+
 @app.command()
 def worker(
     queues: Annotated[
@@ -149,6 +167,17 @@ def reidentify(
         str | None, typer.Option(help="Re-identify observed faces stored since (ISO time).")
     ] = None,
     top: Annotated[int | None, typer.Option(help="Candidates per face.")] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Match at or above this confidence (default: "
+                     "FACEPIPE_IDENTIFY_MATCH_THRESHOLD, 70 = FAR 1e-6 per comparison)."),
+    ] = None,
+    false_match_rate: Annotated[
+        float | None,
+        typer.Option(help="Instead of --threshold: the share of faces of people NOT enrolled "
+                     "allowed to match someone (e.g. 0.01); the threshold follows the "
+                     "gallery's size."),
+    ] = None,
     wait: WaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -167,6 +196,8 @@ def reidentify(
             export=export,
             since=datetime.fromisoformat(since) if since else None,
             top_n=top,
+            match_threshold=threshold,
+            false_match_rate=false_match_rate,
         )
     except FacepipeError as exc:
         raise _fail(exc) from exc
@@ -175,6 +206,8 @@ def reidentify(
     if wait:
         job = watch_job(job.id, show=not as_json)
     _print_job(job, as_json=as_json)
+    if wait and not as_json:
+        _print_reid_summary(job)
     if job.status == JobStatus.FAILED:
         raise typer.Exit(1)
 

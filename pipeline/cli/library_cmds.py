@@ -315,7 +315,7 @@ def identify(
     """Who is in the image? Top-N persons across the groups, best first."""
     with _library(as_json, with_engine=True) as lib:
         result = lib.identify(source, group, top, all_faces=all_faces)
-        threshold = lib.settings.match_threshold
+        threshold = lib.settings.identify_match_threshold
 
     def human() -> None:
         for face in result.faces:

@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline.calibration import calibration_for
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.index import gallery
+from pipeline.index import gallery, templates
 from pipeline.index.faiss_index import SearchableIndex, as_matrix
 from pipeline.index.reindex import SnapshotRecord, newest_snapshot
 from pipeline.index.snapshot import Scope, SnapshotStore, load_snapshot, store_for
 from pipeline.index.spec import IndexKind
 from pipeline.observability.metrics import time_identify
-from pipeline.similarity import confidence_from_cosine
 from pipeline.store import repo
 from pipeline.store.db import Database
 from pipeline.store.records import Candidate
@@ -237,14 +237,25 @@ def identify_faiss(
                 )
             if loaded.record.snapshot_id not in stats.snapshots:
                 stats.snapshots.append(loaded.record.snapshot_id)
-            for i, hits in enumerate(
-                _hits_for_scope(db, loaded, scope, q, top_n, stats, rerank)
-            ):
+            for i, hits in enumerate(_hits_for_scope(db, loaded, scope, q, top_n, stats, rerank)):
                 merged[i].update(hits)
-    ranked = [best_per_person(h, top_n) for h in merged]
+        settings = settings or get_settings()
+        if settings.identify_person_template == templates.MEAN:
+            # persons found by their nearest faces, ranked by their fused templates
+            wide = [best_per_person(h, top_n * templates.CANDIDATE_FACTOR) for h in merged]
+            with db.connection() as conn:
+                vectors = templates.persons_vectors(
+                    conn, sorted({p for r in wide for p, _, _ in r}), model_id
+                )
+            ranked = [
+                templates.rank_by_template(q[i], r, vectors, top_n) for i, r in enumerate(wide)
+            ]
+        else:
+            ranked = [best_per_person(h, top_n) for h in merged]
     with db.connection() as conn:
         names = repo.person_tags(conn, sorted({p for r in ranked for p, _, _ in r}))
     results: list[list[Candidate]] = []
+    calibration = calibration_for(model_id, settings.calibration_dir)
     for r in ranked:
         cands = []
         for person, face_id, score in r:
@@ -254,7 +265,7 @@ def identify_faiss(
                     person_id=person,
                     face_id=str(face_id),
                     score=score,
-                    confidence=float(confidence_from_cosine(score)),
+                    confidence=calibration.confidence(float(score)),
                     tag=tag,
                     name=name,
                 )

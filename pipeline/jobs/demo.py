@@ -88,7 +88,7 @@ def run_demo(console: Console, *, workdir: Path | None = None) -> int:
             return 1
         with db.connection() as conn:
             records = list(iter_job_matches(conn, rjob.id))
-        _print_matches(console, records, settings.match_threshold)
+        _print_matches(console, records, settings.identify_match_threshold)
         _wait_for(export, 15.0)
         console.print(f"matches also exported as JSON Lines: {export}")
         console.print(

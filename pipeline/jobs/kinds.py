@@ -8,8 +8,10 @@
   refused with TOO_MANY_FACES. The person thus ends with the best faces by quality whatever the
   order the images arrive in.
 * reidentify: every face becomes an observed face, is identified against the job's groups and
-  gets its top-N candidates written as matches of this job. Items ``observed:<id>`` re-identify
-  an observed face stored earlier (no image is read).
+  gets its top-N candidates written as matches of this job; its best candidate is its
+  ``match`` when it reaches the job's threshold (``pipeline.jobs.reid_threshold``: a confidence
+  or a target false-match rate). Items ``observed:<id>`` re-identify an observed face stored
+  earlier (no image is read).
 * detect: every face becomes an observed face (no search).
 """
 
@@ -199,6 +201,7 @@ def _observe(
     *,
     search: bool,
 ) -> dict[int, ItemOutcome]:
+    from pipeline.jobs.reid_threshold import gallery_comparisons, job_threshold
     from pipeline.library import FaceLibrary
     from pipeline.store.observations import record_matches, record_observed_faces
 
@@ -230,6 +233,7 @@ def _observe(
         for oid, face in zip(ids, embedded, strict=True):
             probes.append((item, oid, face.embedding, analysis.model_id))
     matches: dict[int, list[dict[str, Any]]] = {}
+    matched: dict[int, str | None] = {}
     if search and probes:
         library = FaceLibrary(rt.db, None, rt.settings)
         top_n = int(job.params.get("top_n") or rt.settings.identify_top_n)
@@ -244,9 +248,18 @@ def _observe(
                         np.stack([p[2] for p in sub]), list(gkey), top_n, model_id=model,
                         conn=conn,
                     )
+                    # a target false-match rate needs the gallery's size; a threshold does not
+                    size = (
+                        gallery_comparisons(conn, list(gkey), model, rt.settings)
+                        if job.params.get("false_match_rate") is not None
+                        else 0
+                    )
+                    limit = job_threshold(job.params, size, rt.settings).confidence
                     for (_, oid, _, _), cand in zip(sub, cands, strict=True):
                         record_matches(conn, oid, cand, job_id=job.id)
                         matches[oid] = [c.to_dict() for c in cand[:3]]
+                        hit = cand[0] if cand and cand[0].confidence >= limit else None
+                        matched[oid] = hit.person_id if hit is not None else None
         except FacepipeError as exc:
             for item in items:
                 if item.id not in out:
@@ -256,7 +269,12 @@ def _observe(
         if item.id in out:
             continue
         ids = faces_of.get(item.id, [])
-        result = {"faces": [{"observed_id": i, "top": matches.get(i, [])} for i in ids]}
+        result: dict[str, Any] = {
+            "faces": [{"observed_id": i, "top": matches.get(i, [])} for i in ids]
+        }
+        if search:
+            for face in result["faces"]:
+                face["match"] = matched.get(face["observed_id"])
         out[item.id] = ItemOutcome(
             item.id, ItemStatus.DONE, content_sha256=sha_of.get(item.id), n_faces=len(ids),
             observed_ids=tuple(str(i) for i in ids), result=result,

@@ -24,6 +24,7 @@ from pipeline.jobs.dispatch import Dispatcher
 from pipeline.jobs.exportdest import parse_export_destination
 from pipeline.jobs.model import ItemSpec, Job, JobKind, Origin
 from pipeline.jobs.producers import source_type
+from pipeline.jobs.reid_threshold import reid_params
 from pipeline.jobs.runtime import Runtime
 from pipeline.sources.location import parse_location
 
@@ -46,10 +47,14 @@ def submit_job(
     page_size: int | None = None,
     idempotency_key: str | None = None,
     origin: Origin = Origin.CLI,
+    match_threshold: float | None = None,
+    false_match_rate: float | None = None,
 ) -> Job:
     """Create a job over ``source`` (or observed faces ``since``) and enqueue its listing.
 
     With an ``idempotency_key`` already used, the existing job is returned and nothing is sent.
+    A re-identification takes a match threshold or a target false-match rate
+    (:mod:`pipeline.jobs.reid_threshold`).
     """
     trust = origin.trust
     params: dict[str, Any] = {"groups": list(groups)}
@@ -72,6 +77,7 @@ def submit_job(
         params["chunk_size"] = chunk_size
     if page_size:
         params["page_size"] = page_size
+    params.update(reid_params(match_threshold, false_match_rate))
 
     def check(conn: Connection) -> None:
         if kind == JobKind.REIDENTIFY and groups:
