@@ -245,7 +245,7 @@ def test_counters_move_by_the_work_done_and_the_dashboard_names_only_real_metric
     # --- the API: N detect calls, one GIF, one unknown route ----------------------------------
     api_port = free_port()
     api = serve(["api", "--port", str(api_port)], "/healthz", api_port,
-                FACEPIPE_LOG_FORMAT="json")
+                FACEPIPE_LOG_FORMAT="json", FACEPIPE_API_AUTH="false")  # loopback trial
     base = f"http://127.0.0.1:{api_port}"
 
     def detect(data: bytes, request_id: str | None = None) -> tuple[int, dict[str, str]]:
