@@ -33,7 +33,8 @@ ROUTES = {
 }
 # Task modules; the index module is written separately and joins when it exists.
 TASK_MODULES = [
-    m for m in ("workers.tasks", "workers.index_tasks") if importlib.util.find_spec(m) is not None
+    m for m in ("workers.tasks", "workers.index_tasks", "workers.reembed_tasks")
+    if importlib.util.find_spec(m) is not None
 ]
 
 

@@ -13,6 +13,8 @@ COMMAND_MODULES = (
     "pipeline.cli.jobs_cmds",
     "pipeline.cli.index_cmds",
     "pipeline.cli.api_cmds",
+    "pipeline.cli.models_cmds",
+    "pipeline.cli.reembed_cmds",
 )
 
 

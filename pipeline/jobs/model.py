@@ -16,6 +16,7 @@ class JobKind(StrEnum):
     DETECT = "detect"
     IDENTIFY_BATCH = "identify-batch"
     REINDEX = "reindex"
+    REEMBED = "reembed"
 
 
 class JobStatus(StrEnum):
