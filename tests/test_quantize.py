@@ -82,9 +82,12 @@ def test_no_calibration_input_is_an_error(tmp_path: Path) -> None:
     assert info.value.code is ErrorCode.ILLEGAL_PARAMETER
 
 
-def test_cli_quantize_and_show(tmp_path: Path, int8_pack: QuantizeReport) -> None:
+def test_cli_quantize_and_show(
+    tmp_path: Path, int8_pack: QuantizeReport, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pipeline.cli import COMMAND_MODULES
     from pipeline.cli.app import app
+    from pipeline.config import get_settings
 
     for name in COMMAND_MODULES:
         __import__(name)
@@ -94,8 +97,13 @@ def test_cli_quantize_and_show(tmp_path: Path, int8_pack: QuantizeReport) -> Non
     result = runner.invoke(app, ["models", "quantize", str(empty)])
     assert result.exit_code == 2
     assert "no photos" in result.output
-    result = runner.invoke(app, ["models", "show", "--json"],
-                           env={"FACEPIPE_MODEL_DIR": str(int8_pack.folder)})
+    monkeypatch.setenv("FACEPIPE_MODEL_DIR", str(int8_pack.folder))
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, ["models", "show", "--json"])
+    finally:
+        monkeypatch.delenv("FACEPIPE_MODEL_DIR")
+        get_settings.cache_clear()
     assert result.exit_code == 0, result.output
     assert "_int8-" in result.output
     assert ModelKind.RECOGNIZER.value in result.output

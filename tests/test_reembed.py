@@ -161,7 +161,7 @@ def test_faces_without_crop_fail_the_job_and_keep_the_scope(
         assert failed.status is JobStatus.FAILED
         assert failed.n_failed == 1
         assert failed.error["name"] == "FACE_NOT_FOUND"
-        assert lost in failed.error["context"]["face_ids"]
+        assert lost in failed.error["face_ids"]
         assert active_model(conn, None) is None
         assert count_scope(conn, params) == (PEOPLE + 2, PEOPLE + 1, 1)
 

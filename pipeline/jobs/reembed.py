@@ -372,13 +372,13 @@ def _finish(
                 f"{missing} of {total} faces could not be re-embedded ({without_crop} have no "
                 "stored crop, the others an unreadable one): re-enrol them from their images or "
                 "delete them, then resume this job; the scope was not switched",
-                face_ids=listed + broken[: MAX_LISTED_FAILURES - len(listed)],
             )
+            face_ids = listed + broken[: MAX_LISTED_FAILURES - len(listed)]
             conn.execute(
                 "UPDATE jobs SET n_items = %s, n_done = %s, n_failed = %s WHERE id = %s",
                 (total, done, missing, job_id),
             )
-            job_store.fail_job(conn, job_id, error.to_dict())
+            job_store.fail_job(conn, job_id, {**error.to_dict(), "face_ids": face_ids})
     log.info("reembed %s: %d embedded this run, %d/%d done, switched=%s", job_id, embedded,
              done, total, switched)
     return ReembedResult(job_id, embedded, total, done, missing, switched, seconds)
