@@ -4,8 +4,9 @@ Run from the repository root::
 
     .venv/bin/python -m bench.bigphotos [--limit 40] [--megapixels 12] [--json]
 
-The corpus is built at bench time, never committed: every JPEG of ``../shared/data/faces/dev``
-and the group photos of ``hard/`` (press photos, group photos, tight crops) is upscaled
+The corpus is built at bench time, never committed: every JPEG of
+``../shared/data/faces/dev/deepface`` (press photos) and ``hard/`` (group photos, tiny faces,
+rotations, no-face scenes) is upscaled
 (bicubic) to about ``--megapixels`` MP keeping its aspect ratio and re-encoded as a quality-90
 JPEG into ``--cache`` (default ``~/.cache/facepipe-bench/bigphotos-<MP>mp``; reused when
 there). Then ``analyze_stream`` runs over it with ``reduced_decode`` off and on, the two taking
@@ -34,7 +35,8 @@ DEFAULT_CACHE = Path.home() / ".cache" / "facepipe-bench"
 
 def build_corpus(faces: Path, folder: Path, megapixels: float, limit: int | None) -> list[Path]:
     """The upscaled corpus (made once per size, then reused)."""
-    sources = sorted((faces / "dev").rglob("*.jpg"))
+    # Press and group photos; the 150x150 face chips of dev/ are no camera photos.
+    sources = sorted((faces / "dev" / "deepface").glob("*.jpg"))
     sources += sorted((faces / "hard").glob("*.jpg"))
     sources = sources[:limit] if limit else sources
     folder.mkdir(parents=True, exist_ok=True)
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     n = len(corpus)
     report = {
         "corpus": {"images": n, "megapixels": args.megapixels,
-                   "built_from": "dev/**/*.jpg + hard/*.jpg, bicubic upscale, JPEG q90"},
+                   "built_from": "dev/deepface/*.jpg + hard/*.jpg, bicubic upscale, JPEG q90"},
         "runs": {
             name: {
                 "images_per_s": round(n / wall[name], 3),
