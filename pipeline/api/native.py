@@ -448,6 +448,8 @@ async def submit_reidentify(state: StateDep, payload: PayloadDep) -> dict[str, A
             top_n=params.top_n,
             idempotency_key=params.idempotency_key,
             rt=state,
+            match_threshold=params.match_threshold,
+            false_match_rate=params.false_match_rate,
         )
         return job.to_dict()  # type: ignore[no-any-return]
 
