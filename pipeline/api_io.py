@@ -286,6 +286,10 @@ class ReidentifyJob(_Params):
     export: str | None = None
     top_n: int | None = Field(default=None, ge=1)
     idempotency_key: str | None = None
+    match_threshold: float | None = None
+    """A face counts as matched at or above this confidence (Tencent 3.0 scale)."""
+    false_match_rate: float | None = None
+    """...or: the share of strangers' faces accepted to be matched (threshold derived)."""
 
     @field_validator("group_ids", mode="before")
     @classmethod

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         description="Batches analyze_stream runs on the models at once (sessions are shared); "
         "when unset on CPU, 2 single-thread runs per core.",
     )
+    reduced_decode: bool = Field(
+        default=True,
+        description="analyze_stream (bulk jobs) decodes big JPEGs at 1/2-1/8 scale (libjpeg "
+        "DCT scaling) keeping the long side >= det_size; small faces are cropped at full size.",
+    )
     landmarks_106: bool = Field(
         default=True,
         description="Run the 106-point landmark model (when the pack has one) in analyze(); "

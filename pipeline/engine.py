@@ -32,6 +32,7 @@ from pipeline.models.session import intra_op_threads
 from pipeline.ops.align import align_face
 from pipeline.ops.pose import estimate_pose
 from pipeline.ops.quality import QualityThresholds, assess_quality, thresholds_from_settings
+from pipeline.ops.reduced import full_scale, needs_full_resolution, scale_detections
 from pipeline.ops.scrfd import Detections
 from pipeline.sources.location import Trust
 from pipeline.types import Attributes, DecodedImage, DetectMode, Face, ImageAnalysis
@@ -207,16 +208,16 @@ class FaceEngine:
         landmarks_106: list[list[NDArray[np.float32]] | None] = [None] * len(images)
         want_106 = self.settings.landmarks_106 if landmarks is None else landmarks
         if self.landmark106 is not None and want_106:
+            with clock("align"):
+                # The 106-point model works on full-resolution pixels and coordinates.
+                crops, found, images = _align_all(images, found, whole=True)
             with clock("landmarks"):
                 landmarks_106 = [
                     self.landmark106.landmarks(im.pixels, list(d.boxes), quarter_turns(d))
                     for im, d in zip(images, found, strict=True)
                 ]
         with clock("align"):
-            crops = [
-                [align_face(im.pixels, kps) for kps in d.keypoints]
-                for im, d in zip(images, found, strict=True)
-            ]
+            crops, found, images = _align_all(images, found, whole=self.attributes is not None)
         vectors: list[NDArray[np.float32] | None] = [None] * len(images)
         if embed:
             with clock("embed"):
@@ -333,11 +334,20 @@ class FaceEngine:
         ``attributes`` (nothing downstream needs them). Each source is parsed under ``trust``:
         a caller's source never names a local file.
         """
-        from pipeline.sources import load_image  # the sources package imports heavier deps
+        # the sources package imports heavier deps
+        from pipeline.sources import load_image, read_source_bytes, source_label
+        from pipeline.sources.decode import decode_image_reduced
 
         def load(source: str) -> tuple[DecodedImage, float]:
             start = time.perf_counter()
-            image = load_image(source, self.settings, trust)
+            if self.settings.reduced_decode:
+                # Big JPEGs decode at the smallest DCT scale that still fills the canvas.
+                data = read_source_bytes(source, self.settings, trust)
+                image = decode_image_reduced(
+                    data, source_label(source), self.settings, self.settings.det_size
+                )
+            else:
+                image = load_image(source, self.settings, trust)
             return image, (time.perf_counter() - start) * 1000.0
 
         run = functools.partial(
@@ -447,6 +457,47 @@ def _analyze_alone(
     except Exception as exc:  # recorded on the outcome, never raised (analyze_stream's promise)
         log.exception("analysing %s failed", image.source)
         return _internal(exc)
+
+
+def _align_all(
+    images: Sequence[DecodedImage], found: Sequence[Detections], whole: bool
+) -> tuple[list[list[NDArray[np.uint8]]], list[Detections], list[DecodedImage]]:
+    """Each face's aligned crop, with detections and images at full scale.
+
+    An image decoded at a reduced scale (see ``decode_image_reduced``) gets its detections
+    multiplied out to full-image coordinates; a face's crop comes from the reduced pixels
+    when they hold enough of it, else from the full image (decoded once, on first need);
+    ``whole`` decodes the full image anyway (models that read pixels by full coordinates).
+    Other images pass through.
+    """
+    crops: list[list[NDArray[np.uint8]]] = []
+    dets: list[Detections] = []
+    out: list[DecodedImage] = []
+    for image, d in zip(images, found, strict=True):
+        if not image.reduced or image.full_size is None or image.full_pixels is None:
+            crops.append([align_face(image.pixels, kps) for kps in d.keypoints])
+            dets.append(d)
+            out.append(image)
+            continue
+        sx, sy = full_scale(image.pixels.shape, image.full_size)
+        full_dets = scale_detections(d, sx, sy)
+        full: NDArray[np.uint8] | None = image.full_pixels() if whole else None
+        per_face = []
+        for reduced_kps, full_kps in zip(d.keypoints, full_dets.keypoints, strict=True):
+            if full is None and needs_full_resolution(reduced_kps):
+                full = image.full_pixels()
+            if full is not None:
+                per_face.append(align_face(full, full_kps))
+            else:
+                per_face.append(align_face(image.pixels, reduced_kps))
+        crops.append(per_face)
+        dets.append(full_dets)
+        out.append(
+            replace(image, pixels=full, full_size=None, full_pixels=None)
+            if full is not None
+            else image
+        )
+    return crops, dets, out
 
 
 def quarter_turns(dets: Detections) -> list[float]:

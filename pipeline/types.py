@@ -7,6 +7,7 @@ Add fields at the end with defaults; never rename or repurpose one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -33,14 +34,27 @@ class DecodedImage:
     pixels: NDArray[np.uint8]
     content_sha256: str
     format: str
+    full_size: tuple[int, int] | None = None
+    """(height, width) of the full image when ``pixels`` is a reduced-scale decode, else None."""
+    full_pixels: Callable[[], NDArray[np.uint8]] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """Decodes the full-resolution image (reduced-scale decodes only)."""
 
     @property
     def height(self) -> int:
-        return int(self.pixels.shape[0])
+        """The image's height (the full one when ``pixels`` is a reduced-scale decode)."""
+        return self.full_size[0] if self.full_size is not None else int(self.pixels.shape[0])
 
     @property
     def width(self) -> int:
-        return int(self.pixels.shape[1])
+        """The image's width (the full one when ``pixels`` is a reduced-scale decode)."""
+        return self.full_size[1] if self.full_size is not None else int(self.pixels.shape[1])
+
+    @property
+    def reduced(self) -> bool:
+        """Whether ``pixels`` is a reduced-scale decode of a bigger image."""
+        return self.full_size is not None and self.full_pixels is not None
 
 
 @dataclass(frozen=True)

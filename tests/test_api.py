@@ -325,3 +325,17 @@ def test_openapi_documents_the_bodies(client: TestClient) -> None:
         faces["application/json"]["schema"]["properties"]
     )
     assert "$ref" not in str(spec["paths"]["/v1/detect"])
+
+
+def test_reidentify_job_threshold_options_are_checked(api: TestClient) -> None:
+    """A re-identify job takes a match threshold or a target false-match rate, not both; bad
+    values are refused before any job exists."""
+    base = {"source": "s3://bucket/new/a.jpg", "group_ids": ["g"]}
+    both = api.post("/v1/jobs/reidentify",
+                    json={**base, "match_threshold": 70, "false_match_rate": 0.01})
+    assert both.status_code == 400 and "not both" in error_of(both)["message"]
+    bad_rate = api.post("/v1/jobs/reidentify", json={**base, "false_match_rate": 2})
+    assert bad_rate.status_code == 400 and error_of(bad_rate)["name"] == "ILLEGAL_PARAMETER"
+    bad_threshold = api.post("/v1/jobs/reidentify", json={**base, "match_threshold": 170})
+    assert bad_threshold.status_code == 400
+    assert api.get("/v1/jobs").json()["jobs"] == []

@@ -89,3 +89,13 @@ def test_reidentify_with_a_target_false_match_rate(
     assert summary["expected_false_matches"] == pytest.approx(
         expected_false_matches(threshold, gallery, 22), abs=1e-3)
     assert summary["expected_false_matches"] == pytest.approx(22 * 0.001, rel=1e-3)
+    # the same summary comes with the job over HTTP and in `facepipe jobs show`
+    from fastapi.testclient import TestClient
+
+    from pipeline.api import create_app
+
+    settings = runtime.settings.model_copy(update={"api_auth": False})
+    app = create_app(settings, engine=runtime.engine, database=runtime.db, preload=False)
+    with TestClient(app) as client:
+        shown = client.get(f"/v1/jobs/{job.id}", params={"items": 0}).json()
+    assert shown["summary"] == summary

@@ -35,7 +35,7 @@ ROUTES = {
 # Task modules (the watchdog module also starts the watchdog loop in each worker).
 TASK_MODULES = [
     m
-    for m in ("workers.tasks", "workers.index_tasks", "workers.watchdog")
+    for m in ("workers.tasks", "workers.index_tasks", "workers.watchdog", "workers.reembed_tasks")
     if importlib.util.find_spec(m) is not None
 ]
 

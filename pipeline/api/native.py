@@ -367,9 +367,12 @@ async def show_job(
     items: Annotated[int, Query(ge=0, le=1000)] = 20,
     failed: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
-    """A job with its error counts by code and up to ``items`` of its items."""
+    """A job with its error counts by code and up to ``items`` of its items; a
+    re-identification also with its ``summary``: faces matched at its threshold and how many of
+    them to expect to be false given the gallery's size."""
     from pipeline.jobs import store
-    from pipeline.jobs.model import ItemStatus
+    from pipeline.jobs.model import ItemStatus, JobKind
+    from pipeline.jobs.reid_threshold import reidentify_summary
 
     def run() -> dict[str, Any]:
         with state.db.connection() as conn:
@@ -378,7 +381,14 @@ async def show_job(
             rows = store.list_items(
                 conn, job.id, status=ItemStatus.FAILED if failed else None, limit=items
             ) if items else []
-        return job.to_dict() | {"errors": errors, "items_shown": [r.to_dict() for r in rows]}
+            extra: dict[str, Any] = {}
+            if job.kind is JobKind.REIDENTIFY:
+                extra["summary"] = reidentify_summary(
+                    conn, job.id, job.params, state.engine.model_id, state.settings
+                )
+        return job.to_dict() | extra | {
+            "errors": errors, "items_shown": [r.to_dict() for r in rows]
+        }
 
     return await state.blocking(run)
 
@@ -453,6 +463,8 @@ async def submit_reidentify(state: StateDep, payload: PayloadDep) -> dict[str, A
             top_n=params.top_n,
             idempotency_key=params.idempotency_key,
             rt=state,
+            match_threshold=params.match_threshold,
+            false_match_rate=params.false_match_rate,
         )
         return job.to_dict()  # type: ignore[no-any-return]
 

@@ -15,6 +15,8 @@ COMMAND_MODULES = (
     "pipeline.cli.api_cmds",
     "pipeline.cli.metrics_cmds",
     "pipeline.cli.keys_cmds",
+    "pipeline.cli.models_cmds",
+    "pipeline.cli.reembed_cmds",
 )
 
 

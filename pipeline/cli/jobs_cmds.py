@@ -262,6 +262,8 @@ def jobs_show(
         console.print_json(json.dumps(out))
         return
     _print_job(job, as_json=False)
+    if job.kind is JobKind.REIDENTIFY:
+        _print_reid_summary(job)
     for name, n in errors.items():
         console.print(f"  {n} x {name}")
     table = Table("seq", "uri", "person", "status", "tries", "faces", "error")

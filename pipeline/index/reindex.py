@@ -289,12 +289,18 @@ def collect_garbage(
 
 
 def default_model(db: Database, group: str | None = None) -> str:
-    """The model of most enrolled faces (of the group), for commands given no ``--model``."""
+    """The model of most enrolled faces (of the group), for commands given no ``--model``;
+    a scope switched by a reembed job uses the model it was switched to."""
     scope_sql = (
         "" if group is None
         else "WHERE person_id IN (SELECT person_id FROM memberships WHERE group_id = %(g)s)"
     )
     with db.connection() as conn:
+        from pipeline.jobs.reembed import active_model
+
+        switched = active_model(conn, group)
+        if switched is not None:
+            return switched
         row = conn.execute(
             f"SELECT model_id FROM faces {scope_sql} GROUP BY model_id "
             "ORDER BY count(*) DESC LIMIT 1",

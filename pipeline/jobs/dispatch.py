@@ -19,6 +19,7 @@ class TaskName(StrEnum):
     LIST_SOURCE = "facepipe.ingest.list_source"
     EXPORT = "facepipe.ingest.export"
     PROCESS_CHUNK = "facepipe.infer.process_chunk"
+    REEMBED = "facepipe.infer.reembed"
     REINDEX = "facepipe.index.reindex"
     IDENTIFY_BATCH = "facepipe.search.identify_batch"
     NIGHTLY_REIDENTIFY = "facepipe.schedule.nightly_reidentify"

@@ -18,6 +18,7 @@ class JobKind(StrEnum):
     DETECT = "detect"
     IDENTIFY_BATCH = "identify-batch"
     REINDEX = "reindex"
+    REEMBED = "reembed"
 
 
 class Origin(StrEnum):

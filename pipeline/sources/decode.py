@@ -7,6 +7,7 @@ empty -> byte cap -> magic bytes -> header (Pillow, no pixel decode) -> pixel ca
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -258,4 +259,73 @@ def decode_image(
         pixels=pixels,
         content_sha256=content_sha256(data),
         format=fmt.value,
+    )
+
+
+# --- reduced-scale JPEG decoding (the bulk path's big photos) --------------------------------
+
+REDUCED_FACTORS = (8, 4, 2)
+"""libjpeg's DCT scalings OpenCV exposes (IMREAD_REDUCED_COLOR_8/4/2), largest first."""
+_REDUCED_FLAGS = {
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+
+
+def reduced_factor(width: int, height: int, min_long_side: int) -> int:
+    """The largest DCT scale-down (8, 4, 2; else 1) that keeps the long side at or above
+    ``min_long_side`` (libjpeg rounds a scaled side up), so the detector canvas is still filled
+    at the same scale as from a full decode."""
+    long_side = max(width, height)
+    for factor in REDUCED_FACTORS:
+        if -(-long_side // factor) >= min_long_side:
+            return factor
+    return 1
+
+
+def oriented_size(width: int, height: int, orientation: int) -> tuple[int, int]:
+    """(height, width) after EXIF orientation: tags 5-8 turn the image a quarter."""
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def _full_pixels(data: bytes, header: ImageHeader, source: str) -> NDArray[np.uint8]:
+    """The whole image at full resolution, oriented (for faces too small at the reduced scale)."""
+    pixels = _decode_opencv(data, header)
+    if pixels is None:
+        pixels = _decode_pillow(data, header, source)
+    return apply_orientation(pixels, header.orientation)
+
+
+def decode_image_reduced(
+    data: bytes, source: str, settings: Settings, min_long_side: int
+) -> DecodedImage:
+    """Like :func:`decode_image`, but a big JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg
+    DCT scaling, a fraction of the full decode's cost) while its long side stays at or above
+    ``min_long_side``. The result's ``full_size`` says the full (oriented) size and
+    ``full_pixels()`` decodes the full image when a face needs it. Other formats, small JPEGs
+    and anything OpenCV cannot decode reduced go through :func:`decode_image` unchanged.
+    """
+    if not data or len(data) > settings.max_image_bytes:
+        return decode_image(data, source, settings)
+    fmt = require_format(data, source)
+    if fmt is not ImageFormat.JPEG:
+        return decode_image(data, source, settings)
+    header = read_header(data, fmt, source, settings)
+    factor = reduced_factor(header.width, header.height, min_long_side)
+    if factor == 1:
+        return decode_image(data, source, settings)
+    check_dimensions(header, source, settings)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    decoded = cv2.imdecode(buf, _REDUCED_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
+    if decoded is None:
+        return decode_image(data, source, settings)
+    pixels = apply_orientation(to_bgr(decoded), header.orientation)
+    return DecodedImage(
+        source=source,
+        pixels=pixels,
+        content_sha256=content_sha256(data),
+        format=fmt.value,
+        full_size=oriented_size(header.width, header.height, header.orientation),
+        full_pixels=functools.partial(_full_pixels, data, header, source),
     )
