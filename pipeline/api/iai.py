@@ -33,6 +33,7 @@ from pipeline.api.deps import get_state, keyring
 from pipeline.api.images import fetch, fetch_all
 from pipeline.api.state import ApiState
 from pipeline.api_io import Upload, check_url, inline_source
+from pipeline.attributes_vendor import iai_attributes, iai_quality
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.library_results import FaceRect
 from pipeline.similarity import tencent_score
@@ -558,7 +559,8 @@ async def DeleteFace(state: ApiState, p: Params) -> dict[str, Any]:
 async def DetectFace(state: ApiState, p: Params) -> dict[str, Any]:
     """Up to MaxFaceNum faces (default 1, largest first). FaceAttributesInfo (with
     NeedFaceAttributes=1) carries the pose, and Age/Gender only when an attribute model gave
-    them; FaceQualityInfo (NeedQualityDetection=1) carries the quality Score."""
+    them; FaceQualityInfo (NeedQualityDetection=1) carries Score, Sharpness, Brightness and
+    Completeness (scales: pipeline/attributes_vendor.py)."""
     max_faces = p.integer("MaxFaceNum", 1, 1, 120)
     need_attributes = p.integer("NeedFaceAttributes", 0, 0, 1) == 1
     need_quality = p.integer("NeedQualityDetection", 0, 0, 1) == 1
@@ -581,12 +583,10 @@ async def DetectFace(state: ApiState, p: Params) -> dict[str, Any]:
                     "Pitch": round(face.pose.pitch),
                     "Roll": round(face.pose.roll),
                 }
-                if face.attributes is not None:
-                    attrs["Age"] = int(face.attributes.age)
-                    attrs["Gender"] = iai_gender(face.attributes.gender)
+                attrs |= iai_attributes(face.attributes)
                 info["FaceAttributesInfo"] = attrs
             if need_quality:
-                info["FaceQualityInfo"] = {"Score": round(face.quality.score)}
+                info["FaceQualityInfo"] = iai_quality(face.quality)
             infos.append(info)
         return {
             "ImageWidth": analysis.width,
@@ -596,11 +596,6 @@ async def DetectFace(state: ApiState, p: Params) -> dict[str, Any]:
         }
 
     return await state.with_model(run)
-
-
-def iai_gender(gender: str) -> int:
-    """IAI's gender scale: [0, 49] female, [50, 100] male (the model gives a label)."""
-    return 100 if gender.lower().startswith("m") else 0
 
 
 @action

@@ -46,7 +46,8 @@ _FACES_BODY = openapi_body(AddFacesParams, many=True)
 async def detect(state: StateDep, payload: PayloadDep) -> dict[str, Any]:
     """Faces of one image: box, score, 5 landmarks, pose, quality (embedding on request).
 
-    Fields: ``mode`` (``all``/0 or ``largest``/1), ``max_faces``, ``rotate``, ``embed``.
+    Fields: ``mode`` (``all``/0 or ``largest``/1), ``max_faces``, ``rotate``, ``embed``,
+    ``attributes`` (default true: gender and age per face, null without an attribute model).
     No face is NO_FACE (-1101), as in the reference detect call.
     """
     from pipeline.cli.engine_cmds import face_json
@@ -62,6 +63,7 @@ async def detect(state: StateDep, payload: PayloadDep) -> dict[str, Any]:
             embed=params.embed,
             max_faces=params.max_faces,
             rotate=params.rotate,
+            attributes=params.attributes,
         )[0]
         if not analysis.faces:
             raise FacepipeError(ErrorCode.NO_FACE, source=analysis.source)
@@ -70,7 +72,10 @@ async def detect(state: StateDep, payload: PayloadDep) -> dict[str, Any]:
             "width": analysis.width,
             "height": analysis.height,
             "model": analysis.model_id,
-            "faces": [face_json(f, with_embedding=params.embed) for f in analysis.faces],
+            "faces": [
+                face_json(f, with_embedding=params.embed, with_attributes=params.attributes)
+                for f in analysis.faces
+            ],
             "timings_ms": {k: round(v, 2) for k, v in analysis.timings_ms.items()},
         }
 

