@@ -25,6 +25,7 @@ DEMO_GROUP = "demo"
 def run_demo(console: Console, *, workdir: Path | None = None) -> int:
     """Run the demo; returns the process exit status."""
     from pipeline.jobs.export import iter_job_matches
+    from pipeline.jobs.exportdest import export_root
     from pipeline.jobs.model import JobKind, JobStatus
     from pipeline.jobs.progress import watch_job
     from pipeline.jobs.sample import build_sample_archive
@@ -78,9 +79,11 @@ def run_demo(console: Console, *, workdir: Path | None = None) -> int:
         photos = vectron_model_dir()
         urls = work / "group_photos.txt"
         urls.write_text(f"{photos / 'players.jpg'}\n{photos / 'gdp.jpg'}\n")
-        export = work / "matches.jsonl"
+        # exports go under the export folder (FACEPIPE_EXPORT_DIR, default <home>/exports)
+        export = export_root(settings) / "demo" / "matches.jsonl"
         rjob = submit_job(
-            JobKind.REIDENTIFY, str(urls), groups=[DEMO_GROUP], export=str(export), top_n=3
+            JobKind.REIDENTIFY, str(urls), groups=[DEMO_GROUP], export="demo/matches.jsonl",
+            top_n=3,
         )
         rjob = watch_job(rjob.id, console)
         if rjob.status != JobStatus.DONE:
