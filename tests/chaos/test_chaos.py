@@ -25,6 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+import redis
 
 from pipeline.jobs import store
 from pipeline.jobs.model import ItemStatus, Job, JobKind, JobStatus
@@ -116,11 +117,13 @@ def _assert_accounted(job: Job) -> None:
 
 
 def test_worker_killed_mid_chunk_heals_without_anyone(
-    chaos_env: dict[str, str], start_worker: Callable[..., Any], players_jpg: Path,
+    chaos_env: dict[str, str], chaos_redis: ChaosRedis, start_worker: Callable[..., Any],
+    players_jpg: Path,
     tmp_path: Path, record_property: Callable[[str, object], None],
 ) -> None:
     folder = _folder(tmp_path / "photos", players_jpg, 24)
     first = start_worker(**_worker_env(chaos_env))
+    _wait_for_first_watchdog_pass(chaos_redis)
     job = submit_job(JobKind.DETECT, str(folder), chunk_size=8)
     _wait_for(lambda: _running_items(job.id) > 0, 120, "a chunk to start")
     time.sleep(0.5)  # well inside the chunk (8 images take seconds)
@@ -138,15 +141,28 @@ def test_redis_restarted_without_persistence_heals_without_anyone(
 ) -> None:
     folder = _folder(tmp_path / "photos", players_jpg, 24)
     start_worker(**_worker_env(chaos_env))
-    job = submit_job(JobKind.DETECT, str(folder), chunk_size=4)
-    _wait_for(lambda: _done(job.id) >= 4, 180, "the first chunk to finish")
+    _wait_for_first_watchdog_pass(chaos_redis)
+    job = submit_job(JobKind.DETECT, str(folder), chunk_size=2)
+    broker = redis.Redis(port=chaos_redis.port, db=0)
+    _wait_for(lambda: _done(job.id) >= 2 and broker.llen("infer") >= 2, 180,
+              "the first chunk to finish with more chunks waiting in the broker")
     chaos_redis.restart()  # every queued chunk message is gone
     done = _heal_and_finish(job.id, time.monotonic(), "redis_restart", record_property)
     assert done.n_done == 24
 
 
+def _wait_for_first_watchdog_pass(chaos_redis: ChaosRedis) -> None:
+    """The worker's first watchdog pass finds a brand-new broker (no canary) and handles it;
+    submitting after it keeps that first pass out of the test's timeline."""
+    from workers.dispatch import CANARY_KEY
+
+    broker = redis.Redis(port=chaos_redis.port, db=0)
+    _wait_for(lambda: bool(broker.exists(CANARY_KEY)), 60, "the first watchdog pass")
+
+
 def test_postgres_away_for_minutes_heals_when_it_returns(
-    chaos_env: dict[str, str], chaos_postgres: ChaosPostgres, start_worker: Callable[..., Any],
+    chaos_env: dict[str, str], chaos_postgres: ChaosPostgres, chaos_redis: ChaosRedis,
+    start_worker: Callable[..., Any],
     players_jpg: Path, tmp_path: Path, record_property: Callable[[str, object], None],
 ) -> None:
     # FACEPIPE_CHAOS_PG_DOWN_S=180 measures the issue's three minutes. In the suite the
@@ -160,6 +176,7 @@ def test_postgres_away_for_minutes_heals_when_it_returns(
                "FACEPIPE_TASK_MAX_RETRIES": "1"}
         folder = _folder(tmp_path / "photos", players_jpg, 24)
         start_worker(**env)
+        _wait_for_first_watchdog_pass(chaos_redis)
         job = submit_job(JobKind.DETECT, str(folder), chunk_size=4)
         _wait_for(lambda: _done(job.id) >= 4, 180, "the first chunk to finish")
         get_runtime().close()  # this process's pool would only log reconnect attempts
