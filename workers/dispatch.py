@@ -13,6 +13,8 @@ held.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -80,11 +82,9 @@ class CeleryDispatcher:
         self._send(TaskName.EXPORT, (job_id, dest))
 
     def broker_state(self) -> BrokerState:
-        url = str(self.app.conf.broker_url)  # the broker the messages really go to
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            return BrokerState(queued=None, lost=False)
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-        try:
+        with self._redis("broker state") as client:
+            if client is None:
+                return BrokerState(queued=None, lost=False)
             pipe = client.pipeline()
             for queue in self.queues:
                 for suffix in _PRIORITY_SUFFIXES:
@@ -92,23 +92,28 @@ class CeleryDispatcher:
             pipe.hlen(UNACKED_KEY)
             pipe.exists(CANARY_KEY)
             *lengths, canary = pipe.execute()
-        except RedisError as exc:
-            raise FacepipeError(ErrorCode.BROKER_UNAVAILABLE, f"broker state: {exc}") from exc
-        finally:
-            client.close()
         return BrokerState(queued=sum(int(n) for n in lengths), lost=not canary)
 
     def broker_state_handled(self) -> None:
         # Written back only after a watchdog pass re-sent everything: a pass that fails half
         # way (the database is away too) leaves the loss to be noticed again.
+        with self._redis("broker canary") as client:
+            if client is not None:
+                client.set(CANARY_KEY, "1")
+
+    @contextmanager
+    def _redis(self, what: str) -> Iterator[redis.Redis | None]:
+        """A client of the broker the messages really go to (None: not a Redis broker); its
+        errors become BROKER_UNAVAILABLE."""
         url = str(self.app.conf.broker_url)
         if not url.startswith(("redis://", "rediss://", "unix://")):
+            yield None
             return
         client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         try:
-            client.set(CANARY_KEY, "1")
+            yield client
         except RedisError as exc:
-            raise FacepipeError(ErrorCode.BROKER_UNAVAILABLE, f"broker canary: {exc}") from exc
+            raise FacepipeError(ErrorCode.BROKER_UNAVAILABLE, f"{what}: {exc}") from exc
         finally:
             client.close()
 

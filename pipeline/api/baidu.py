@@ -22,14 +22,14 @@ from fastapi.responses import JSONResponse, Response
 
 from pipeline import similarity
 from pipeline.api.auth import ANONYMOUS, Caller, Refused
-from pipeline.api.calls import create_person_with_face, raise_first_error
+from pipeline.api.calls import create_person_with_face, detect_faces, raise_first_error
 from pipeline.api.deps import PayloadDep, StateDep, keyring
 from pipeline.api.images import fetch, fetch_all
 from pipeline.api.state import ApiState
 from pipeline.api_io import Payload, inline_source
 from pipeline.attributes_vendor import baidu_attributes, baidu_qualities
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.types import DetectMode, Face
+from pipeline.types import Face
 
 TOKEN_SCOPE = "public brain_all_scope vis-faceverify_faceverify"
 """The scopes a token reports; ``brain_all_scope`` is what makes the SDK use tokens."""
@@ -260,12 +260,7 @@ async def detect(state: StateDep, form: FormDep) -> dict[str, Any]:
     fetched = await state.blocking(lambda: fetch(source, state.settings))
 
     def run() -> dict[str, Any]:
-        mode = DetectMode.LARGEST if max_faces == 1 else DetectMode.ALL
-        analysis = state.engine.analyze(
-            [fetched.decode(state.settings)], mode=mode, max_faces=max_faces, embed=False
-        )[0]
-        if not analysis.faces:
-            raise FacepipeError(ErrorCode.NO_FACE, source=analysis.source)
+        analysis = detect_faces(state.engine, fetched.decode(state.settings), max_faces)
         results = [face_result(f, fields) for f in analysis.faces]
         return answer(result_num=len(results), result=results)
 

@@ -4,12 +4,13 @@ model slot). Rules stay in :class:`~pipeline.library.FaceLibrary`; this only seq
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.library import FaceLibrary
 from pipeline.library_results import AddFacesResult
 from pipeline.store.records import PersonInfo
-from pipeline.types import DecodedImage
+from pipeline.types import DecodedImage, DetectMode, ImageAnalysis
 
 
 def raise_first_error(result: AddFacesResult) -> None:
@@ -47,3 +48,15 @@ def create_person_with_face(
         library.delete_person(person_id)
         raise
     return library.get_person(person_id), added
+
+
+def detect_faces(engine: Any, image: DecodedImage, max_faces: int) -> ImageAnalysis:
+    """The vendor detect calls' one step: the largest face when one is asked for, else up to
+    ``max_faces``; no embeddings (those calls never return them); NO_FACE when none."""
+    mode = DetectMode.LARGEST if max_faces == 1 else DetectMode.ALL
+    analysis: ImageAnalysis = engine.analyze(
+        [image], mode=mode, max_faces=max_faces, embed=False
+    )[0]
+    if not analysis.faces:
+        raise FacepipeError(ErrorCode.NO_FACE, source=analysis.source)
+    return analysis

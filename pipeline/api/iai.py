@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, Response
 from pipeline.api import tc3
 from pipeline.api.auth import ANONYMOUS, Caller, Refused
 from pipeline.api.body import body_limit, content_type, parse_json_object, read_body
-from pipeline.api.calls import create_person_with_face
+from pipeline.api.calls import create_person_with_face, detect_faces
 from pipeline.api.deps import get_state, keyring
 from pipeline.api.images import fetch, fetch_all
 from pipeline.api.state import ApiState
@@ -38,7 +38,6 @@ from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.library_results import FaceRect
 from pipeline.similarity import tencent_score
 from pipeline.store.records import GroupDetails
-from pipeline.types import DetectMode
 
 VERSIONS = ("2018-03-01", "2020-03-03")
 SERVICE = "iai"
@@ -568,12 +567,7 @@ async def DetectFace(state: ApiState, p: Params) -> dict[str, Any]:
     fetched = await state.blocking(lambda: fetch(source, state.settings))
 
     def run() -> dict[str, Any]:
-        mode = DetectMode.LARGEST if max_faces == 1 else DetectMode.ALL
-        analysis = state.engine.analyze(
-            [fetched.decode(state.settings)], mode=mode, max_faces=max_faces, embed=False
-        )[0]
-        if not analysis.faces:
-            raise FacepipeError(ErrorCode.NO_FACE, source=analysis.source)
+        analysis = detect_faces(state.engine, fetched.decode(state.settings), max_faces)
         infos = []
         for face in analysis.faces:
             info: dict[str, Any] = _rect(face.box)

@@ -11,16 +11,18 @@ overwritten by an export.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.sources.location import S3Location, Trust, parse_location
-
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+from pipeline.sources.location import (
+    CONTROL_CHARS,
+    URL_SCHEME,
+    S3Location,
+    Trust,
+    parse_location,
+)
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,12 @@ def parse_export_destination(text: str, settings: Settings, trust: Trust) -> Exp
         if not isinstance(location, S3Location) or location.is_prefix:
             raise FacepipeError(code, f"{text}: an s3:// export names an object key")
         return ExportDestination(location.uri, s3=location)
-    if _SCHEME.match(text):
+    if URL_SCHEME.match(text):
         raise FacepipeError(
             code, f"{text[:120]}: exports go to s3://bucket/key or a file under the export "
             "folder (FACEPIPE_EXPORT_DIR)"
         )
-    if "\\" in text or _CONTROL.search(text):
+    if "\\" in text or CONTROL_CHARS.search(text):
         raise FacepipeError(code, f"{text[:120]!r}: backslashes and control characters are "
                             "not allowed in an export name")
     if any(part in ("..", ".") for part in PurePosixPath(text).parts) or "%2e" in text.lower():

@@ -89,8 +89,9 @@ class InlineLocation:
 Location = HttpLocation | S3Location | LocalLocation | InlineLocation
 RemoteLocation = HttpLocation | S3Location
 
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Shared with pipeline/jobs/exportdest.py: what counts as a scheme, and as a control character.
+URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 # S3 bucket naming rules (lower-case letters, digits, dots and hyphens; 3-63 characters).
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _INLINE_PREFIXES = ("base64:", "data:")
@@ -140,10 +141,10 @@ def parse_location(
         if not inline:
             raise _refuse(trust, text, "an inline image is not a location here")
         return InlineLocation(text)
-    if _CONTROL.search(text):
+    if CONTROL_CHARS.search(text):
         raise _refuse(trust, text, "control characters are not allowed in a location")
     allowed = REMOTE_SCHEMES if remote_schemes is None else remote_schemes
-    scheme_match = _SCHEME.match(text)
+    scheme_match = URL_SCHEME.match(text)
     # Anything shaped like "word:" is a scheme, never the start of a relative path (an operator
     # names a file "a:b.jpg" as ./a:b.jpg); this server never reads Windows paths either.
     if scheme_match is None:
