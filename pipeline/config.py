@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         description="ONNX Runtime providers in order of preference; unavailable ones skipped.",
     )
     intra_op_threads: int = Field(default=0, description="ONNX Runtime threads (0 = auto).")
+    openvino_models: list[Literal["detector", "recognizer", "landmark106", "attributes"]] = Field(
+        default_factory=list,
+        description="Model kinds (detector, recognizer, landmark106, attributes) run on "
+        "OpenVINO's CPU runtime instead of ONNX Runtime's CPU provider, when the openvino "
+        "package is installed (pip install 'facepipe[openvino]') and no accelerator provider "
+        "is usable; otherwise ONNX Runtime runs them. See the benchmarks for which wins.",
+    )
     det_size: int = Field(
         default=640,
         description="Detector canvas: the long side is scaled to this (rounded up to 32 px).",
@@ -101,8 +108,9 @@ class Settings(BaseSettings):
     )
     reduced_decode: bool = Field(
         default=True,
-        description="analyze_stream (bulk jobs) decodes big JPEGs at 1/2-1/8 scale (libjpeg "
-        "DCT scaling) keeping the long side >= det_size; small faces are cropped at full size.",
+        description="Bulk jobs and API calls decode big JPEGs at 1/2-1/8 scale (libjpeg DCT "
+        "scaling) keeping the long side >= det_size; a face the reduced scale would upsample "
+        "for a model's crop is cropped from the full image.",
     )
     landmarks_106: bool = Field(
         default=True,

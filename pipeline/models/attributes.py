@@ -26,8 +26,8 @@ from pipeline.models.base import OnnxModel
 from pipeline.models.manifest import ModelKind
 from pipeline.models.pack import model_id_for
 from pipeline.models.session import create_session
-from pipeline.ops.align import box_crop_transform
-from pipeline.ops.face_chip import extract_chip
+from pipeline.ops.align import box_crop_transform, crop_scale
+from pipeline.ops.face_chip import chip_matrix, extract_chip
 from pipeline.types import AGE_WINDOW_YEARS, Attributes
 
 ATTRIBUTE_MARGIN = 1.5
@@ -52,6 +52,11 @@ class GenderAge(OnnxModel):
     """InsightFace's genderage: (female score, male score, age / 100) per face."""
 
     kind = ModelKind.ATTRIBUTES
+
+    def upscale(self, face: FaceRef) -> float:
+        """How much the model's crop enlarges the image around the face (> 1: upsampling)."""
+        size = self.manifest.input_size[0] if self.manifest.input_size else 96
+        return crop_scale(box_crop_transform(face.box, size, ATTRIBUTE_MARGIN))
 
     def predict(self, faces: Sequence[FaceRef], batch_size: int = 32) -> list[Attributes]:
         """Gender and age of each face, ``batch_size`` faces per session run."""
@@ -129,6 +134,13 @@ class DlibAgeGender:
         self.gender = _Head(bundle.gender, settings)
         self.model_id = f"{self.gender.model_id}+{self.age.model_id}"
         self._weights = np.asarray(bundle.age_weights, dtype=np.float64)
+
+    def upscale(self, face: FaceRef) -> float:
+        """How much the larger of the two chips enlarges the image around the face (> 1:
+        upsampling)."""
+        pad = self.bundle.padding
+        size = max(self.bundle.gender.size, self.bundle.age.size)
+        return crop_scale(chip_matrix(face.keypoints, size, pad))
 
     def chips(self, face: FaceRef) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
         """The (gender, age) chips of one face, BGR, at the two networks' sizes."""

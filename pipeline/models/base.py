@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Self
+from typing import Any, Self
 
 import cv2
 import numpy as np
@@ -15,15 +15,15 @@ from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.models.manifest import ModelKind, ModelManifest, TensorInfo, check_manifest
 from pipeline.models.pack import ModelFile
-from pipeline.models.session import create_session
+from pipeline.models.session import create_session, runs_on_cpu
 
 log = logging.getLogger(__name__)
 
 
-def graph_tensors(session: ort.InferenceSession) -> tuple[list[TensorInfo], list[TensorInfo]]:
-    """The session's declared inputs and outputs."""
+def graph_tensors(session: ort.InferenceSession | Any) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    """The session's declared inputs and outputs (an ORT session or an OpenVINO one)."""
 
-    def info(args: Sequence[ort.NodeArg]) -> list[TensorInfo]:
+    def info(args: Sequence[Any]) -> list[TensorInfo]:
         return [TensorInfo(a.name, tuple(a.shape)) for a in args]
 
     return info(session.get_inputs()), info(session.get_outputs())
@@ -35,7 +35,7 @@ class OnnxModel:
     kind: ModelKind
 
     def __init__(
-        self, model: ModelFile, session: ort.InferenceSession, manifest: ModelManifest
+        self, model: ModelFile, session: ort.InferenceSession | Any, manifest: ModelManifest
     ) -> None:
         if manifest.kind is not self.kind:
             raise FacepipeError(
@@ -57,7 +57,8 @@ class OnnxModel:
     @classmethod
     def load(cls, model: ModelFile, settings: Settings) -> Self:
         """Build the session for ``model`` and check it against its manifest."""
-        return cls(model, create_session(model.path, settings), model.manifest)
+        session = create_session(model.path, settings, model.manifest.kind.value)
+        return cls(model, session, model.manifest)
 
     def blob(self, images: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
         """NCHW float32 ``(pixel - mean) / std``, RGB when the manifest says so."""
@@ -66,6 +67,11 @@ class OnnxModel:
         return cv2.dnn.blobFromImages(
             list(images), 1.0 / m.std, (width, height), (m.mean, m.mean, m.mean), swapRB=m.swap_rb
         )
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the session runs on the CPU (ORT's CPU provider or OpenVINO's CPU plugin)."""
+        return runs_on_cpu(self.session)
 
     def run(self, blob: NDArray[np.float32]) -> list[NDArray[np.float32]]:
         """One session run; outputs in the graph's order."""

@@ -96,11 +96,6 @@ class ScrfdDetector(OnnxModel):
     kind = ModelKind.DETECTOR
 
     @property
-    def on_cpu(self) -> bool:
-        """Whether the session runs on the CPU provider (no accelerator was available)."""
-        return self.session.get_providers()[0] == "CPUExecutionProvider"
-
-    @property
     def batched(self) -> bool:
         """Whether N images can go in one session run (the graph's outputs have a batch axis)."""
         return detector_is_batched(self.outputs)

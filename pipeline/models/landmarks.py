@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 from pipeline.models.base import OnnxModel
 from pipeline.models.manifest import ModelKind
-from pipeline.ops.align import apply_affine, box_crop_transform
+from pipeline.ops.align import apply_affine, box_crop_transform, crop_scale
 
 LANDMARK_MARGIN = 1.5
 """The crop is a square of 1.5 x the box's long side centred on the box (the model's training
@@ -21,6 +21,14 @@ class Landmark106(OnnxModel):
     """106-point 2D landmarks; outputs are in [-1, 1] of the crop, mapped back to the image."""
 
     kind = ModelKind.LANDMARK106
+
+    @property
+    def crop_size(self) -> int:
+        return self.manifest.input_size[0] if self.manifest.input_size else 192
+
+    def upscale(self, box: NDArray[np.floating]) -> float:
+        """How much the model's crop enlarges the image around ``box`` (> 1: an upsampling)."""
+        return crop_scale(box_crop_transform(box, self.crop_size, LANDMARK_MARGIN))
 
     def landmarks(
         self,
@@ -35,7 +43,7 @@ class Landmark106(OnnxModel):
         """
         if len(boxes) == 0:
             return []
-        size = self.manifest.input_size[0] if self.manifest.input_size else 192
+        size = self.crop_size
         turns = turns if turns is not None else [0.0] * len(boxes)
         matrices = [
             box_crop_transform(box, size, LANDMARK_MARGIN, turn)

@@ -3,6 +3,10 @@
 Providers come from ``settings.providers`` in order; those this onnxruntime build cannot use
 are dropped (CUDA on a CPU-only install), and CPU is always the last resort, so a CUDA
 configuration falls back cleanly to CPU.
+
+A model kind named in ``settings.openvino_models`` runs on OpenVINO's runtime instead
+(:mod:`pipeline.models.openvino_session`) when ONNX Runtime would put it on the CPU and the
+``openvino`` package is installed; otherwise it stays here, with a warning.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import onnxruntime as ort
 
@@ -17,6 +22,8 @@ from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
 
 log = logging.getLogger(__name__)
+
+_warned_no_openvino = False
 
 CPU_PROVIDER = "CPUExecutionProvider"
 TENSORRT_PROVIDER = "TensorrtExecutionProvider"
@@ -67,8 +74,38 @@ def intra_op_threads(settings: Settings) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, settings.stream_workers))
 
 
-def create_session(path: Path, settings: Settings) -> ort.InferenceSession:
-    """An inference session for ``path`` on the first usable providers of ``settings``."""
+def runs_on_cpu(session: Any) -> bool:
+    """Whether ``session`` (ONNX Runtime's or an OpenVINO one) runs on the CPU."""
+    from pipeline.models.openvino_session import OPENVINO_CPU
+
+    return session.get_providers()[0] in (CPU_PROVIDER, OPENVINO_CPU)
+
+
+def wants_openvino(kind: str | None, settings: Settings) -> bool:
+    """Whether a model of ``kind`` should run on OpenVINO: named in ``openvino_models``, and
+    ONNX Runtime would run it on the CPU (an accelerator, when there is one, stays in charge)."""
+    if kind is None or kind not in settings.openvino_models:
+        return False
+    return usable_providers(list(settings.providers))[0] == CPU_PROVIDER
+
+
+def create_session(path: Path, settings: Settings, kind: str | None = None) -> Any:
+    """An inference session for ``path``: OpenVINO's for a ``kind`` in ``openvino_models``
+    (see :func:`wants_openvino`) when the package is installed, else ONNX Runtime's on the
+    first usable providers of ``settings``."""
+    if wants_openvino(kind, settings):
+        from pipeline.models.openvino_session import openvino_available
+
+        if openvino_available():
+            return _openvino_session(path, settings)
+        global _warned_no_openvino
+        if not _warned_no_openvino:
+            _warned_no_openvino = True
+            log.warning(
+                "FACEPIPE_OPENVINO_MODELS names %s, but the openvino package is not installed "
+                "(pip install 'facepipe[openvino]'): ONNX Runtime runs every model",
+                ", ".join(settings.openvino_models),
+            )
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = intra_op_threads(settings)
@@ -96,4 +133,18 @@ def create_session(path: Path, settings: Settings) -> ort.InferenceSession:
         ", ".join(session.get_providers()),
         options.intra_op_num_threads,
     )
+    return session
+
+
+def _openvino_session(path: Path, settings: Settings) -> Any:
+    from pipeline.models.openvino_session import OpenVinoSession, default_streams
+
+    threads = intra_op_threads(settings)
+    try:
+        session = OpenVinoSession(path, threads, default_streams(threads))
+    except Exception as exc:  # openvino raises its own RuntimeError subclasses for a bad file
+        raise FacepipeError(
+            ErrorCode.MODEL_INVALID, f"{path.name} could not be loaded: {exc}", path=str(path)
+        ) from exc
+    log.info("loaded %s on OpenVINO CPU (%s)", path.name, session.config)
     return session
