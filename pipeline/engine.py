@@ -148,9 +148,7 @@ class FaceEngine:
         1-thread CPU ms per face: 17.1 / 16.7 / 16.9 / 18.1 / 18.6 at batch 1 / 2 / 8 / 16 / 32;
         large batches fall out of cache)."""
         s = self.settings
-        if self.recognizer.session.get_providers()[0] == "CPUExecutionProvider" and (
-            "embed_batch_size" not in s.model_fields_set
-        ):
+        if self.recognizer.on_cpu and "embed_batch_size" not in s.model_fields_set:
             return max(1, min(CPU_EMBED_BATCH, s.embed_batch_size))
         return max(1, s.embed_batch_size)
 
@@ -205,19 +203,31 @@ class FaceEngine:
         clock = _StageClock()
         with clock("detect"):
             found = self.detector.detect([im.pixels for im in images], options)
-        landmarks_106: list[list[NDArray[np.float32]] | None] = [None] * len(images)
         want_106 = self.settings.landmarks_106 if landmarks is None else landmarks
-        if self.landmark106 is not None and want_106:
+        landmark_model = self.landmark106 if want_106 else None
+        attribute_model = self.attributes if attributes else None
+        if landmark_model is not None or attribute_model is not None:
             with clock("align"):
-                # The 106-point model works on full-resolution pixels and coordinates.
-                crops, found, images = _align_all(images, found, whole=True)
+                # The 106-point and attribute models read the pixels around each face: an image
+                # decoded at a reduced scale goes to full resolution only when one of them would
+                # upsample one of its faces there (the embedder's crops follow the same rule).
+                images, found = self._full_where_needed(
+                    images, found, landmark_model, attribute_model
+                )
+        landmarks_106: list[list[NDArray[np.float32]] | None] = [None] * len(images)
+        if landmark_model is not None:
             with clock("landmarks"):
                 landmarks_106 = [
-                    self.landmark106.landmarks(im.pixels, list(d.boxes), quarter_turns(d))
+                    _to_full(im, landmark_model.landmarks(im.pixels, list(d.boxes),
+                                                          quarter_turns(d)))
                     for im, d in zip(images, found, strict=True)
                 ]
+        attrs: list[list[Attributes] | None] = [None] * len(images)
+        if attribute_model is not None:
+            with clock("attributes"):
+                attrs = self._attributes(attribute_model, images, found)
         with clock("align"):
-            crops, found, images = _align_all(images, found, whole=self.attributes is not None)
+            crops, found, images = _align_all(images, found)
         vectors: list[NDArray[np.float32] | None] = [None] * len(images)
         if embed:
             with clock("embed"):
@@ -225,10 +235,6 @@ class FaceEngine:
                 all_vectors = self.recognizer.embed(flat, self.embed_batch_size)
                 offsets = np.cumsum([0] + [len(c) for c in crops])
                 vectors = [all_vectors[offsets[i] : offsets[i + 1]] for i in range(len(images))]
-        attrs: list[list[Attributes] | None] = [None] * len(images)
-        if self.attributes is not None and attributes:
-            with clock("attributes"):
-                attrs = self._attributes(self.attributes, images, found)
         with clock("align"):
             faces = [
                 self._faces(im, d, crops[i], vectors[i], landmarks_106[i], attrs[i], embed)
@@ -287,6 +293,30 @@ class FaceEngine:
                 )
             )
         return faces
+
+    def _full_where_needed(
+        self,
+        images: Sequence[DecodedImage],
+        found: Sequence[Detections],
+        landmark_model: Landmark106 | None,
+        attribute_model: AttributeModel | None,
+    ) -> tuple[list[DecodedImage], list[Detections]]:
+        """Images decoded at a reduced scale where a face would be upsampled by the landmark or
+        attribute model's crop, decoded in full (their detections scaled to match); the others
+        as they are."""
+        out_images, out_found = [], []
+        for image, d in zip(images, found, strict=True):
+            if image.reduced and any(
+                (landmark_model is not None and landmark_model.upscale(d.boxes[k]) > 1.0)
+                or (attribute_model is not None
+                    and attribute_model.upscale(FaceRef(image.pixels, d.boxes[k],
+                                                        d.keypoints[k])) > 1.0)
+                for k in range(len(d))
+            ):
+                image, d = _decode_full(image, d)
+            out_images.append(image)
+            out_found.append(d)
+        return out_images, out_found
 
     def _attributes(
         self,
@@ -459,15 +489,32 @@ def _analyze_alone(
         return _internal(exc)
 
 
+def _decode_full(image: DecodedImage, dets: Detections) -> tuple[DecodedImage, Detections]:
+    """A reduced-scale image decoded in full, with its detections scaled to match."""
+    assert image.full_size is not None and image.full_pixels is not None
+    sx, sy = full_scale(image.pixels.shape, image.full_size)
+    full = replace(image, pixels=image.full_pixels(), full_size=None, full_pixels=None)
+    return full, scale_detections(dets, sx, sy)
+
+
+def _to_full(image: DecodedImage, points: list[NDArray[np.float32]]) -> list[NDArray[np.float32]]:
+    """Points found on an image's pixels in full-image coordinates (scaled up when the pixels
+    are a reduced-scale decode)."""
+    if not image.reduced or image.full_size is None:
+        return points
+    sx, sy = full_scale(image.pixels.shape, image.full_size)
+    factors = np.array([sx, sy], dtype=np.float32)
+    return [(p * factors).astype(np.float32) for p in points]
+
+
 def _align_all(
-    images: Sequence[DecodedImage], found: Sequence[Detections], whole: bool
+    images: Sequence[DecodedImage], found: Sequence[Detections]
 ) -> tuple[list[list[NDArray[np.uint8]]], list[Detections], list[DecodedImage]]:
     """Each face's aligned crop, with detections and images at full scale.
 
     An image decoded at a reduced scale (see ``decode_image_reduced``) gets its detections
     multiplied out to full-image coordinates; a face's crop comes from the reduced pixels
-    when they hold enough of it, else from the full image (decoded once, on first need);
-    ``whole`` decodes the full image anyway (models that read pixels by full coordinates).
+    when they hold enough of it, else from the full image (decoded once, on first need).
     Other images pass through.
     """
     crops: list[list[NDArray[np.uint8]]] = []
@@ -481,7 +528,7 @@ def _align_all(
             continue
         sx, sy = full_scale(image.pixels.shape, image.full_size)
         full_dets = scale_detections(d, sx, sy)
-        full: NDArray[np.uint8] | None = image.full_pixels() if whole else None
+        full: NDArray[np.uint8] | None = None
         per_face = []
         for reduced_kps, full_kps in zip(d.keypoints, full_dets.keypoints, strict=True):
             if full is None and needs_full_resolution(reduced_kps):

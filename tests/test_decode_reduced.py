@@ -206,7 +206,7 @@ def test_crops_come_from_full_resolution_only_when_needed(engine, sample_dir: Pa
 
         image = replace(image, full_pixels=counted)
         found = engine.detector.detect([image.pixels], engine.detect_options())
-        crops, dets, images = _align_all([image], found, whole=False)
+        crops, dets, images = _align_all([image], found)
         assert all(c.shape == (112, 112, 3) for c in crops[0])
         assert images[0].height == image.height
         # detections are in full-image coordinates
@@ -215,3 +215,38 @@ def test_crops_come_from_full_resolution_only_when_needed(engine, sample_dir: Pa
     # yaoming's one face is big: its crop comes from the reduced pixels; players' small faces
     # are cropped from one full decode
     assert calls == ["players.jpg"]
+
+
+def test_landmark_and_attribute_models_read_the_reduced_pixels_of_big_faces(
+    engine, sample_dir: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """The online path's case (landmarks and attributes on): a face big at the reduced scale
+    needs no full decode at all, and its 106 landmarks (in full-image coordinates), attributes
+    and embedding match the full decode's; an image with faces the models would upsample at the
+    reduced scale is decoded in full once."""
+    from dataclasses import replace
+
+    for photo, scale, full_decodes in (("yaoming.jpg", 14.0, 0), ("gdp.jpg", 6.0, 1)):
+        data = _big_jpeg(sample_dir / photo, scale)
+        full = engine.analyze([decode_image(data, photo, Settings())], landmarks=True)[0]
+        image = decode_image_reduced(data, photo, Settings(), 640)
+        assert image.reduced
+        calls: list[int] = []
+        decode_full = image.full_pixels
+        assert decode_full is not None
+        image = replace(
+            image, full_pixels=lambda fn=decode_full, seen=calls: seen.append(1) or fn()
+        )
+        small = engine.analyze([image], landmarks=True)[0]
+        assert len(calls) == full_decodes, photo
+        assert len(small.faces) == len(full.faces) > 0
+        for fs, ff in zip(small.faces, full.faces, strict=True):
+            side = min(ff.box[2] - ff.box[0], ff.box[3] - ff.box[1])
+            assert fs.landmarks_106 is not None and ff.landmarks_106 is not None
+            # seen: at most 0.94% of the face's side (gdp's 142 px face)
+            assert float(np.abs(fs.landmarks_106 - ff.landmarks_106).max()) < 0.02 * side
+            assert float(np.dot(fs.embedding, ff.embedding)) > 0.97  # seen >= 0.973
+            if ff.attributes is not None:
+                assert fs.attributes is not None
+                assert fs.attributes.gender == ff.attributes.gender
+                assert abs(fs.attributes.age - ff.attributes.age) <= 2  # seen: 1 year apart

@@ -27,12 +27,18 @@ class Fetched:
     error: FacepipeError | None = None
 
     def decode(self, settings: Settings) -> DecodedImage:
-        """The decoded image (call it in a model slot); raises the fetch error if there was one."""
+        """The decoded image (call it in a model slot); raises the fetch error if there was one.
+
+        A big JPEG is decoded at a reduced scale (``reduced_decode``), as in the bulk path: the
+        engine goes to full resolution for the faces that need it."""
         from pipeline.sources import decode_image
+        from pipeline.sources.decode import decode_image_reduced
 
         if self.error is not None:
             raise self.error
         assert self.data is not None
+        if settings.reduced_decode:
+            return decode_image_reduced(self.data, self.label, settings, settings.det_size)
         return decode_image(self.data, source=self.label, settings=settings)
 
     def decode_or_error(self, settings: Settings) -> DecodedImage | FacepipeError:

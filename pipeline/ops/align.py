@@ -55,6 +55,11 @@ def align_face(
     return cv2.warpAffine(pixels, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
 
 
+def crop_scale(matrix: NDArray[np.floating]) -> float:
+    """Crop pixels per image pixel of a 2x3 similarity (> 1: the crop upsamples the image)."""
+    return float(np.sqrt(abs(np.linalg.det(np.asarray(matrix, dtype=np.float64)[:, :2]))))
+
+
 def box_crop_transform(
     box: tuple[float, float, float, float] | NDArray[np.floating],
     size: int,
