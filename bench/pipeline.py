@@ -8,8 +8,9 @@ the in-process baseline is ``FaceEngine.analyze_stream`` over the same files. Wo
 (models loaded) before timing. The S3 latency is measured from ``upload_file`` returning to the
 job being done (key ``enroll/bench/person<i>/photo.jpg``: one face enrolled), through a moto
 server (S3 + SQS over HTTP), the real S3 -> SQS notification, the SQS listener and a warm
-worker. Uses Redis DB 9/10 (flushed) and a private embedded Postgres under a temporary
-FACEPIPE_HOME.
+worker. Uses Redis DB 9/10 (flushed) of the Redis on ``FACEPIPE_REDIS_PORT`` (default 6379;
+give your own Redis's port on a shared machine) and a private embedded Postgres under a
+temporary FACEPIPE_HOME.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ from bench._common import (
     write_json,
 )
 
-BROKER = "redis://127.0.0.1:6379/9"
-RESULTS = "redis://127.0.0.1:6379/10"
+REDIS_PORT = int(os.environ.get("FACEPIPE_REDIS_PORT", "6379"))
+"""The Redis this benchmark flushes DB 9 and 10 of (``FACEPIPE_REDIS_PORT``)."""
+BROKER = f"redis://127.0.0.1:{REDIS_PORT}/9"
+RESULTS = f"redis://127.0.0.1:{REDIS_PORT}/10"
 
 
 def _free_port() -> int:
@@ -206,6 +209,8 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=16)
     parser.add_argument("--s3-events", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--processes", type=lambda v: [int(x) for x in v.split(",")],
+                        default=[1, 2], help="worker pool sizes to time, e.g. 1 or 1,2")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT / "pipeline.json")
     args = parser.parse_args()
 
@@ -239,10 +244,11 @@ def main() -> None:
         # the configurations take turns, repeat after repeat, so the machine's load (shared
         # with other work) weighs on all of them alike
         engine = _InProcess()
-        raw: dict[str, list[dict[str, Any]]] = {"in_process": [], "celery_1": [], "celery_2": []}
+        raw: dict[str, list[dict[str, Any]]] = {"in_process": []}
+        raw.update({f"celery_{n}": [] for n in args.processes})
         for rep in range(args.repeats):
             raw["in_process"].append(engine.run(sorted(folder.iterdir())))
-            for n in (1, 2):
+            for n in args.processes:
                 raw[f"celery_{n}"].append(
                     _pipeline_run(folder, warm, n, args.chunk_size, home))
             print(f"repeat {rep + 1}: " + ", ".join(
@@ -250,7 +256,7 @@ def main() -> None:
         baseline = _summary(raw["in_process"])
         print(f"in-process engine: {baseline}", flush=True)
         runs = []
-        for n in (1, 2):
+        for n in args.processes:
             run = _summary(raw[f"celery_{n}"])
             # in-process / pipeline within each repeat (same load), then the median
             paired = [a["images_per_s"] / b["images_per_s"]
@@ -259,7 +265,7 @@ def main() -> None:
             run["overhead_ratio"] = round(statistics.median(paired), 2)
             print(f"celery, {n} worker process(es): {run}", flush=True)
             runs.append(run)
-        s3 = _s3_latency(home, paths[0], args.s3_events)
+        s3 = _s3_latency(home, paths[0], args.s3_events) if args.s3_events > 0 else None
         print(f"S3 event -> job done: {s3}", flush=True)
         write_json(args.out, {"machine": info, "photos": str(args.photos), "in_process": baseline,
                               "celery": runs, "s3_event_latency": s3,
