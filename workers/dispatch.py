@@ -81,6 +81,9 @@ class CeleryDispatcher:
     def send_export(self, job_id: str, dest: str) -> None:
         self._send(TaskName.EXPORT, (job_id, dest))
 
+    def send_reembed(self, job_id: str) -> None:
+        self._send(TaskName.REEMBED, (job_id,))
+
     def broker_state(self) -> BrokerState:
         with self._redis("broker state") as client:
             if client is None:

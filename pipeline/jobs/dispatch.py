@@ -55,6 +55,9 @@ class Dispatcher(Protocol):
     def send_export(self, job_id: str, dest: str) -> None:
         """Export a finished job's results to ``dest``."""
 
+    def send_reembed(self, job_id: str) -> None:
+        """Run (or resume) a reembed job."""
+
     def broker_state(self) -> BrokerState:
         """How many messages the queues hold, and whether the broker lost them since the last
         :meth:`broker_state_handled`."""

@@ -1,4 +1,7 @@
-"""A chunk run's hold on its items: renewed in the background while the run works.
+"""A run's hold on its work: renewed in the background while the run works.
+
+Two kinds of hold: a chunk run holds its items (``job_items.lease_*``), and a job run as one
+long task (a reembed) holds the job row itself (``jobs.lease_*``, :func:`claim_job_lease`).
 
 The lease is what tells a dead worker from a slow one. A run renews its items' leases every
 third of ``lease_s``; when the process dies (kill -9, out of memory, a lost machine) the
@@ -12,7 +15,10 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from types import TracebackType
+
+from psycopg import Connection
 
 from pipeline.jobs import store
 from pipeline.store.db import Database
@@ -25,18 +31,56 @@ def new_owner() -> str:
     return uuid.uuid4().hex
 
 
+Renew = Callable[[Connection, str, float], int]
+"""Extends ``owner``'s leases by ``lease_s`` seconds; how many it still holds."""
+
+
+def claim_job_lease(conn: Connection, job_id: str, owner: str, lease_s: float) -> bool:
+    """Take the job's lease for ``owner`` unless a live run holds it; whether it was taken."""
+    row = conn.execute(
+        "UPDATE jobs SET lease_owner = %s, lease_until = now() + make_interval(secs => %s) "
+        "WHERE id = %s AND (lease_owner IS NULL OR lease_owner = %s OR lease_until IS NULL "
+        "OR lease_until < now()) RETURNING id",
+        (owner, lease_s, job_id, owner),
+    ).fetchone()
+    return row is not None
+
+
+def renew_job_lease(conn: Connection, owner: str, lease_s: float) -> int:
+    """Extend the lease of the job ``owner`` holds (a :data:`Renew`); 0 when it lost it."""
+    cur = conn.execute(
+        "UPDATE jobs SET lease_until = now() + make_interval(secs => %s) "
+        "WHERE lease_owner = %s AND status = 'running'",
+        (lease_s, owner),
+    )
+    return cur.rowcount
+
+
+def release_job_lease(conn: Connection, job_id: str, owner: str) -> None:
+    """Give the job's lease back (the run ended, or failed with an error it reported)."""
+    conn.execute(
+        "UPDATE jobs SET lease_owner = NULL, lease_until = NULL "
+        "WHERE id = %s AND lease_owner = %s",
+        (job_id, owner),
+    )
+
+
 class LeaseKeeper:
-    """Context manager renewing ``owner``'s leases every ``lease_s / 3`` until it exits.
+    """Context manager renewing ``owner``'s leases every ``lease_s / 3`` until it exits
+    (item leases by default; ``renew=renew_job_lease`` for a job's own lease).
 
     A failed renewal (the database is away) is logged and tried again at the next tick: if the
     outage outlasts the lease, the watchdog re-sends the items once the database is back, and
     this run's write finds them no longer its own and writes nothing (no double effect).
     """
 
-    def __init__(self, db: Database, owner: str, lease_s: float) -> None:
+    def __init__(
+        self, db: Database, owner: str, lease_s: float, renew: Renew = store.renew_leases
+    ) -> None:
         self.db = db
         self.owner = owner
         self.lease_s = lease_s
+        self.renew = renew
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{owner[:8]}", daemon=True)
 
@@ -58,6 +102,6 @@ class LeaseKeeper:
         while not self._stop.wait(interval):
             try:
                 with self.db.transaction() as conn:
-                    store.renew_leases(conn, self.owner, self.lease_s)
+                    self.renew(conn, self.owner, self.lease_s)
             except Exception as exc:  # any failure: keep trying until the run ends
                 log.warning("renewing leases of %s failed: %s", self.owner[:8], exc)

@@ -11,8 +11,12 @@ runs :func:`run_reembed`:
    inserted as a new ``faces`` row *beside* the old one (same box, landmarks, quality, crop;
    the target model id). The old vectors stay searchable by the old model throughout;
 3. progress is the job row's ``n_done`` / ``n_items``; a killed run is resumed by running the
-   job again (``facepipe reembed --resume JOB``, or the redelivered task): faces that already
-   have their twin are skipped, and inserts are idempotent on the faces key;
+   job again (``facepipe reembed --resume JOB``, or the task re-sent): faces that already
+   have their twin are skipped, and inserts are idempotent on the faces key. A run holds the
+   job's lease (:func:`pipeline.jobs.lease.claim_job_lease`) and renews it while it works; when
+   its process dies the renewals stop, and the watchdog re-sends the task once the lease has
+   run out (:mod:`pipeline.jobs.watchdog`), so a killed reembed resumes on its own. A second
+   delivery while a live run holds the lease does nothing;
 4. when every face of the scope has its twin, the scope is switched: ``scope_models`` records
    the target as the scope's active model (reindex and identify-batch without ``--model`` use
    it). Faces without a stored crop cannot be re-embedded: they are counted in ``n_failed``
@@ -38,6 +42,13 @@ from psycopg import Connection
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.jobs import store as job_store
+from pipeline.jobs.lease import (
+    LeaseKeeper,
+    claim_job_lease,
+    new_owner,
+    release_job_lease,
+    renew_job_lease,
+)
 from pipeline.jobs.model import Job, JobKind
 from pipeline.store.crops import decode_crop
 from pipeline.store.db import Database
@@ -115,6 +126,8 @@ class ReembedResult:
     without_crop: int
     switched: bool
     seconds: float
+    held_elsewhere: bool = False
+    """A live run of the job held its lease: this run did nothing."""
 
     @property
     def faces_per_s(self) -> float:
@@ -130,6 +143,7 @@ class ReembedResult:
             "switched": self.switched,
             "seconds": round(self.seconds, 3),
             "faces_per_s": round(self.faces_per_s, 2),
+            "held_elsewhere": self.held_elsewhere,
         }
 
 
@@ -286,8 +300,12 @@ def run_reembed(
     recognizer: Any = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ReembedResult:
-    """Run (or resume) the reembed job ``job_id`` to the end; see the module docstring."""
+    """Run (or resume) the reembed job ``job_id`` to the end; see the module docstring.
+
+    A :class:`FacepipeError` of the run (the pack changed, ...) fails the job; any other
+    exception leaves it running without a lease, for the watchdog to re-send."""
     started = time.perf_counter()
+    owner = new_owner()
     with db.transaction() as conn:
         job = job_store.get_job(conn, job_id)
         if job.kind != JobKind.REEMBED:
@@ -297,13 +315,43 @@ def run_reembed(
                 ErrorCode.JOB_STATE, f"job {job_id} is already {job.status.value}", job_id=job_id
             )
         params = ReembedParams.from_dict(job.params)
+        if not claim_job_lease(conn, job_id, owner, settings.lease_s):
+            log.info("reembed %s: a live run holds the job; this delivery does nothing", job_id)
+            return ReembedResult(job_id, 0, job.n_items, job.n_done, 0, False, 0.0, True)
         total, done, _ = count_scope(conn, params)
         conn.execute(
             "UPDATE jobs SET status = 'running', error = NULL, finished_at = NULL, "
-            "started_at = coalesce(started_at, now()), n_items = %s, n_done = %s, n_failed = 0 "
-            "WHERE id = %s",
+            "started_at = coalesce(started_at, now()), progress_at = now(), stalled = NULL, "
+            "n_items = %s, n_done = %s, n_failed = 0 WHERE id = %s",
             (total, done, job_id),
         )
+    try:
+        with LeaseKeeper(db, owner, settings.lease_s, renew=renew_job_lease):
+            return _run(db, job_id, params, settings, recognizer, on_progress, done, total,
+                        started)
+    except FacepipeError as exc:
+        with db.transaction() as conn:
+            job_store.fail_job(conn, job_id, exc.to_dict())
+        raise
+    finally:
+        try:
+            with db.transaction() as conn:
+                release_job_lease(conn, job_id, owner)
+        except Exception as exc:  # the lease then runs out on its own
+            log.warning("releasing the lease of reembed %s failed: %s", job_id, exc)
+
+
+def _run(
+    db: Database,
+    job_id: str,
+    params: ReembedParams,
+    settings: Settings,
+    recognizer: Any,
+    on_progress: Callable[[int, int], None] | None,
+    done: int,
+    total: int,
+    started: float,
+) -> ReembedResult:
     if recognizer is None:
         recognizer = load_recognizer(Path(params.pack_dir), settings)
     if recognizer.model_id != params.target_model:
@@ -328,13 +376,15 @@ def run_reembed(
         kept, vectors, broken = _embed_rows(rows, recognizer, embed_batch)
         broken_ids.extend(broken)
         with db.transaction() as conn:
-            _insert_twins(conn, kept, vectors, params.target_model, job_id)
+            # counted by rows really inserted: a run that lost its lease to another (its
+            # renewals failed for longer than the lease) cannot count a face twice
+            inserted = _insert_twins(conn, kept, vectors, params.target_model, job_id)
             conn.execute(
                 "UPDATE jobs SET n_done = n_done + %s, n_failed = n_failed + %s, "
-                "n_faces = n_faces + %s WHERE id = %s",
-                (len(kept), len(broken), len(kept), job_id),
+                "n_faces = n_faces + %s, progress_at = now(), stalled = NULL WHERE id = %s",
+                (inserted, len(broken), inserted, job_id),
             )
-        embedded += len(kept)
+        embedded += inserted
         if on_progress is not None:
             on_progress(done + embedded, total)
     return _finish(db, job_id, params, embedded, broken_ids, time.perf_counter() - started)

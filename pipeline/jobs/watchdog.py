@@ -15,9 +15,14 @@ each worker (one at a time, under a Redis lock) and as a beat task, and heals ea
    under a live lease, no message in any queue, and no progress for ``watchdog_idle_s``: the
    same re-send.
 
-Every re-send counts on the item (``resends``); past ``watchdog_max_resends`` the item fails
-with ITEM_LOST instead of travelling forever. A job the watchdog looked at carries its finding
-in ``jobs.stalled`` (cleared by the next progress), which ``jobs show`` and ``--wait`` print.
+4. **a job run as one task** (a reembed: it has no items, the job row holds its lease) whose
+   lease ran out, or that nothing holds after a broker loss or ``watchdog_idle_s`` without
+   progress and nothing queued: its task is re-sent, and resumes where the database says.
+
+Every re-send counts on the item (``resends``; on the job, ``lease_resends``, for case 4); past
+``watchdog_max_resends`` the item (the job) fails with ITEM_LOST instead of travelling
+forever. A job the watchdog looked at carries its finding in ``jobs.stalled`` (cleared by the
+next progress), which ``jobs show`` and ``--wait`` print.
 Re-sending is always safe: a chunk skips items that are done or held by a live run.
 
 :func:`decide` is the pure rule; :func:`run_watchdog` does the reading and sending.
@@ -95,6 +100,35 @@ def decide(health: JobHealth, broker: BrokerState, settings: Settings) -> Decisi
     return None
 
 
+SINGLE_TASK_KINDS = ("reembed",)
+"""Job kinds run as one task holding the job's own lease (no items, no chunks)."""
+
+
+@dataclass(frozen=True)
+class LeasedJobHealth:
+    """What the database says about one unfinished job run as one task (case 4)."""
+
+    job_id: str
+    held: bool
+    """A run took the job's lease (and has not given it back)."""
+    expired: bool
+    """...and its lease ran out: the run stopped renewing it."""
+    idle_s: float
+
+
+def decide_leased(health: LeasedJobHealth, broker: BrokerState, settings: Settings) -> str | None:
+    """Why to re-send the task of a job run as one task; None: leave it alone."""
+    if health.held and not health.expired:
+        return None  # a live run works on it
+    if health.expired:
+        return "a worker stopped renewing the job's lease (killed or hung)"
+    if broker.lost:
+        return "the broker lost its queued messages (restarted without persistence?)"
+    if health.idle_s >= settings.watchdog_idle_s and broker.queued == 0:
+        return f"no progress for {health.idle_s:.0f} s with nothing queued or running"
+    return None
+
+
 @dataclass
 class WatchdogReport:
     """What one watchdog run did."""
@@ -103,6 +137,8 @@ class WatchdogReport:
     chunks_sent: int = 0
     listings_resumed: int = 0
     items_lost: int = 0
+    job_tasks_sent: int = 0
+    jobs_lost: int = 0
     broker_lost: bool = False
     jobs: dict[str, str] = field(default_factory=dict)
     """job id -> the reason it was acted on"""
@@ -113,6 +149,8 @@ class WatchdogReport:
             "chunks_sent": self.chunks_sent,
             "listings_resumed": self.listings_resumed,
             "items_lost": self.items_lost,
+            "job_tasks_sent": self.job_tasks_sent,
+            "jobs_lost": self.jobs_lost,
             "broker_lost": self.broker_lost,
             "jobs": self.jobs,
         }
@@ -136,12 +174,16 @@ def run_watchdog(rt: Runtime, dispatcher: Dispatcher) -> WatchdogReport:
         if decision is None:
             continue
         _apply(rt, dispatcher, health, decision, report)
+    for leased in _leased_jobs(rt):
+        reason = decide_leased(leased, broker, rt.settings)
+        if reason is not None:
+            _resend_leased(rt, dispatcher, leased.job_id, reason, report)
     if broker.lost:
         dispatcher.broker_state_handled()
     LEASES_EXPIRED.inc(report.leases_expired)
     WATCHDOG_RESENT.inc(report.chunks_sent)
     ITEMS_LOST.inc(report.items_lost)
-    if report.jobs or report.leases_expired:
+    if report.jobs or report.leases_expired or report.job_tasks_sent:
         log.warning("watchdog: %s", report.to_dict())
     return report
 
@@ -167,6 +209,56 @@ def _unfinished_jobs(rt: Runtime, expired: dict[str, list[int]]) -> list[JobHeal
         )
         for r in rows
     ]
+
+
+def _leased_jobs(rt: Runtime) -> list[LeasedJobHealth]:
+    with rt.db.connection() as conn:
+        rows = conn.execute(
+            "SELECT id::text, lease_owner IS NOT NULL, coalesce(lease_until < now(), true), "
+            "  extract(epoch FROM now() - coalesce(progress_at, created_at)) "
+            "FROM jobs WHERE kind = ANY(%s) AND status IN ('pending', 'running') "
+            "ORDER BY created_at",
+            (list(SINGLE_TASK_KINDS),),
+        ).fetchall()
+    return [LeasedJobHealth(r[0], bool(r[1]), bool(r[1]) and bool(r[2]), float(r[3]))
+            for r in rows]
+
+
+def _resend_leased(
+    rt: Runtime, dispatcher: Dispatcher, job_id: str, reason: str, report: WatchdogReport
+) -> None:
+    """Take the lease back from a lost run (unless a run took it meanwhile) and re-send the
+    job's task; past ``watchdog_max_resends`` fail the job with ITEM_LOST instead."""
+    note = {"reason": reason, "at": datetime.now(UTC).isoformat()}
+    limit = rt.settings.watchdog_max_resends
+    with rt.db.transaction() as conn:
+        row = conn.execute(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, "
+            "lease_resends = lease_resends + 1 WHERE id = %s "
+            "AND status IN ('pending', 'running') "
+            "AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until < now()) "
+            "RETURNING lease_resends",
+            (job_id,),
+        ).fetchone()
+        if row is None:
+            return  # a run took the job (or it ended) since the look
+        lost = int(row[0]) > limit
+        if lost:
+            err = FacepipeError(
+                ErrorCode.ITEM_LOST,
+                f"the job's task was re-sent {limit} times and lost every time (workers died "
+                "or the broker lost it); giving up",
+            )
+            store.fail_job(conn, job_id, err.to_dict())
+            action = f"failed it: re-sent {limit} times already (ITEM_LOST)"
+            report.jobs_lost += 1
+        else:
+            action = "re-sent the job's task"
+        _set_note(conn, job_id, {**note, "action": action})
+    if not lost:  # sent after the commit: the run finds the lease free
+        dispatcher.send_reembed(job_id)
+        report.job_tasks_sent += 1
+    report.jobs[job_id] = f"{reason}: {action}"
 
 
 def _apply(
