@@ -80,10 +80,28 @@ def _wait(job_id: str, timeout_s: float = 900.0) -> Any:
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     rates = [r["images_per_s"] for r in runs]
+    cpu_key = "worker_cpu_ms_per_image" if "worker_cpu_ms_per_image" in runs[0] else (
+        "cpu_ms_per_image")
     return {**runs[0], "seconds": [r["seconds"] for r in runs],
+            cpu_key: round(statistics.median(r[cpu_key] for r in runs), 1),
             "images_per_s_runs": rates,
             "images_per_s": round(statistics.median(rates), 2), "images_per_s_best": max(rates),
             "load_avg_1min": [round(r["load_1min"], 2) for r in runs]}
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live children (a worker and its pool)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def _pipeline_run(folder: Path, warm: Path, processes: int, chunk: int,
@@ -99,15 +117,34 @@ def _pipeline_run(folder: Path, warm: Path, processes: int, chunk: int,
         wait_ready(worker, 120)
         # one image per chunk: every pool process loads its models before the timed job
         _wait(submit_job(JobKind.DETECT, str(warm), groups=[], chunk_size=1).id)
+        cpu_start = _tree_cpu_s(worker.pid)
         start = time.perf_counter()
         job = _wait(submit_job(JobKind.DETECT, str(folder), groups=[], chunk_size=chunk).id)
         wall = time.perf_counter() - start
+        cpu = _tree_cpu_s(worker.pid) - cpu_start
     finally:
         worker.stop()
+    stages = _chunk_stages(worker.log_text(), job.id)
     n = job.n_done + job.n_failed
     return {"processes": processes, "images": n, "faces": job.n_faces, "failed": job.n_failed,
             "seconds": round(wall, 2), "images_per_s": round(n / wall, 2),
+            "worker_cpu_ms_per_image": round(1000.0 * cpu / max(1, n), 1),
+            "chunk_stages_ms": stages,
             "load_1min": os.getloadavg()[0]}
+
+
+def _chunk_stages(log_text: str, job_id: str) -> dict[str, float]:
+    """The job's chunk timings summed from the worker's log lines (``job <id> chunk a-b: ...
+    (claim x ms, analyse y ms, write z ms, total t ms)``): where a chunk's time goes."""
+    import re
+
+    totals: dict[str, float] = {}
+    for line in log_text.splitlines():
+        if f"job {job_id} chunk" not in line:
+            continue
+        for stage, ms in re.findall(r"(\w+) (\d+(?:\.\d+)?) ms", line.rpartition("(")[2]):
+            totals[stage] = totals.get(stage, 0.0) + float(ms)
+    return {k: round(v, 1) for k, v in totals.items()}
 
 
 class _InProcess:
@@ -120,7 +157,7 @@ class _InProcess:
 
     def run(self, paths: list[Path]) -> dict[str, Any]:
         list(self.engine.analyze_stream([str(p) for p in paths[:4]]))  # warm caches
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         faces = failed = 0
         for outcome in self.engine.analyze_stream([str(p) for p in paths]):
             if outcome.error is not None:
@@ -128,8 +165,10 @@ class _InProcess:
             else:
                 faces += len(outcome.analysis.faces)
         wall = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start
         return {"images": len(paths), "faces": faces, "failed": failed,
                 "seconds": round(wall, 2), "images_per_s": round(len(paths) / wall, 2),
+                "cpu_ms_per_image": round(1000.0 * cpu / max(1, len(paths)), 1),
                 "load_1min": os.getloadavg()[0]}
 
 
@@ -252,7 +291,9 @@ def main() -> None:
                 raw[f"celery_{n}"].append(
                     _pipeline_run(folder, warm, n, args.chunk_size, home))
             print(f"repeat {rep + 1}: " + ", ".join(
-                f"{k} {v[-1]['images_per_s']} img/s" for k, v in raw.items()), flush=True)
+                f"{k} {v[-1]['images_per_s']} img/s "
+                f"({v[-1].get('cpu_ms_per_image', v[-1].get('worker_cpu_ms_per_image'))} CPU "
+                f"ms/img, load {v[-1]['load_1min']:.1f})" for k, v in raw.items()), flush=True)
         baseline = _summary(raw["in_process"])
         print(f"in-process engine: {baseline}", flush=True)
         runs = []
@@ -263,6 +304,10 @@ def main() -> None:
                       for a, b in zip(raw["in_process"], raw[f"celery_{n}"], strict=True)]
             run["overhead_ratio_per_repeat"] = [round(x, 2) for x in paired]
             run["overhead_ratio"] = round(statistics.median(paired), 2)
+            # load-independent: the worker's CPU per image over the engine's (the rest of the
+            # pipeline's work: Postgres writes, the chunk bookkeeping, Celery)
+            run["cpu_ratio"] = round(run["worker_cpu_ms_per_image"]
+                                     / max(1e-9, baseline["cpu_ms_per_image"]), 3)
             print(f"celery, {n} worker process(es): {run}", flush=True)
             runs.append(run)
         s3 = _s3_latency(home, paths[0], args.s3_events) if args.s3_events > 0 else None
