@@ -238,6 +238,11 @@ class Settings(BaseSettings):
         description="Time allowed per item of a chunk: the chunk task's soft time limit is "
         "items x this + 60 s (the hard limit 30 s more); its items are put back when it hits.",
     )
+    dispatcher: str = Field(
+        default="celery",
+        description="Which installed dispatcher (entry point of group facepipe.dispatchers) "
+        "sends work to the queues; the workers package installs `celery`.",
+    )
     submit_timeout_s: float = Field(
         default=5.0,
         description="How long submitting a job waits for the broker before answering "

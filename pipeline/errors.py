@@ -167,6 +167,13 @@ class FacepipeError(Exception):
         """The JSON form used in CLI output, HTTP responses and job items."""
         return {"code": self.spec.code, "name": self.code.value, "message": self.message}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FacepipeError:
+        """The error :meth:`to_dict` described (an unknown name becomes INTERNAL)."""
+        name = str(data.get("name", ""))
+        code = ErrorCode(name) if name in ErrorCode.__members__.values() else ErrorCode.INTERNAL
+        return cls(code, str(data.get("message") or "") or None)
+
 
 def error_dict(exc: BaseException) -> dict[str, Any]:
     """Describe any exception in catalogue form; unknown exceptions become INTERNAL."""

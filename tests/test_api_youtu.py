@@ -153,7 +153,7 @@ def test_signatures_both_ways(
                           int(fields["e"]), int(fields["t"]), int(fields["r"]))
 
     photo = CIFile(str(gdp_jpg))
-    # Change the secret's last character to one it surely is not (a fixed "x" equals it 1 time in 62).
+    # The secret with its last character changed (a fixed "x" equals it 1 time in 62).
     wrong_secret = key.secret[:-1] + ("y" if key.secret.endswith("x") else "x")
     assert sdk_at(key.appid, key.key_id, wrong_secret).face_detect(photo)["code"] == 14
     assert sdk_at(key.appid, "AKIDunknown", key.secret).face_detect(photo)["code"] == 11

@@ -256,7 +256,7 @@ def test_an_item_whose_worker_keeps_dying_fails_instead_of_looping(
 def test_reidentify_against_no_existing_group_is_refused_at_submission(
     runtime: Runtime, archive: Path
 ) -> None:
-    from workers.submit import submit_job
+    from pipeline.jobs.submit import submit_job
 
     with pytest.raises(FacepipeError) as err:
         submit_job(JobKind.REIDENTIFY, str(archive), groups=["nosuch"], rt=runtime)

@@ -96,9 +96,7 @@ def test_watchdog_resends_lost_work_then_gives_up_with_item_lost(
     players_jpg: Path, gdp_jpg: Path,
 ) -> None:
     """Against the real broker (Redis) through the real Celery dispatcher."""
-    from workers.submit import dispatcher
-
-    send = dispatcher(runtime)
+    send = runtime.dispatcher
     assert send.broker_state().lost  # an empty broker: never seen (or restarted) -> lost
     assert run_watchdog(runtime, send).broker_lost  # nothing to re-send; the loss is handled
     assert not send.broker_state().lost  # the canary is back: the loss is reported once
@@ -254,8 +252,8 @@ def test_full_size_only_formats_have_a_lower_pixel_cap() -> None:
 def test_submit_while_the_broker_is_down_answers_at_once_and_leaves_no_job(
     runtime: Runtime, pipeline_env: dict[str, str], players_jpg: Path
 ) -> None:
+    from pipeline.jobs.submit import submit_job
     from workers.app import app, configure
-    from workers.submit import submit_job
 
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))

@@ -410,7 +410,7 @@ async def submit_enroll(state: StateDep, payload: PayloadDep) -> dict[str, Any]:
     """Enrol every face of ``source`` (an s3:// prefix or an http(s) URL list) into
     ``group_ids``; the job runs on the workers. ``idempotency_key`` makes retries safe."""
     from pipeline.jobs.model import JobKind, Origin
-    from workers.submit import submit_job
+    from pipeline.jobs.submit import submit_job
 
     params = parse(EnrollJob, payload.fields)
     source = check_url(params.source, state.settings)
@@ -438,8 +438,8 @@ async def submit_reidentify(state: StateDep, payload: PayloadDep) -> dict[str, A
     ``group_ids``; matches go to Postgres and, with ``export``, to JSON Lines."""
     from pipeline.jobs.exportdest import parse_export_destination
     from pipeline.jobs.model import JobKind, Origin
+    from pipeline.jobs.submit import submit_job
     from pipeline.sources.location import Trust
-    from workers.submit import submit_job
 
     params = parse(ReidentifyJob, payload.fields)
     if (params.source is None) == (params.since is None):
@@ -475,8 +475,8 @@ async def submit_reidentify(state: StateDep, payload: PayloadDep) -> dict[str, A
 async def s3_event(state: StateDep, payload: PayloadDep) -> dict[str, Any]:
     """S3 event notifications (``{"Records": [...]}``, e.g. a MinIO webhook) -> jobs, by the
     key rules (FACEPIPE_S3_KEY_RULES). The same event delivered twice yields the same jobs."""
+    from pipeline.jobs.s3_listener import submit_objects
     from pipeline.s3events import parse_event
-    from workers.s3_listener import submit_objects
 
     event = payload.fields
 

@@ -82,9 +82,10 @@ def reembed(
                 result = run_reembed(db, job.id, settings, on_progress=report)
             out = result.to_dict()
         else:
-            from workers.reembed_tasks import reembed_task
+            from pipeline.jobs.dispatch import TaskName
+            from pipeline.jobs.runtime import get_runtime
 
-            reembed_task.apply_async(kwargs={"job_id": job.id})
+            get_runtime().dispatcher.send(TaskName.REEMBED, {"job_id": job.id})
             out = {"job_id": job.id, "submitted": True}
             if wait:
                 from pipeline.jobs.progress import watch_job
