@@ -179,6 +179,8 @@ def resume_job(
     Returns the number of chunks sent. Safe at any time: done items and items held by a live
     run are skipped. The watchdog does this on its own; the command is for the impatient.
     """
+    rt = rt or get_runtime()
+    dispatcher = dispatcher or rt.dispatcher
     with rt.db.connection() as conn:
         job = store.get_job(conn, job_id)
         seqs = store.unfinished_seqs(conn, job.id)
