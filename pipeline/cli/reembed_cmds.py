@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, TaskID
 
 from pipeline.cli.app import app
 from pipeline.config import get_settings
@@ -108,13 +110,11 @@ class _progress:
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
-        self.bar = None
-        self.task = None
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> Callable[[int, int], None]:
         if not self.quiet:
-            from rich.progress import Progress
-
             self.bar = Progress(console=err_console)
             self.bar.start()
             self.task = self.bar.add_task("re-embedding", total=None)

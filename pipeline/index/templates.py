@@ -31,7 +31,9 @@ CANDIDATE_FACTOR = 4
 """Persons fetched by their best face for every person returned by the template ranking."""
 
 
-def fused_templates(vectors_by_person: dict[str, NDArray[np.float32]]) -> dict[str, NDArray]:
+def fused_templates(
+    vectors_by_person: dict[str, NDArray[np.float32]],
+) -> dict[str, NDArray[np.float32]]:
     """person -> the unit-length mean of the person's unit face vectors."""
     out: dict[str, NDArray[np.float32]] = {}
     for person, vectors in vectors_by_person.items():
