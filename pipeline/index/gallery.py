@@ -16,6 +16,7 @@ import numpy as np
 import psycopg
 from numpy.typing import NDArray
 
+from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.index.snapshot import Scope
 
 
@@ -35,7 +36,10 @@ def open_transactions_since(conn: psycopg.Connection) -> datetime:
         "WHERE datname = current_database() AND pid <> pg_backend_pid() "
         "AND xact_start IS NOT NULL"
     ).fetchone()
-    return row[0]  # type: ignore[index]
+    if row is None:  # an aggregate always answers one row
+        raise FacepipeError(ErrorCode.DATABASE_UNAVAILABLE, "pg_stat_activity answered nothing")
+    watermark: datetime = row[0]
+    return watermark
 
 
 def as_vector(value: Any) -> NDArray[np.float32]:
