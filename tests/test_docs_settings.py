@@ -40,7 +40,8 @@ def render_settings() -> str:
     """The markdown table of every setting: variable, default, meaning."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
-        doc = (field.description or "").replace("|", "\\|")
+        # "<" escaped: a description's "<prefix>" would read as an HTML tag (on GitHub too).
+        doc = (field.description or "").replace("|", "\\|").replace("<", "&lt;")
         rows.append(f"| `FACEPIPE_{name.upper()}` | {_default(name)} | {doc} |")
     return "\n".join(rows)
 
