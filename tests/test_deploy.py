@@ -3,7 +3,7 @@
 CloudWatch-speaking server (moto over HTTP).
 
 No terraform binary or Docker engine is available here: ``terraform validate/plan`` and
-``docker build`` are not run (see the README's deploy section).
+``docker build`` are not run (see docs/deployment.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The README's configuration table must list every field of pipeline.config.Settings.
+"""The documentation's configuration table (docs/configuration.md) must list every field of
+pipeline.config.Settings.
 
-Regenerate the table with:
-``.venv/bin/python -c "from tests.test_config_readme import render_settings as r; print(r())"``
+Regenerate the table (paste it between the markers) with:
+``.venv/bin/python -c "from tests.test_docs_settings import render_settings as r; print(r())"``
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pydantic_core import PydanticUndefined
 
 from pipeline.config import Settings
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 BEGIN = "<!-- settings:begin -->"
 END = "<!-- settings:end -->"
 
@@ -39,17 +40,19 @@ def render_settings() -> str:
     """The markdown table of every setting: variable, default, meaning."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
-        doc = (field.description or "").replace("|", "\\|")
+        # "<" escaped: a description's "<prefix>" would read as an HTML tag (on GitHub too).
+        doc = (field.description or "").replace("|", "\\|").replace("<", "&lt;")
         rows.append(f"| `FACEPIPE_{name.upper()}` | {_default(name)} | {doc} |")
     return "\n".join(rows)
 
 
-def test_readme_settings_table_matches_code() -> None:
-    text = README.read_text(encoding="utf-8")
-    assert BEGIN in text and END in text, "the settings markers are missing from README.md"
+def test_docs_settings_table_matches_code() -> None:
+    text = PAGE.read_text(encoding="utf-8")
+    assert BEGIN in text and END in text, f"the settings markers are missing from {PAGE.name}"
     table = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
     assert table == render_settings(), (
-        "README configuration table is out of date; regenerate it (see this module's docstring)"
+        "docs/configuration.md's settings table is out of date; regenerate it (see this module's "
+        "docstring)"
     )
 
 

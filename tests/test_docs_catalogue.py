@@ -1,7 +1,8 @@
-"""The README's error catalogue table (section intake) must match pipeline.errors.CATALOGUE.
+"""The documentation's error catalogue table (docs/sources.md) must match
+pipeline.errors.CATALOGUE.
 
-Regenerate the table with:
-``.venv/bin/python -c "from tests.test_sources_readme import render_catalogue as r; print(r())"``
+Regenerate the table (paste it between the markers) with:
+``.venv/bin/python -c "from tests.test_docs_catalogue import render_catalogue as r; print(r())"``
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from pipeline.errors import CATALOGUE
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "sources.md"
 BEGIN = "<!-- catalogue:begin -->"
 END = "<!-- catalogue:end -->"
 
@@ -24,12 +25,13 @@ def render_catalogue() -> str:
     return "\n".join(rows)
 
 
-def test_readme_catalogue_matches_code() -> None:
-    text = README.read_text(encoding="utf-8")
-    assert BEGIN in text and END in text, "the catalogue markers are missing from README.md"
+def test_docs_catalogue_matches_code() -> None:
+    text = PAGE.read_text(encoding="utf-8")
+    assert BEGIN in text and END in text, f"the catalogue markers are missing from {PAGE.name}"
     table = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
     assert table == render_catalogue(), (
-        "README error catalogue is out of date; regenerate it (see this module's docstring)"
+        "docs/sources.md's error catalogue is out of date; regenerate it (see this module's "
+        "docstring)"
     )
 
 
