@@ -25,6 +25,7 @@ from pipeline.api.auth import ANONYMOUS, Caller, Refused
 from pipeline.api.calls import create_person_with_face, detect_faces, raise_first_error
 from pipeline.api.deps import PayloadDep, StateDep, keyring
 from pipeline.api.images import fetch, fetch_all
+from pipeline.api.scope import Needs, enforce, split_values, visible_groups
 from pipeline.api.state import ApiState
 from pipeline.api_io import Payload, inline_source
 from pipeline.attributes_vendor import baidu_attributes, baidu_qualities
@@ -53,6 +54,7 @@ _CODES: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: 18,
     ErrorCode.SERVICE_BUSY: 18,
     ErrorCode.INTERNAL: 216401,
+    ErrorCode.PERMISSION_DENIED: 6,  # Baidu's "No permission to access data"
 }
 INVALID_TOKEN_PARAM = 100
 TOKEN_INVALID = 110
@@ -163,10 +165,16 @@ router = APIRouter(prefix="/rest/2.0/face/v2", tags=["baidu"], dependencies=[Dep
 
 
 class Form:
-    """A Baidu form body's fields."""
+    """A Baidu form body's fields, and who calls."""
 
-    def __init__(self, payload: Payload) -> None:
+    def __init__(self, payload: Payload, caller: Caller = ANONYMOUS) -> None:
         self.fields = payload.fields
+        self.caller = caller
+
+    def ids(self, name: str) -> list[str]:
+        """A field's ids (comma-separated), none when absent (for the scope checks)."""
+        value = self.fields.get(name)
+        return split_values(value) if isinstance(value, str) else []
 
     def text(self, name: str) -> str | None:
         value = self.fields.get(name)
@@ -209,11 +217,25 @@ class Form:
         return [inline_source(v.strip()) for v in value.split(",")]
 
 
-def _form(payload: PayloadDep) -> Form:
-    return Form(payload)
+def _form(payload: PayloadDep, caller: CallerDep) -> Form:
+    return Form(payload, caller)
 
 
 FormDep = Annotated[Form, Depends(_form)]
+
+
+def needs(rule: Needs) -> list[Any]:
+    """A route's scope check: what its form fields name."""
+
+    async def check(state: StateDep, form: FormDep) -> None:
+        await enforce(state, form.caller.scope, rule, form.ids)
+
+    return [Depends(check)]
+
+
+_USER = ("uid",)
+_GROUPS = ("group_id",)
+_CHANGE_USER = Needs(write=True, groups=_GROUPS, persons=_USER)
 
 
 # --- calls ----------------------------------------------------------------------------------------
@@ -252,7 +274,7 @@ def face_result(face: Face, fields: set[str]) -> dict[str, Any]:
     return out
 
 
-@router.post("/detect")
+@router.post("/detect", dependencies=needs(Needs()))
 async def detect(state: StateDep, form: FormDep) -> dict[str, Any]:
     max_faces = form.integer("max_face_num", 1, 1, 100)
     fields = {f.strip() for f in (form.text("face_fields") or "").split(",") if f.strip()}
@@ -267,7 +289,7 @@ async def detect(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/match")
+@router.post("/match", dependencies=needs(Needs()))
 async def match(state: StateDep, form: FormDep) -> dict[str, Any]:
     """Every pair of the comma-separated images, scored."""
     sources = form.images()
@@ -288,7 +310,7 @@ async def match(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/identify")
+@router.post("/identify", dependencies=needs(Needs(groups=_GROUPS)))
 async def identify(state: StateDep, form: FormDep) -> dict[str, Any]:
     groups = form.listed("group_id")
     top_n = form.integer("user_top_num", 1, 1, 5)
@@ -309,7 +331,7 @@ async def identify(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/verify")
+@router.post("/verify", dependencies=needs(Needs(groups=_GROUPS, persons=_USER)))
 async def verify(state: StateDep, form: FormDep) -> dict[str, Any]:
     uid, groups = form.required("uid"), form.listed("group_id")
     source = form.image()
@@ -361,17 +383,17 @@ async def _enrol(state: ApiState, form: Form, *, update: bool) -> dict[str, Any]
     return await state.with_model(run)
 
 
-@router.post("/faceset/user/add")
+@router.post("/faceset/user/add", dependencies=needs(_CHANGE_USER))
 async def user_add(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await _enrol(state, form, update=False)
 
 
-@router.post("/faceset/user/update")
+@router.post("/faceset/user/update", dependencies=needs(_CHANGE_USER))
 async def user_update(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await _enrol(state, form, update=True)
 
 
-@router.post("/faceset/user/delete")
+@router.post("/faceset/user/delete", dependencies=needs(_CHANGE_USER))
 async def user_delete(state: StateDep, form: FormDep) -> dict[str, Any]:
     """Delete a user; with group_id only from those groups (deleted when none is left)."""
     uid = form.required("uid")
@@ -385,7 +407,7 @@ async def user_delete(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/faceset/user/get")
+@router.post("/faceset/user/get", dependencies=needs(Needs(persons=_USER)))
 async def user_get(state: StateDep, form: FormDep) -> dict[str, Any]:
     uid = form.required("uid")
     person = await state.blocking(lambda: state.library.get_person(uid))
@@ -393,15 +415,16 @@ async def user_get(state: StateDep, form: FormDep) -> dict[str, Any]:
     return answer(result_num=1, result=[row])
 
 
-@router.post("/faceset/group/getlist")
+@router.post("/faceset/group/getlist", dependencies=needs(Needs()))
 async def group_getlist(state: StateDep, form: FormDep) -> dict[str, Any]:
     start, count = form.integer("start", 0, 0, 10**9), form.integer("end", 100, 1, 1000)
-    page = await state.blocking(lambda: state.library.list_groups(start, count))
+    scope = form.caller.scope
+    page = await state.blocking(lambda: visible_groups(state.library, scope, start, count))
     ids = [g.group_id for g in page.items]
     return answer(result_num=len(ids), result=ids)
 
 
-@router.post("/faceset/group/getusers")
+@router.post("/faceset/group/getusers", dependencies=needs(Needs(groups=_GROUPS)))
 async def group_getusers(state: StateDep, form: FormDep) -> dict[str, Any]:
     group = form.required("group_id")
     start, count = form.integer("start", 0, 0, 10**9), form.integer("end", 100, 1, 1000)
@@ -410,7 +433,10 @@ async def group_getusers(state: StateDep, form: FormDep) -> dict[str, Any]:
     return answer(result_num=len(rows), result=rows)
 
 
-@router.post("/faceset/group/adduser")
+@router.post(
+    "/faceset/group/adduser",
+    dependencies=needs(Needs(write=True, groups=("group_id", "src_group_id"), persons=_USER)),
+)
 async def group_adduser(state: StateDep, form: FormDep) -> dict[str, Any]:
     """Copy a user of ``src_group_id`` into ``group_id`` (comma-separated)."""
     src, groups, uid = form.required("src_group_id"), form.listed("group_id"), form.required("uid")
@@ -424,7 +450,7 @@ async def group_adduser(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/faceset/group/deleteuser")
+@router.post("/faceset/group/deleteuser", dependencies=needs(_CHANGE_USER))
 async def group_deleteuser(state: StateDep, form: FormDep) -> dict[str, Any]:
     groups, uid = form.listed("group_id"), form.required("uid")
 
