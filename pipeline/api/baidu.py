@@ -21,6 +21,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from pipeline import similarity
+from pipeline.api import vendor_answers as va
+from pipeline.api.answers import answers
 from pipeline.api.auth import ANONYMOUS, Caller, Refused
 from pipeline.api.calls import create_person_with_face, detect_faces, raise_first_error
 from pipeline.api.deps import PayloadDep, StateDep, keyring
@@ -136,7 +138,15 @@ async def token(request: Request, state: StateDep, payload: PayloadDep) -> JSONR
 
 for _method in ("GET", "POST"):
     token_router.add_api_route(
-        "/oauth/2.0/token", token, methods=[_method], operation_id=f"baidu_token_{_method.lower()}"
+        "/oauth/2.0/token",
+        token,
+        methods=[_method],
+        operation_id=f"baidu_token_{_method.lower()}",
+        responses={
+            200: {"model": va.BaiduToken, "description": "A new access token."},
+            400: {"model": va.OAuthError, "description": "Not the client-credentials grant."},
+            401: {"model": va.OAuthError, "description": "Unknown client id or secret."},
+        },
     )
 
 
@@ -158,7 +168,12 @@ async def baidu_caller(request: Request, state: StateDep) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(baidu_caller)]
-router = APIRouter(prefix="/rest/2.0/face/v2", tags=["baidu"], dependencies=[Depends(baidu_caller)])
+router = APIRouter(
+    prefix="/rest/2.0/face/v2",
+    tags=["baidu"],
+    dependencies=[Depends(baidu_caller)],
+    responses={"default": {"model": va.BaiduError, "description": "Errors (HTTP 200 too)."}},
+)
 
 
 # --- request fields -------------------------------------------------------------------------------
@@ -274,7 +289,7 @@ def face_result(face: Face, fields: set[str]) -> dict[str, Any]:
     return out
 
 
-@router.post("/detect", dependencies=needs(Needs()))
+@router.post("/detect", **answers(va.BaiduAnswer), dependencies=needs(Needs()))
 async def detect(state: StateDep, form: FormDep) -> dict[str, Any]:
     max_faces = form.integer("max_face_num", 1, 1, 100)
     fields = {f.strip() for f in (form.text("face_fields") or "").split(",") if f.strip()}
@@ -289,7 +304,7 @@ async def detect(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/match", dependencies=needs(Needs()))
+@router.post("/match", **answers(va.BaiduAnswer), dependencies=needs(Needs()))
 async def match(state: StateDep, form: FormDep) -> dict[str, Any]:
     """Every pair of the comma-separated images, scored."""
     sources = form.images()
@@ -310,7 +325,7 @@ async def match(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/identify", dependencies=needs(Needs(groups=_GROUPS)))
+@router.post("/identify", **answers(va.BaiduAnswer), dependencies=needs(Needs(groups=_GROUPS)))
 async def identify(state: StateDep, form: FormDep) -> dict[str, Any]:
     groups = form.listed("group_id")
     top_n = form.integer("user_top_num", 1, 1, 5)
@@ -331,7 +346,11 @@ async def identify(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/verify", dependencies=needs(Needs(groups=_GROUPS, persons=_USER)))
+@router.post(
+    "/verify",
+    **answers(va.BaiduAnswer),
+    dependencies=needs(Needs(groups=_GROUPS, persons=_USER)),
+)
 async def verify(state: StateDep, form: FormDep) -> dict[str, Any]:
     uid, groups = form.required("uid"), form.listed("group_id")
     source = form.image()
@@ -383,17 +402,17 @@ async def _enrol(state: ApiState, form: Form, *, update: bool) -> dict[str, Any]
     return await state.with_model(run)
 
 
-@router.post("/faceset/user/add", dependencies=needs(_CHANGE_USER))
+@router.post("/faceset/user/add", **answers(va.BaiduAnswer), dependencies=needs(_CHANGE_USER))
 async def user_add(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await _enrol(state, form, update=False)
 
 
-@router.post("/faceset/user/update", dependencies=needs(_CHANGE_USER))
+@router.post("/faceset/user/update", **answers(va.BaiduAnswer), dependencies=needs(_CHANGE_USER))
 async def user_update(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await _enrol(state, form, update=True)
 
 
-@router.post("/faceset/user/delete", dependencies=needs(_CHANGE_USER))
+@router.post("/faceset/user/delete", **answers(va.BaiduAnswer), dependencies=needs(_CHANGE_USER))
 async def user_delete(state: StateDep, form: FormDep) -> dict[str, Any]:
     """Delete a user; with group_id only from those groups (deleted when none is left)."""
     uid = form.required("uid")
@@ -407,7 +426,11 @@ async def user_delete(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/faceset/user/get", dependencies=needs(Needs(persons=_USER)))
+@router.post(
+    "/faceset/user/get",
+    **answers(va.BaiduAnswer),
+    dependencies=needs(Needs(persons=_USER)),
+)
 async def user_get(state: StateDep, form: FormDep) -> dict[str, Any]:
     uid = form.required("uid")
     person = await state.blocking(lambda: state.library.get_person(uid))
@@ -415,7 +438,7 @@ async def user_get(state: StateDep, form: FormDep) -> dict[str, Any]:
     return answer(result_num=1, result=[row])
 
 
-@router.post("/faceset/group/getlist", dependencies=needs(Needs()))
+@router.post("/faceset/group/getlist", **answers(va.BaiduAnswer), dependencies=needs(Needs()))
 async def group_getlist(state: StateDep, form: FormDep) -> dict[str, Any]:
     start, count = form.integer("start", 0, 0, 10**9), form.integer("end", 100, 1, 1000)
     scope = form.caller.scope
@@ -424,7 +447,11 @@ async def group_getlist(state: StateDep, form: FormDep) -> dict[str, Any]:
     return answer(result_num=len(ids), result=ids)
 
 
-@router.post("/faceset/group/getusers", dependencies=needs(Needs(groups=_GROUPS)))
+@router.post(
+    "/faceset/group/getusers",
+    **answers(va.BaiduAnswer),
+    dependencies=needs(Needs(groups=_GROUPS)),
+)
 async def group_getusers(state: StateDep, form: FormDep) -> dict[str, Any]:
     group = form.required("group_id")
     start, count = form.integer("start", 0, 0, 10**9), form.integer("end", 100, 1, 1000)
@@ -435,6 +462,7 @@ async def group_getusers(state: StateDep, form: FormDep) -> dict[str, Any]:
 
 @router.post(
     "/faceset/group/adduser",
+    **answers(va.BaiduAnswer),
     dependencies=needs(Needs(write=True, groups=("group_id", "src_group_id"), persons=_USER)),
 )
 async def group_adduser(state: StateDep, form: FormDep) -> dict[str, Any]:
@@ -450,7 +478,11 @@ async def group_adduser(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/faceset/group/deleteuser", dependencies=needs(_CHANGE_USER))
+@router.post(
+    "/faceset/group/deleteuser",
+    **answers(va.BaiduAnswer),
+    dependencies=needs(_CHANGE_USER),
+)
 async def group_deleteuser(state: StateDep, form: FormDep) -> dict[str, Any]:
     groups, uid = form.listed("group_id"), form.required("uid")
 

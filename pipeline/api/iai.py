@@ -26,6 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from pipeline.api import tc3
+from pipeline.api import vendor_answers as va
 from pipeline.api.auth import ANONYMOUS, Caller, Refused
 from pipeline.api.body import body_limit, content_type, parse_json_object, read_body
 from pipeline.api.calls import create_person_with_face, detect_faces
@@ -798,5 +799,31 @@ async def iai(request: Request) -> JSONResponse:
     return JSONResponse({"Response": {**answer, "RequestId": _request_id()}})
 
 
+def _header(name: str, text: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": False, "description": text,
+            "schema": {"type": "string"}}
+
+
+_HEADERS = [
+    _header("X-TC-Action", "The action, e.g. CreateFace (or the Action query parameter)."),
+    _header("X-TC-Version", f"One of {', '.join(VERSIONS)} (or the Version query parameter)."),
+    _header("X-TC-Timestamp", "Unix seconds; at most 5 minutes off."),
+    _header("Authorization", "TC3-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=..."),
+]
+_BODY = {
+    "required": False,
+    "content": {"application/json": {"schema": {
+        "type": "object", "description": "The action's parameters (IAI API 3.0 names)."
+    }}},
+}
+
 for _method in ("POST", "GET"):
-    router.add_api_route("/", iai, methods=[_method], operation_id=f"iai_{_method.lower()}")
+    router.add_api_route(
+        "/",
+        iai,
+        methods=[_method],
+        operation_id=f"iai_{_method.lower()}",
+        responses={200: {"model": va.IaiAnswer, "description": "Every answer, errors too."}},
+        openapi_extra={"parameters": _HEADERS}
+        | ({"requestBody": _BODY} if _method == "POST" else {}),
+    )

@@ -29,6 +29,8 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from pipeline.api import vendor_answers as va
+from pipeline.api.answers import answers
 from pipeline.api.auth import ANONYMOUS, Caller, Refused
 from pipeline.api.calls import create_person_with_face
 from pipeline.api.deps import PayloadDep, StateDep, keyring
@@ -168,7 +170,13 @@ async def youtu_caller(request: Request, state: StateDep) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(youtu_caller)]
-router = APIRouter(prefix="/face", tags=["youtu"])
+_REFUSALS = {
+    status: {"model": va.YoutuError, "description": text}
+    for status, text in ((401, "A missing, malformed, expired or wrong signature."),
+                         (403, "The key is limited to other groups or to read-only calls."),
+                         (429, "Too many calls for this key."))
+}
+router = APIRouter(prefix="/face", tags=["youtu"], responses=_REFUSALS)  # type: ignore[arg-type]
 
 
 # --- request fields ------------------------------------------------------------------------------
@@ -320,7 +328,9 @@ async def _fetch_one(state: ApiState, source: str | Upload) -> Fetched:
 # --- calls ---------------------------------------------------------------------------------------
 
 
-@router.post("/detect", dependencies=needs(Needs()))
+@router.post(
+    "/detect", **answers(va.YoutuAnswer[va.YoutuDetect]), dependencies=needs(Needs())
+)
 async def detect(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Faces of one image (``mode`` 0: all, 1: the largest)."""
     mode_text = (req.text("mode") or "0").strip()
@@ -348,7 +358,11 @@ async def detect(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/identify", dependencies=needs(Needs(groups=("group_ids", "group_id"))))
+@router.post(
+    "/identify",
+    **answers(va.YoutuAnswer[va.YoutuIdentify]),
+    dependencies=needs(Needs(groups=("group_ids", "group_id"))),
+)
 async def identify(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Top-5 persons of ``group_id`` / ``group_ids`` for the image's largest face."""
     groups = req.text_list("group_ids") or [req.required("group_id")]
@@ -367,7 +381,9 @@ async def identify(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/verify", dependencies=needs(_PERSON))
+@router.post(
+    "/verify", **answers(va.YoutuAnswer[va.YoutuVerify]), dependencies=needs(_PERSON)
+)
 async def verify(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Is the image's largest face ``person_id``?"""
     person_id = req.required("person_id")
@@ -380,7 +396,9 @@ async def verify(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/compare", dependencies=needs(Needs()))
+@router.post(
+    "/compare", **answers(va.YoutuAnswer[va.YoutuCompare]), dependencies=needs(Needs())
+)
 async def compare(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Similarity of the largest faces of ``imageA``/``urlA`` and ``imageB``/``urlB``."""
     sources = [req.image(state.settings, "A"), req.image(state.settings, "B")]
@@ -393,7 +411,11 @@ async def compare(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/newperson", dependencies=needs(Needs(write=True, groups=("group_ids",))))
+@router.post(
+    "/newperson",
+    **answers(va.YoutuAnswer[va.YoutuNewPerson]),
+    dependencies=needs(Needs(write=True, groups=("group_ids",))),
+)
 async def newperson(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Create a person in ``group_ids`` with the largest face of the image."""
     person_id = req.required("person_id")
@@ -419,7 +441,9 @@ async def newperson(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/delperson", dependencies=needs(_CHANGE_PERSON))
+@router.post(
+    "/delperson", **answers(va.YoutuAnswer[va.YoutuDelPerson]), dependencies=needs(_CHANGE_PERSON)
+)
 async def delperson(state: StateDep, req: RequestDep) -> dict[str, Any]:
     person_id = req.required("person_id")
 
@@ -430,7 +454,9 @@ async def delperson(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/addface", dependencies=needs(_CHANGE_PERSON))
+@router.post(
+    "/addface", **answers(va.YoutuAnswer[va.YoutuAddFace]), dependencies=needs(_CHANGE_PERSON)
+)
 async def addface(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Add the largest face of each image to a person: one ``ret_codes`` entry per image.
     (The SDK's per-face ``tag`` is accepted and not stored: faces carry no tag in facepipe.)"""
@@ -451,7 +477,9 @@ async def addface(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/delface", dependencies=needs(_CHANGE_PERSON))
+@router.post(
+    "/delface", **answers(va.YoutuAnswer[va.YoutuDelFace]), dependencies=needs(_CHANGE_PERSON)
+)
 async def delface(state: StateDep, req: RequestDep) -> dict[str, Any]:
     person_id = req.required("person_id")
     face_ids = req.text_list("face_ids")
@@ -465,7 +493,9 @@ async def delface(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/setinfo", dependencies=needs(_CHANGE_PERSON))
+@router.post(
+    "/setinfo", **answers(va.YoutuAnswer[va.YoutuPersonId]), dependencies=needs(_CHANGE_PERSON)
+)
 async def setinfo(state: StateDep, req: RequestDep) -> dict[str, Any]:
     person_id = req.required("person_id")
     name, tag = req.text("person_name"), req.text("tag")
@@ -477,7 +507,9 @@ async def setinfo(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/getinfo", dependencies=needs(_PERSON))
+@router.post(
+    "/getinfo", **answers(va.YoutuAnswer[va.YoutuGetInfo]), dependencies=needs(_PERSON)
+)
 async def getinfo(state: StateDep, req: RequestDep) -> dict[str, Any]:
     person_id = req.required("person_id")
 
@@ -503,7 +535,9 @@ def _all_pages(page_of: Any) -> list[Any]:
             return items
 
 
-@router.post("/getgroupids", dependencies=needs(Needs()))
+@router.post(
+    "/getgroupids", **answers(va.YoutuAnswer[va.YoutuGroupIds]), dependencies=needs(Needs())
+)
 async def getgroupids(state: StateDep, req: RequestDep) -> dict[str, Any]:
     def run() -> dict[str, Any]:
         scope = req.caller.scope
@@ -513,7 +547,11 @@ async def getgroupids(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/getpersonids", dependencies=needs(Needs(groups=("group_id",))))
+@router.post(
+    "/getpersonids",
+    **answers(va.YoutuAnswer[va.YoutuPersonIds]),
+    dependencies=needs(Needs(groups=("group_id",))),
+)
 async def getpersonids(state: StateDep, req: RequestDep) -> dict[str, Any]:
     group_id = req.required("group_id")
 
@@ -524,7 +562,9 @@ async def getpersonids(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/getfaceids", dependencies=needs(_PERSON))
+@router.post(
+    "/getfaceids", **answers(va.YoutuAnswer[va.YoutuFaceIds]), dependencies=needs(_PERSON)
+)
 async def getfaceids(state: StateDep, req: RequestDep) -> dict[str, Any]:
     person_id = req.required("person_id")
 
@@ -534,7 +574,11 @@ async def getfaceids(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/getfaceinfo", dependencies=needs(Needs(faces=("face_id",))))
+@router.post(
+    "/getfaceinfo",
+    **answers(va.YoutuAnswer[va.YoutuFaceInfo]),
+    dependencies=needs(Needs(faces=("face_id",))),
+)
 async def getfaceinfo(state: StateDep, req: RequestDep) -> dict[str, Any]:
     face_id = req.required("face_id")
 
