@@ -106,6 +106,35 @@ def test_v1_bearer_by_key_and_revocation(keyed: TestClient, database: Database) 
     assert gone.status_code == 401
 
 
+def test_v1_credentials_are_checked_before_the_body_is_read(
+    engine: FaceEngine, database: Database
+) -> None:
+    """An upload without credentials is refused 401 before its body is read: a body past the
+    limit would otherwise be 413 (and, below it, parsed for nobody)."""
+    settings = keyed_settings(engine, max_image_bytes=64 * 1024)
+    app = create_app(settings, engine=engine, database=database, preload=False)
+
+    def body() -> Iterator[bytes]:
+        yield b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n'
+        for _ in range(64):
+            yield b"A" * 65536
+
+    with TestClient(app) as client:
+        resp = client.post(
+            "/v1/detect", content=body(),
+            headers={"content-type": "multipart/form-data; boundary=xyz"},
+        )
+        assert resp.status_code == 401 and resp.json()["error"]["code"] == -1313
+        with database.transaction() as conn:
+            key = apikeys.create_key(conn, "body order", SecretCipher(SERVER_KEY))
+        resp = client.post(
+            "/v1/detect", content=body(),
+            headers={"content-type": "multipart/form-data; boundary=xyz",
+                     "Authorization": f"Bearer {key.secret}"},
+        )
+        assert resp.status_code == 413 and resp.json()["error"]["name"] == "IMAGE_TOO_LARGE"
+
+
 def test_rate_limit_per_key(engine: FaceEngine, database: Database) -> None:
     settings = keyed_settings(engine, api_rate_per_s=0.5, api_rate_burst=3)
     app = create_app(settings, engine=engine, database=database, preload=False)
