@@ -257,11 +257,11 @@ class JobList(Answer):
 
 
 class JobDetail(JobAnswer):
-    errors: dict[str, int] = Field(description="Failed items per error name.")
-    items_shown: list[dict[str, Any]]
     summary: dict[str, Any] | None = Field(
         default=None, description="A re-identification's matches and expected false matches."
     )
+    errors: dict[str, int] = Field(description="Failed items per error name.")
+    items_shown: list[dict[str, Any]]
 
 
 class S3EventAnswer(Answer):
