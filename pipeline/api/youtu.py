@@ -57,18 +57,18 @@ _INDEXED = re.compile(r"^(?P<name>[A-Za-z_]+)\[(?P<index>\d{1,4})\]$")
 SIGNATURE_EMPTY = 4
 SIGNATURE_MALFORMED = 5
 APPID_MISMATCH = 6
+"""The reference's "the signature's APPID / bucket does not match the operation's target": what
+a key scope refusal (PERMISSION_DENIED) is answered with."""
 SIGNATURE_EXPIRED = 9
 SECRET_ID_UNKNOWN = 11
 APPID_SECRET_ID_MISMATCH = 12
 SIGNATURE_INVALID = 14
 TOO_FREQUENT = 15
 BODY_TOO_LARGE = 23
-TARGET_NOT_PERMITTED = 6
-"""YouTu's "the signature's APPID may not operate on this target": a key scope refusal."""
 
 _CODES: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: TOO_FREQUENT,
-    ErrorCode.PERMISSION_DENIED: TARGET_NOT_PERMITTED,
+    ErrorCode.PERMISSION_DENIED: APPID_MISMATCH,
     ErrorCode.URL_DOWNLOAD_FAILED: -1308,
     ErrorCode.DOWNLOAD_FAILED: -1403,
 }
