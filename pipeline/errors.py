@@ -60,6 +60,7 @@ class ErrorCode(StrEnum):
     BROKER_UNAVAILABLE = "BROKER_UNAVAILABLE"
     SERVICE_BUSY = "SERVICE_BUSY"
     RATE_LIMITED = "RATE_LIMITED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
     OBJECT_STORE_UNAVAILABLE = "OBJECT_STORE_UNAVAILABLE"
     ITEM_LOST = "ITEM_LOST"
     INTERNAL = "INTERNAL"
@@ -133,6 +134,9 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         -1907, True, "every model slot is busy; retry later"
     ),
     ErrorCode.RATE_LIMITED: ErrorSpec(-1908, True, "too many requests for this key; slow down"),
+    ErrorCode.PERMISSION_DENIED: ErrorSpec(
+        -1911, False, "the key is limited to other groups or to read-only calls"
+    ),
     ErrorCode.OBJECT_STORE_UNAVAILABLE: ErrorSpec(
         -1403, True, "the object store is unavailable"
     ),
