@@ -3,6 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PY_DIRS := pipeline workers schedules tests bench
 # checkov (the IaC scanner of `make scan`) pins its own dependency versions, so it lives in a
 # venv of its own and never changes the project's.
 TOOLS_VENV ?= .venv-tools
@@ -34,10 +35,8 @@ $(TOOLS_VENV)/.installed:
 	$(TOOLS_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $@
 
-test: $(VENV)/.models scan
+test: $(VENV)/.models scan lint
 	scripts/ensure-redis
-	$(VENV)/bin/ruff check pipeline workers schedules tests bench
-	$(MAKE) docs
 	$(PY) -m pytest
 
 # Security scan of the deployment: checkov on infra/terraform and docker/ (settings in
@@ -47,8 +46,12 @@ scan: $(VENV)/.installed $(TOOLS_VENV)/.installed
 	$(TOOLS_VENV)/bin/checkov --config-file .checkov.yaml
 	$(VENV)/bin/hadolint --config docker/.hadolint.yaml docker/Dockerfile.service docker/Dockerfile.worker
 
+# Lint: ruff's rules and its formatting, mypy (strict on pipeline/, see [tool.mypy]) and the
+# documentation site.
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check pipeline workers schedules tests bench
+	$(VENV)/bin/ruff check $(PY_DIRS)
+	$(VENV)/bin/ruff format --check $(PY_DIRS)
+	$(VENV)/bin/mypy
 	$(MAKE) docs
 
 # The documentation site (mkdocs.yml, docs/): strict, so a warning fails it, and mkdocs.yml's

@@ -32,6 +32,7 @@ from pipeline.api.state import ApiState
 from pipeline.api_io import Payload, inline_source
 from pipeline.attributes_vendor import baidu_attributes, baidu_qualities
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.sources.location import Location
 from pipeline.types import Face
 
 TOKEN_SCOPE = "public brain_all_scope vis-faceverify_faceverify"
@@ -217,14 +218,14 @@ class Form:
             raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"{name} must be in [{low}, {high}]")
         return int(value)
 
-    def image(self) -> str:
+    def image(self) -> Location:
         """The one base64 image: ``image`` (the SDK) or ``images`` (the reference)."""
         value = self.text("image") or self.text("images")
         if not value:
             raise FacepipeError(ErrorCode.EMPTY_IMAGE, "image is empty")
         return inline_source(value)
 
-    def images(self) -> list[str]:
+    def images(self) -> list[Location]:
         """Several base64 images, comma-separated in ``images`` (or one in ``image``)."""
         value = self.text("images") or self.text("image")
         if not value:

@@ -45,17 +45,17 @@ PayloadDep = Annotated[Payload, Depends(get_payload)]
 def keyring(state: ApiState) -> KeyRing:
     if state.auth is None:
         state.auth = KeyRing(state.settings, state.db)
-    return state.auth  # type: ignore[no-any-return]
+    return state.auth
 
 
 class BearerRefused(Exception):
     """A /v1 call without a valid Bearer secret (answered 401 in the /v1 error shape)."""
 
 
-async def authorize(state: ApiState, check: object) -> Caller:
+async def authorize(state: ApiState, check: Callable[[], Caller | None]) -> Caller:
     """Run a blocking credential check (returns a Caller or None) and the rate limit."""
     ring = keyring(state)
-    caller = await state.blocking(check)  # type: ignore[arg-type]
+    caller = await state.blocking(check)
     if caller is None:
         raise BearerRefused
     if not await state.blocking(lambda: ring.allow(caller)):
@@ -63,7 +63,7 @@ async def authorize(state: ApiState, check: object) -> Caller:
             ErrorCode.RATE_LIMITED,
             f"key {caller.key_id} is above {state.settings.api_rate_per_s:g} calls/s",
         )
-    return caller  # type: ignore[no-any-return]
+    return caller
 
 
 async def require_bearer(request: Request, state: StateDep) -> Caller:

@@ -31,14 +31,15 @@ from pipeline.api.auth import ANONYMOUS, Caller, Refused
 from pipeline.api.body import body_limit, content_type, parse_json_object, read_body
 from pipeline.api.calls import create_person_with_face, detect_faces
 from pipeline.api.deps import get_state, keyring
-from pipeline.api.images import fetch, fetch_all
+from pipeline.api.images import ImageSource, fetch, fetch_all
 from pipeline.api.scope import READ, Needs, enforce, visible_groups
 from pipeline.api.state import ApiState
-from pipeline.api_io import Upload, check_url, inline_source
+from pipeline.api_io import caller_location, inline_source
 from pipeline.attributes_vendor import iai_attributes, iai_quality
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.library_results import FaceRect
 from pipeline.similarity import tencent_score
+from pipeline.sources.location import Location
 from pipeline.store.records import GroupDetails
 
 VERSIONS = ("2018-03-01", "2020-03-03")
@@ -138,10 +139,10 @@ def _lists(node: Any) -> Any:
     return fixed
 
 
-def checked_url(url: str, settings: Any) -> str:
-    """A caller's URL through :func:`check_url`; a refused one is IAI's UrlIllegal."""
+def checked_url(url: str, settings: Any) -> Location:
+    """A caller's URL parsed by :func:`caller_location`; a refused one is IAI's UrlIllegal."""
     try:
-        return check_url(url, settings)
+        return caller_location(url, settings)
     except FacepipeError as exc:
         raise FacepipeError(exc.code, exc.message, iai="InvalidParameterValue.UrlIllegal") from exc
 
@@ -211,7 +212,7 @@ class Params:
             raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"{name} must be a list of objects")
         return value
 
-    def image(self, settings: Any, suffix: str = "") -> str:
+    def image(self, settings: Any, suffix: str = "") -> Location:
         """``Url<suffix>`` (preferred when both are given, as IAI says) or base64
         ``Image<suffix>``."""
         url = self.text(f"Url{suffix}")
@@ -527,7 +528,7 @@ async def CreateFace(state: ApiState, p: Params) -> dict[str, Any]:
     urls, images = p.strings("Urls"), p.strings("Images")
     qc = p.integer("QualityControl", 0, 0, 4)
     threshold = p.number("FaceMatchThreshold")
-    sources: list[str | Upload] = (
+    sources: list[ImageSource] = (
         [checked_url(u, state.settings) for u in urls] if urls
         else [inline_source(i) for i in images]
     )
@@ -551,7 +552,7 @@ async def CreateFace(state: ApiState, p: Params) -> dict[str, Any]:
         out = result.to_dict()
         out.pop("PersonId")
         out.pop("Errors")
-        return out  # type: ignore[no-any-return]
+        return out
 
     return await state.with_model(run)
 

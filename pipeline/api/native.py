@@ -225,7 +225,7 @@ async def identify(
             params.top_n,
             all_faces=params.all_faces,
         )
-        return result.to_dict()  # type: ignore[no-any-return]
+        return result.to_dict()
 
     return await state.with_model(run)
 
@@ -287,7 +287,7 @@ async def update_person(state: StateDep, fields: FieldsDep, person_id: str) -> d
 
     def run() -> dict[str, Any]:
         info = state.library.set_person_info(person_id, params.name, params.tag)
-        return info.to_dict()  # type: ignore[no-any-return]
+        return info.to_dict()
 
     return await state.blocking(run)
 
@@ -320,7 +320,7 @@ async def add_person_groups(state: StateDep, fields: FieldsDep, person_id: str) 
 
     def run() -> dict[str, Any]:
         info = state.library.add_person_to_groups(person_id, params.group_ids)
-        return info.to_dict()  # type: ignore[no-any-return]
+        return info.to_dict()
 
     return await state.blocking(run)
 
@@ -334,7 +334,7 @@ async def remove_person_group(state: StateDep, person_id: str, group_id: str) ->
 
     def run() -> dict[str, Any]:
         info = state.library.remove_person_from_group(person_id, group_id)
-        return info.to_dict()  # type: ignore[no-any-return]
+        return info.to_dict()
 
     return await state.blocking(run)
 
@@ -367,7 +367,7 @@ async def _add_faces(
             quality_control=params.quality_control,
             face_match_threshold=params.face_match_threshold,
         )
-        return result.to_dict()  # type: ignore[no-any-return]
+        return result.to_dict()
 
     return await state.with_model(run)
 
@@ -482,7 +482,7 @@ async def list_group_persons(
     """A page of the persons of a group."""
 
     def run() -> dict[str, Any]:
-        return state.library.list_persons(group_id, offset, limit).to_dict()  # type: ignore[no-any-return]
+        return state.library.list_persons(group_id, offset, limit).to_dict()
 
     return await state.blocking(run)
 
@@ -553,7 +553,7 @@ async def cancel_job(state: StateDep, job_id: str) -> dict[str, Any]:
 
     def run() -> dict[str, Any]:
         with state.db.transaction() as conn:
-            return store.cancel_job(conn, job_id).to_dict()  # type: ignore[no-any-return]
+            return store.cancel_job(conn, job_id).to_dict()
 
     return await state.blocking(run)
 
@@ -583,7 +583,7 @@ async def submit_enroll(state: StateDep, payload: PayloadDep) -> dict[str, Any]:
             idempotency_key=params.idempotency_key,
             rt=state,
         )
-        return job.to_dict()  # type: ignore[no-any-return]
+        return job.to_dict()
 
     return await state.blocking(run)
 
@@ -625,7 +625,7 @@ async def submit_reidentify(state: StateDep, payload: PayloadDep) -> dict[str, A
             match_threshold=params.match_threshold,
             false_match_rate=params.false_match_rate,
         )
-        return job.to_dict()  # type: ignore[no-any-return]
+        return job.to_dict()
 
     return await state.blocking(run)
 

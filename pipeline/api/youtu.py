@@ -34,10 +34,10 @@ from pipeline.api.answers import answers
 from pipeline.api.auth import ANONYMOUS, Caller, Refused
 from pipeline.api.calls import create_person_with_face
 from pipeline.api.deps import PayloadDep, StateDep, keyring
-from pipeline.api.images import Fetched, fetch, fetch_all
+from pipeline.api.images import Fetched, ImageSource, fetch, fetch_all
 from pipeline.api.scope import Needs, enforce, visible_groups
 from pipeline.api.state import ApiState
-from pipeline.api_io import Payload, Upload, check_url, inline_source
+from pipeline.api_io import Payload, caller_location, inline_source
 from pipeline.attributes_vendor import youtu_attributes
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.similarity import tencent_score
@@ -236,12 +236,12 @@ class YoutuRequest:
             raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"{name} must hold strings")
         return str(value)
 
-    def image(self, settings: Any, suffix: str = "") -> str | Upload:
+    def image(self, settings: Any, suffix: str = "") -> ImageSource:
         """The one image: ``url<suffix>`` (preferred when both are given, as the reference
         says), else file or base64 ``image<suffix>``."""
         url = self.text(f"url{suffix}")
         if url is not None and url.strip():
-            return check_url(url, settings)
+            return caller_location(url, settings)
         parts = self.payload.files.get(f"image{suffix}")
         if parts:
             return parts[0]
@@ -252,12 +252,12 @@ class YoutuRequest:
             ErrorCode.EMPTY_PARAMETER, f"no image: give url{suffix} or image{suffix}"
         )
 
-    def images(self, settings: Any) -> list[str | Upload]:
+    def images(self, settings: Any) -> list[ImageSource]:
         """Every image of addface: ``urls``, else files ``images[N]`` (or base64 ``images``)."""
         urls = self.text_list("urls")
         if urls:
-            return [check_url(u, settings) for u in urls]
-        out: list[tuple[int, str | Upload]] = []
+            return [caller_location(u, settings) for u in urls]
+        out: list[tuple[int, ImageSource]] = []
         for key, parts in self.payload.files.items():
             match = _INDEXED.match(key)
             if match and match["name"] == "images" and parts:
@@ -321,7 +321,7 @@ def face_info_item(info: FaceInfo) -> dict[str, Any]:
     return {"face_id": info.face_id, **_box(info.box)}
 
 
-async def _fetch_one(state: ApiState, source: str | Upload) -> Fetched:
+async def _fetch_one(state: ApiState, source: ImageSource) -> Fetched:
     return await state.blocking(lambda: fetch(source, state.settings))
 
 
