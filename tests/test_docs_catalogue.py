@@ -1,37 +1,16 @@
-"""The documentation's error catalogue table (docs/sources.md) must match
-pipeline.errors.CATALOGUE.
-
-Regenerate the table (paste it between the markers) with:
-``.venv/bin/python -c "from tests.test_docs_catalogue import render_catalogue as r; print(r())"``
-"""
+"""The documentation's error catalogue table (docs/sources.md) matches
+pipeline.errors.CATALOGUE (regenerate with ``.venv/bin/python -m tests.docs_tables``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pipeline.errors import CATALOGUE
-
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "sources.md"
-BEGIN = "<!-- catalogue:begin -->"
-END = "<!-- catalogue:end -->"
-
-
-def render_catalogue() -> str:
-    """The markdown table of every catalogue entry, in catalogue order."""
-    rows = ["| name | code | retryable | meaning |", "|---|---|---|---|"]
-    for code, spec in CATALOGUE.items():
-        retry = "yes" if spec.retryable else "no"
-        rows.append(f"| `{code.value}` | {spec.code} | {retry} | {spec.message} |")
-    return "\n".join(rows)
+from tests.docs_tables import current_table, render_catalogue
 
 
 def test_docs_catalogue_matches_code() -> None:
-    text = PAGE.read_text(encoding="utf-8")
-    assert BEGIN in text and END in text, f"the catalogue markers are missing from {PAGE.name}"
-    table = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
-    assert table == render_catalogue(), (
-        "docs/sources.md's error catalogue is out of date; regenerate it (see this module's "
-        "docstring)"
+    assert current_table("catalogue") == render_catalogue(), (
+        "docs/sources.md's error catalogue is out of date: run .venv/bin/python -m "
+        "tests.docs_tables"
     )
 
 
