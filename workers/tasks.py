@@ -143,12 +143,10 @@ def _nightly_plan(rt: Runtime, groups: list[str], since: datetime) -> Plan | Non
     """The planner's choice for the night's probes (None: no probe or no enrolled face)."""
     from pipeline.index.planner import plan_identify
     from pipeline.index.reindex import default_model
+    from pipeline.store import repo
 
     with rt.db.connection() as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM observed_faces WHERE created_at >= %s", (since,)
-        ).fetchone()
-    probes = int(row[0]) if row else 0
+        probes = repo.count_observed_since(conn, since)
     if not probes or not groups:
         return None
     try:
