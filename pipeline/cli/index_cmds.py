@@ -208,7 +208,7 @@ def index_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List index snapshots, newest first per scope."""
-    from pipeline.index.reindex import list_snapshots
+    from pipeline.store.snapshots import list_snapshots
 
     try:
         with _db().connection() as conn:

@@ -146,9 +146,9 @@ def plan_identify(
 ) -> Plan:
     """Measure the scope (faces, snapshots, delta) and choose the engine."""
     # the snapshot modules load FAISS: only a caller measuring a scope needs them
-    from pipeline.index import gallery
-    from pipeline.index.reindex import newest_snapshot
     from pipeline.index.snapshot import Scope
+    from pipeline.store import gallery
+    from pipeline.store.snapshots import newest_snapshot
 
     settings = settings or get_settings()
     size = 0

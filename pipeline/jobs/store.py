@@ -288,6 +288,13 @@ def fail_job(conn: Connection, job_id: str, error: dict[str, Any]) -> None:
     )
 
 
+def set_job_fields(conn: Connection, job_id: str, **fields: Any) -> None:
+    """Set columns of a job row directly (runs that manage their own job row, identify-batch);
+    the column names come from the caller's code, never from input."""
+    sets = ", ".join(f"{k} = %({k})s" for k in fields)
+    conn.execute(f"UPDATE jobs SET {sets} WHERE id = %(id)s", {**fields, "id": job_id})
+
+
 def cancel_job(conn: Connection, job_id: str) -> Job:
     """Cancel a pending or running job: chunks not yet started will skip their items."""
     job = get_job(conn, job_id)

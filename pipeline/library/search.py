@@ -138,7 +138,7 @@ class Searches(LibraryCore):
         """Each probe's candidate persons re-ranked by their fused templates (score = the
         template's cosine; face_id = the person's best face)."""
         persons = sorted({h.person_id for hits in hits_per_probe for h in hits})
-        vectors = templates.persons_vectors(conn, persons, model_id)
+        vectors = repo.persons_vectors(conn, persons, model_id)
         out = []
         for probe, hits in zip(probes, hits_per_probe, strict=True):
             ranked = templates.rank_by_template(

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -75,3 +76,62 @@ def record_matches(
         for rank, c in enumerate(candidates, start=1)
     ]
     return repo.replace_matches(conn, observed_id, job_id or "", rows)
+
+
+# --- observed faces as probes (identify-batch) -----------------------------------------------
+
+
+def _probe_where(job: str | None, since: datetime | None, model_id: str) -> tuple[str, dict]:
+    clauses = ["o.model_id = %(model)s"]
+    params: dict[str, Any] = {"model": model_id}
+    if job is not None:
+        clauses.append("o.job_id = %(job)s")
+        params["job"] = job
+    if since is not None:
+        clauses.append("o.created_at >= %(since)s")
+        params["since"] = since
+    return " AND ".join(clauses), params
+
+
+def probes_model(conn: psycopg.Connection, job: str | None, since: datetime | None) -> str | None:
+    """The most common model of the observed faces of ``job`` / since ``since`` (None: none)."""
+    clauses, params = [], {}
+    if job is not None:
+        clauses.append("job_id = %(job)s")
+        params["job"] = job
+    if since is not None:
+        clauses.append("created_at >= %(since)s")
+        params["since"] = since
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    row = conn.execute(
+        f"SELECT model_id FROM observed_faces {where} GROUP BY model_id "
+        "ORDER BY count(*) DESC LIMIT 1",
+        params,
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def count_probes(
+    conn: psycopg.Connection, job: str | None, since: datetime | None, model_id: str
+) -> int:
+    """How many observed faces of ``model_id`` the selection holds."""
+    where, params = _probe_where(job, since, model_id)
+    row = conn.execute(f"SELECT count(*) FROM observed_faces o WHERE {where}", params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def stream_probes(
+    conn: psycopg.Connection, job: str | None, since: datetime | None, model_id: str, batch: int
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The selected observed faces in id order, ``batch`` rows at a time (server-side cursor):
+    (observed_id, embedding, source_uri, face_index, box)."""
+    where, params = _probe_where(job, since, model_id)
+    with conn.cursor(name="facepipe_probes", binary=True) as cur:
+        cur.itersize = batch
+        cur.execute(
+            "SELECT o.observed_id, o.embedding, o.source_uri, o.face_index, o.box "
+            f"FROM observed_faces o WHERE {where} ORDER BY o.observed_id",
+            params,
+        )
+        while rows := cur.fetchmany(batch):
+            yield rows

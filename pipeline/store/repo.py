@@ -370,6 +370,22 @@ def person_embeddings(
     return [int(r[0]) for r in rows], np.stack([as_array(r[1]) for r in rows])
 
 
+def persons_vectors(
+    conn: psycopg.Connection, person_ids: Sequence[str], model_id: str
+) -> dict[str, NDArray[np.float32]]:
+    """person -> (n, dim) vectors of the person's faces made by ``model_id``."""
+    if not person_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT person_id, embedding FROM faces WHERE person_id = ANY(%s) AND model_id = %s",
+        (list(person_ids), model_id),
+    ).fetchall()
+    grouped: dict[str, list[NDArray[np.float32]]] = {}
+    for person, embedding in rows:
+        grouped.setdefault(person, []).append(as_array(embedding))
+    return {p: np.stack(v) for p, v in grouped.items()}
+
+
 def delete_faces(conn: psycopg.Connection, person_id: str, face_ids: Sequence[int]) -> list[int]:
     """Delete faces of a person (vectors, crops and matches go with them); ids deleted."""
     rows = conn.execute(
