@@ -196,8 +196,8 @@ class _Export:
 
 def create_run(db: Database, params: dict[str, Any], job_id: str | None = None) -> str:
     """The ``jobs`` row of a run (created unless ``job_id`` names an existing one)."""
-    from pipeline.jobs import store as job_store
     from pipeline.jobs.model import JobKind
+    from pipeline.store import jobs as job_store
 
     with db.transaction() as conn:
         if job_id is not None:
@@ -207,7 +207,7 @@ def create_run(db: Database, params: dict[str, Any], job_id: str | None = None) 
 
 
 def _set_job(db: Database, job_id: str, **fields: Any) -> None:
-    from pipeline.jobs import store as job_store
+    from pipeline.store import jobs as job_store
 
     with db.transaction() as conn:
         job_store.set_job_fields(conn, job_id, **fields)

@@ -25,13 +25,13 @@ import logging
 import time
 
 from pipeline.errors import FacepipeError
-from pipeline.jobs import store
 from pipeline.jobs.kinds import steps_for
 from pipeline.jobs.kinds.outcomes import interrupted, retry_later
 from pipeline.jobs.lease import LeaseKeeper, new_owner
 from pipeline.jobs.model import ChunkResult, Item, ItemStatus, Job
 from pipeline.jobs.runtime import Runtime
 from pipeline.observability.metrics import record_chunk
+from pipeline.store import jobs as store
 
 log = logging.getLogger(__name__)
 

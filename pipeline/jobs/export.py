@@ -27,7 +27,7 @@ from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.jobs.aws import s3_client
 from pipeline.jobs.exportdest import export_root, parse_export_destination, resolve_inside
 from pipeline.jobs.runtime import Runtime
-from pipeline.jobs.store import get_job
+from pipeline.store.jobs import get_job
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ from itertools import islice
 from pathlib import Path
 
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs import store
 from pipeline.jobs.model import OBSERVED_PREFIX, ItemSpec, Job
 from pipeline.jobs.producers import (
     SourceType,
@@ -34,6 +33,7 @@ from pipeline.jobs.producers import (
 )
 from pipeline.jobs.runtime import Runtime
 from pipeline.sources.location import LocalLocation, S3Location, parse_location
+from pipeline.store import jobs as store
 from pipeline.store import repo
 
 log = logging.getLogger(__name__)

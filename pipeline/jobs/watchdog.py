@@ -32,11 +32,11 @@ from datetime import UTC, datetime
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs import store
 from pipeline.jobs.dispatch import BrokerState, Dispatcher
 from pipeline.jobs.model import ItemOutcome, ItemStatus
 from pipeline.jobs.runtime import Runtime
 from pipeline.observability.metrics import ITEMS_LOST, LEASES_EXPIRED, WATCHDOG_RESENT
+from pipeline.store import jobs as store
 
 log = logging.getLogger(__name__)
 
