@@ -78,33 +78,41 @@ def record_matches(
     return repo.replace_matches(conn, observed_id, job_id or "", rows)
 
 
+def count_best_matches(conn: psycopg.Connection, job_id: str, confidence: float) -> tuple[int, int]:
+    """(faces a job searched, those whose best match reached ``confidence``)."""
+    row = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE confidence >= %s) FROM matches"
+        " WHERE job_id = %s AND rank = 1",
+        (confidence, job_id),
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
 # --- observed faces as probes (identify-batch) -----------------------------------------------
 
 
-def _probe_where(job: str | None, since: datetime | None, model_id: str) -> tuple[str, dict]:
-    clauses = ["o.model_id = %(model)s"]
-    params: dict[str, Any] = {"model": model_id}
-    if job is not None:
-        clauses.append("o.job_id = %(job)s")
-        params["job"] = job
+def _probe_where(
+    job: str | None, since: datetime | None, model_id: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (``TRUE`` when empty) selecting observed faces ``o`` of a job, since a
+    time, of a model."""
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    for column, value in (("model_id", model_id), ("job_id", job)):
+        if value is not None:
+            clauses.append(f"o.{column} = %({column})s")
+            params[column] = value
     if since is not None:
         clauses.append("o.created_at >= %(since)s")
         params["since"] = since
-    return " AND ".join(clauses), params
+    return " AND ".join(clauses) or "TRUE", params
 
 
 def probes_model(conn: psycopg.Connection, job: str | None, since: datetime | None) -> str | None:
     """The most common model of the observed faces of ``job`` / since ``since`` (None: none)."""
-    clauses, params = [], {}
-    if job is not None:
-        clauses.append("job_id = %(job)s")
-        params["job"] = job
-    if since is not None:
-        clauses.append("created_at >= %(since)s")
-        params["since"] = since
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    where, params = _probe_where(job, since)
     row = conn.execute(
-        f"SELECT model_id FROM observed_faces {where} GROUP BY model_id "
+        f"SELECT o.model_id FROM observed_faces o WHERE {where} GROUP BY o.model_id "
         "ORDER BY count(*) DESC LIMIT 1",
         params,
     ).fetchone()

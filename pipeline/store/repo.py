@@ -460,6 +460,16 @@ def count_group_faces(
     return int(row[0]) if row else 0
 
 
+def count_group_persons(conn: psycopg.Connection, group_ids: Sequence[str], model_id: str) -> int:
+    """Persons of the groups with at least one face of ``model_id``."""
+    row = conn.execute(
+        "SELECT count(DISTINCT f.person_id) FROM faces f WHERE f.model_id = %s AND f.person_id"
+        " IN (SELECT m.person_id FROM memberships m WHERE m.group_id = ANY(%s))",
+        (model_id, list(group_ids)),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def estimate_group_faces(
     conn: psycopg.Connection, group_ids: Sequence[str], model_id: str, cap: int
 ) -> tuple[int, int]:

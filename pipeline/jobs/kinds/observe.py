@@ -12,11 +12,19 @@ from numpy.typing import NDArray
 from psycopg import Connection
 
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs.kinds.analysis import Prepared
+from pipeline.jobs.kinds.analysis import Prepared, analyse_items
 from pipeline.jobs.kinds.outcomes import failed
 from pipeline.jobs.model import Item, ItemOutcome, ItemStatus, Job
 from pipeline.jobs.runtime import Runtime
 from pipeline.store.observations import record_observed_faces
+from pipeline.types import DetectMode
+
+
+class ObservingKind:
+    """The analysis step of the kinds that observe faces: every face of each image."""
+
+    def analyse(self, rt: Runtime, job: Job, items: Sequence[Item]) -> Prepared:
+        return analyse_items(rt, job, items, DetectMode.ALL)
 
 
 @dataclass(frozen=True)

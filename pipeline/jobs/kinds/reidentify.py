@@ -14,7 +14,7 @@ from psycopg import Connection
 
 from pipeline.errors import FacepipeError
 from pipeline.jobs.kinds import observe
-from pipeline.jobs.kinds.analysis import Prepared, analyse_items
+from pipeline.jobs.kinds.analysis import Prepared
 from pipeline.jobs.kinds.observe import Probe
 from pipeline.jobs.kinds.outcomes import failed, job_groups
 from pipeline.jobs.model import Item, ItemOutcome, Job
@@ -22,14 +22,10 @@ from pipeline.jobs.reid_threshold import gallery_comparisons, job_threshold
 from pipeline.jobs.runtime import Runtime
 from pipeline.library import FaceLibrary
 from pipeline.store.observations import record_matches
-from pipeline.types import DetectMode
 
 
-class Reidentify:
+class Reidentify(observe.ObservingKind):
     """The reidentify kind's steps."""
-
-    def analyse(self, rt: Runtime, job: Job, items: Sequence[Item]) -> Prepared:
-        return analyse_items(rt, job, items, DetectMode.ALL)
 
     def write(
         self, rt: Runtime, conn: Connection, job: Job, items: Sequence[Item], prepared: Prepared
