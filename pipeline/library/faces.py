@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -248,7 +249,8 @@ class Faces(LibraryCore):
         added: dict[int, AddedFace],
         model_id: str,
     ) -> AddFacesResult:
-        codes, errs = [], []
+        codes: list[int] = []
+        errs: list[dict[str, Any] | None] = []
         for i, err in enumerate(errors):
             if i in added:
                 codes.append(0)

@@ -199,9 +199,10 @@ class Searches(LibraryCore):
         face by default; every face with ``all_faces``."""
         groups = validate_group_ids(group_ids)
         analysis = self._analyze_one(image, all_faces=all_faces)
-        faces = [f for f in analysis.faces if f.embedding is not None]
+        embedded = [(f, f.embedding) for f in analysis.faces if f.embedding is not None]
+        faces = [f for f, _ in embedded]
         per_face = self.identify_embeddings(
-            [f.embedding for f in faces], groups, top_n, model_id=analysis.model_id
+            [e for _, e in embedded], groups, top_n, model_id=analysis.model_id
         )
         return IdentifyResult(
             source=analysis.source,

@@ -49,7 +49,11 @@ def begin_repeatable_read(conn: psycopg.Connection) -> datetime:
     """Make the connection's transaction REPEATABLE READ (one snapshot of the data for every
     read of a build) and return its time."""
     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    return conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+    row = conn.execute("SELECT now()").fetchone()
+    if row is None:  # SELECT now() always answers one row
+        raise FacepipeError(ErrorCode.DATABASE_UNAVAILABLE, "SELECT now() answered nothing")
+    started: datetime = row[0]
+    return started
 
 
 def as_vector(value: Any) -> NDArray[np.float32]:
