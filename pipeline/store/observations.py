@@ -88,6 +88,30 @@ def count_best_matches(conn: psycopg.Connection, job_id: str, confidence: float)
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
+_JOB_MATCHES = """
+SELECT o.observed_id, o.source_uri, o.face_index, o.box, o.quality_score,
+       coalesce(json_agg(json_build_object(
+           'rank', m.rank, 'person_id', m.person_id, 'face_id', m.face_id,
+           'confidence', round(m.confidence::numeric, 2), 'score', round(m.score::numeric, 4))
+           ORDER BY m.rank) FILTER (WHERE m.rank IS NOT NULL), '[]')
+FROM (SELECT DISTINCT unnest(observed_ids)::bigint AS observed_id
+      FROM job_items WHERE job_id = %(job)s::uuid) AS ids
+JOIN observed_faces o USING (observed_id)
+LEFT JOIN matches m ON m.observed_id = o.observed_id AND m.job_id = %(job)s::text
+GROUP BY o.observed_id
+ORDER BY o.source_uri, o.face_index
+"""
+
+
+def job_match_rows(conn: psycopg.Connection, job_id: str) -> Iterator[tuple[Any, ...]]:
+    """A job's observed faces with their matches (a JSON list, best first), ordered by source
+    and face, streamed with a server-side cursor: (observed_id, source_uri, face_index, box,
+    quality_score, matches)."""
+    with conn.cursor(name=f"export_{job_id.replace('-', '')}") as cur:
+        cur.execute(_JOB_MATCHES, {"job": job_id})
+        yield from cur
+
+
 # --- observed faces as probes (identify-batch) -----------------------------------------------
 
 
