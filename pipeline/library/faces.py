@@ -12,8 +12,16 @@ import psycopg
 from numpy.typing import NDArray
 
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.library import admission
-from pipeline.library.admission import Admit, AlreadyEnrolled, Applicant, CapPolicy, Rules
+from pipeline.library.admission import (
+    Admit,
+    AlreadyEnrolled,
+    Applicant,
+    CapPolicy,
+    PersonFaces,
+    Rules,
+    check_quality,
+    decide,
+)
 from pipeline.library.core import LibraryCore, lock_person, require_person
 from pipeline.library.results import AddedFace, AddFacesResult, FaceRect
 from pipeline.store import repo
@@ -74,7 +82,7 @@ class Faces(LibraryCore):
             quality_score=float(face.quality.score),
             embedding=None if face.embedding is None else unit_vector(face.embedding),
         )
-        refused = admission.check_quality(applicant, rules)  # before any database work
+        refused = check_quality(applicant, rules)  # before any database work
         if refused is not None:
             raise FacepipeError(refused.code, refused.message)
         new = self._new_face(person_id, analysis, face, applicant, source_uri, job_id)
@@ -82,7 +90,7 @@ class Faces(LibraryCore):
             lock_person(c, person_id)
             model_ids, model_vectors = repo.person_embeddings(c, person_id, new.model_id)
             face_count, worst_face = repo.person_face_tally(c, person_id)
-            facts = admission.PersonFaces(
+            facts = PersonFaces(
                 person_id=person_id,
                 existing_face_id=repo.find_face(
                     c, person_id, new.content_sha256, new.face_index, new.model_id
@@ -92,7 +100,7 @@ class Faces(LibraryCore):
                 model_face_ids=tuple(model_ids),
                 model_embeddings=model_vectors,
             )
-            decision = admission.decide(applicant, facts, rules, self.calibration(new.model_id))
+            decision = decide(applicant, facts, rules, self.calibration(new.model_id))
             if isinstance(decision, AlreadyEnrolled):
                 return AddedFace(str(decision.face_id), person_id, False, face.box)
             if not isinstance(decision, Admit):

@@ -13,9 +13,8 @@ import numpy as np
 from psycopg import Connection
 
 from pipeline.errors import FacepipeError
-from pipeline.jobs.kinds import observe
 from pipeline.jobs.kinds.analysis import Prepared
-from pipeline.jobs.kinds.observe import Probe
+from pipeline.jobs.kinds.observe import ObservingKind, Probe, item_outcomes, record
 from pipeline.jobs.kinds.outcomes import failed, job_groups
 from pipeline.jobs.model import Item, ItemOutcome, Job
 from pipeline.jobs.reid_threshold import gallery_comparisons, job_threshold
@@ -24,13 +23,13 @@ from pipeline.library import FaceLibrary
 from pipeline.store.observations import record_matches
 
 
-class Reidentify(observe.ObservingKind):
+class Reidentify(ObservingKind):
     """The reidentify kind's steps."""
 
     def write(
         self, rt: Runtime, conn: Connection, job: Job, items: Sequence[Item], prepared: Prepared
     ) -> dict[int, ItemOutcome]:
-        seen = observe.record(rt, conn, job, items, prepared)
+        seen = record(rt, conn, job, items, prepared)
         top: dict[int, list[dict[str, Any]]] = {}
         matched: dict[int, str | None] = {}
         if seen.probes:
@@ -42,7 +41,7 @@ class Reidentify(observe.ObservingKind):
                     if item.id not in out:
                         out[item.id] = failed(item, exc, seen.sha_of.get(item.id))
                 return out
-        return observe.item_outcomes(items, seen, top, matched)
+        return item_outcomes(items, seen, top, matched)
 
 
 def _search(
