@@ -69,8 +69,8 @@ def _start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def _wait(job_id: str, timeout_s: float = 900.0) -> Any:
-    from pipeline.jobs import store
     from pipeline.jobs.runtime import get_runtime
+    from pipeline.store import jobs as store
 
     return store.wait_for_job(get_runtime().db, job_id, timeout_s=timeout_s, poll_s=0.05)
 

@@ -239,8 +239,8 @@ def test_person_with_faceless_image_is_not_created(api: TestClient) -> None:
 
 
 def test_jobs_list_show_cancel(api: TestClient, clean_database: Database) -> None:
-    from pipeline.jobs import store
     from pipeline.jobs.model import JobKind
+    from pipeline.store import jobs as store
 
     with clean_database.transaction() as conn:
         job, _ = store.create_job(conn, JobKind.ENROLL, {"source": "s3://b/p/", "groups": ["g"]})

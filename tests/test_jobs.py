@@ -11,13 +11,13 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs import store
 from pipeline.jobs.chunks import process_chunk
 from pipeline.jobs.listing import list_step
 from pipeline.jobs.model import ItemOutcome, ItemSpec, ItemStatus, JobKind, JobStatus
 from pipeline.jobs.producers import walk_directory
 from pipeline.jobs.runtime import Runtime
 from pipeline.jobs.sample import build_sample_archive
+from pipeline.store import jobs as store
 from pipeline.store.db import Database
 
 

@@ -28,12 +28,12 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.jobs import store
 from pipeline.jobs.model import ItemSpec, ItemStatus, JobKind, JobStatus
 from pipeline.jobs.runtime import get_runtime
 from pipeline.jobs.submit import submit_job
 from pipeline.observability.logging import log_context
 from pipeline.observability.metrics import exposed_names
+from pipeline.store import jobs as store
 from tests.fixtures.services import free_port, items_of, wait_job
 from tests.test_observability_units import dashboard_metric_names
 

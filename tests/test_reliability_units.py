@@ -19,7 +19,6 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs import store
 from pipeline.jobs.chunks import process_chunk
 from pipeline.jobs.dispatch import BrokerState
 from pipeline.jobs.listing import list_step
@@ -27,6 +26,7 @@ from pipeline.jobs.model import ItemStatus, JobKind, JobStatus
 from pipeline.jobs.runtime import Runtime
 from pipeline.jobs.watchdog import JobHealth, decide, describe_stall, run_watchdog
 from pipeline.sources import decode_image, read_source_bytes
+from pipeline.store import jobs as store
 from pipeline.store.db import Database
 
 SETTINGS = Settings(watchdog_idle_s=60)

@@ -109,8 +109,8 @@ def _wait_for(path: Path, timeout_s: float) -> None:
 
 
 def _print_refusals(console: Console, job_id: str) -> None:
-    from pipeline.jobs import store
     from pipeline.jobs.model import ItemStatus
+    from pipeline.store import jobs as store
 
     with get_runtime().db.connection() as conn:
         items = store.list_items(conn, job_id, status=ItemStatus.FAILED, limit=10)

@@ -11,7 +11,6 @@ from celery import Task
 
 from pipeline.errors import FacepipeError, error_dict
 from pipeline.index.planner import Plan, SearchEngine
-from pipeline.jobs import store
 from pipeline.jobs.chunks import process_chunk
 from pipeline.jobs.dispatch import TaskName
 from pipeline.jobs.export import export_matches
@@ -19,6 +18,7 @@ from pipeline.jobs.listing import list_step
 from pipeline.jobs.model import JobKind, Origin
 from pipeline.jobs.runtime import Runtime, get_runtime
 from pipeline.jobs.submit import submit_job
+from pipeline.store import jobs as store
 from workers.base import backoff_s, facepipe_task, is_transient
 from workers.locks import acquire_slot
 
@@ -143,12 +143,10 @@ def _nightly_plan(rt: Runtime, groups: list[str], since: datetime) -> Plan | Non
     """The planner's choice for the night's probes (None: no probe or no enrolled face)."""
     from pipeline.index.planner import plan_identify
     from pipeline.index.reindex import default_model
+    from pipeline.store import repo
 
     with rt.db.connection() as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM observed_faces WHERE created_at >= %s", (since,)
-        ).fetchone()
-    probes = int(row[0]) if row else 0
+        probes = repo.count_observed_since(conn, since)
     if not probes or not groups:
         return None
     try:

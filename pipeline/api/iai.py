@@ -37,7 +37,7 @@ from pipeline.api.state import ApiState
 from pipeline.api_io import caller_location, inline_source
 from pipeline.attributes_vendor import iai_attributes, iai_quality
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.library_results import FaceRect
+from pipeline.library.results import FaceRect
 from pipeline.similarity import tencent_score
 from pipeline.sources.location import Location
 from pipeline.store.records import GroupDetails

@@ -497,8 +497,8 @@ async def list_jobs(
     status: Annotated[str | None, Query()] = None,
 ) -> dict[str, Any]:
     """Newest jobs first, with counts and throughput."""
-    from pipeline.jobs import store
     from pipeline.jobs.model import JobStatus
+    from pipeline.store import jobs as store
 
     try:
         wanted = JobStatus(status) if status else None
@@ -523,9 +523,9 @@ async def show_job(
     """A job with its error counts by code and up to ``items`` of its items; a
     re-identification also with its ``summary``: faces matched at its threshold and how many of
     them to expect to be false given the gallery's size."""
-    from pipeline.jobs import store
     from pipeline.jobs.model import ItemStatus, JobKind
     from pipeline.jobs.reid_threshold import reidentify_summary
+    from pipeline.store import jobs as store
 
     def run() -> dict[str, Any]:
         with state.db.connection() as conn:
@@ -549,7 +549,7 @@ async def show_job(
 @v1.post("/jobs/{job_id}/cancel", **answers(a.JobAnswer), dependencies=needs(_JOBS_WRITE))
 async def cancel_job(state: StateDep, job_id: str) -> dict[str, Any]:
     """Cancel a pending or running job."""
-    from pipeline.jobs import store
+    from pipeline.store import jobs as store
 
     def run() -> dict[str, Any]:
         with state.db.transaction() as conn:

@@ -182,7 +182,7 @@ def _resolve_job(db: Any, job: str) -> str:
 
     A value naming no job is kept as given: observed faces may carry another run label.
     """
-    from pipeline.jobs.store import find_job_by_prefix
+    from pipeline.store.jobs import find_job_by_prefix
 
     with db.connection() as conn:
         try:
@@ -194,7 +194,7 @@ def _resolve_job(db: Any, job: str) -> str:
 
 
 def _wait_job(db: Any, job_id: str) -> dict[str, Any]:
-    from pipeline.jobs.store import wait_for_job
+    from pipeline.store.jobs import wait_for_job
 
     job = wait_for_job(db, job_id)
     return {"job_id": job_id, "status": job.status.value, "probes": job.n_items,
@@ -208,7 +208,7 @@ def index_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List index snapshots, newest first per scope."""
-    from pipeline.index.reindex import list_snapshots
+    from pipeline.store.snapshots import list_snapshots
 
     try:
         with _db().connection() as conn:

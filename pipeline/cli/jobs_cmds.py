@@ -46,7 +46,7 @@ def _runtime() -> Any:
 
 
 def _get_job(job_id: str) -> Job:
-    from pipeline.jobs import store
+    from pipeline.store import jobs as store
 
     with _runtime().db.connection() as conn:
         return store.find_job_by_prefix(conn, job_id)
@@ -191,7 +191,7 @@ def jobs_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Newest jobs with their counts and throughput."""
-    from pipeline.jobs import store
+    from pipeline.store import jobs as store
 
     with _runtime().db.connection() as conn:
         jobs = store.list_jobs(conn, limit=limit, status=JobStatus(status) if status else None)
@@ -217,8 +217,8 @@ def jobs_show(
     as_json: JsonOpt = False,
 ) -> None:
     """A job's counts, errors by code and its items."""
-    from pipeline.jobs import store
     from pipeline.jobs.model import ItemStatus
+    from pipeline.store import jobs as store
 
     try:
         job = _get_job(job_id)
@@ -250,7 +250,7 @@ def jobs_show(
 @jobs_app.command("cancel")
 def jobs_cancel(job_id: str) -> None:
     """Cancel a pending or running job (chunks not started yet skip their items)."""
-    from pipeline.jobs import store
+    from pipeline.store import jobs as store
 
     try:
         job = _get_job(job_id)

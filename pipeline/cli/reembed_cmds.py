@@ -49,7 +49,6 @@ def reembed(
     New vectors are written beside the old ones; when every face has its new vector the scope
     switches to the new model. Resumable: run it again with --resume JOB.
     """
-    from pipeline.jobs import store as job_store
     from pipeline.jobs.reembed import (
         ReembedParams,
         create_reembed_job,
@@ -58,6 +57,7 @@ def reembed(
         source_model_of,
     )
     from pipeline.jobs.runtime import get_runtime
+    from pipeline.store import jobs as job_store
 
     settings = get_settings()
     try:

@@ -14,7 +14,7 @@ import threading
 import uuid
 from types import TracebackType
 
-from pipeline.jobs import store
+from pipeline.store import jobs as store
 from pipeline.store.db import Database
 
 log = logging.getLogger(__name__)

@@ -37,8 +37,8 @@ from psycopg import Connection
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs import store as job_store
 from pipeline.jobs.model import Job, JobKind
+from pipeline.store import jobs as job_store
 from pipeline.store.crops import decode_crop
 from pipeline.store.db import Database
 

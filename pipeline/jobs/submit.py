@@ -20,7 +20,6 @@ from typing import Any
 from psycopg import Connection
 
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs import store
 from pipeline.jobs.dispatch import Dispatcher
 from pipeline.jobs.exportdest import parse_export_destination
 from pipeline.jobs.model import ItemSpec, Job, JobKind, Origin
@@ -28,6 +27,7 @@ from pipeline.jobs.producers import source_type
 from pipeline.jobs.reid_threshold import reid_params
 from pipeline.jobs.runtime import Runtime, get_runtime
 from pipeline.sources.location import parse_location
+from pipeline.store import jobs as store
 
 log = logging.getLogger(__name__)
 

@@ -288,6 +288,13 @@ def fail_job(conn: Connection, job_id: str, error: dict[str, Any]) -> None:
     )
 
 
+def set_job_fields(conn: Connection, job_id: str, **fields: Any) -> None:
+    """Set columns of a job row directly (runs that manage their own job row, identify-batch);
+    the column names come from the caller's code, never from input."""
+    sets = ", ".join(f"{k} = %({k})s" for k in fields)
+    conn.execute(f"UPDATE jobs SET {sets} WHERE id = %(id)s", {**fields, "id": job_id})
+
+
 def cancel_job(conn: Connection, job_id: str) -> Job:
     """Cancel a pending or running job: chunks not yet started will skip their items."""
     job = get_job(conn, job_id)
@@ -486,3 +493,58 @@ def cleanup_items(conn: Connection, retention_days: float) -> int:
         (retention_days * 86400.0,),
     )
     return cur.rowcount
+
+
+# --- the watchdog ----------------------------------------------------------------------------
+
+
+def expire_leases(conn: Connection) -> list[tuple[str, int]]:
+    """Put back to pending every running item whose lease ran out; (job id, seq) of each."""
+    rows = conn.execute(
+        "UPDATE job_items SET status = 'pending', lease_until = NULL, lease_owner = NULL "
+        "WHERE status = 'running' AND lease_until < now() RETURNING job_id::text, seq"
+    ).fetchall()
+    return [(str(r[0]), int(r[1])) for r in rows]
+
+
+def unfinished_job_counts(conn: Connection) -> list[tuple[str, bool, int, int, float]]:
+    """Every pending or running job, oldest first: (id, listing done, pending items, running
+    items with a live lease, seconds since its last progress)."""
+    rows = conn.execute(
+        "SELECT j.id::text, j.listing_done, "
+        "  count(*) FILTER (WHERE i.status = 'pending'), "
+        "  count(*) FILTER (WHERE i.status = 'running' AND i.lease_until >= now()), "
+        "  extract(epoch FROM now() - coalesce(j.progress_at, j.created_at)) "
+        "FROM jobs j LEFT JOIN job_items i ON i.job_id = j.id "
+        "WHERE j.status IN ('pending', 'running') GROUP BY j.id ORDER BY j.created_at"
+    ).fetchall()
+    return [(str(r[0]), bool(r[1]), int(r[2]), int(r[3]), float(r[4])) for r in rows]
+
+
+def lock_resent_too_often(
+    conn: Connection, job_id: str, limit: int, seqs: Sequence[int] | None
+) -> list[tuple[int, str, int]]:
+    """Lock the job's pending items (among ``seqs``; None: all) re-sent ``limit`` times or
+    more: (item id, uri, resends) of each."""
+    rows = conn.execute(
+        "SELECT id, uri, resends FROM job_items WHERE job_id = %s AND status = 'pending' "
+        "AND resends >= %s AND (%s::int[] IS NULL OR seq = ANY(%s::int[])) FOR UPDATE",
+        (job_id, limit, seqs, seqs),
+    ).fetchall()
+    return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+def count_resend(conn: Connection, job_id: str, seqs: Sequence[int] | None) -> list[int]:
+    """Count one more re-send on the job's pending items (among ``seqs``; None: all); their
+    seqs, ascending."""
+    rows = conn.execute(
+        "UPDATE job_items SET resends = resends + 1 WHERE job_id = %s AND status = 'pending' "
+        "AND (%s::int[] IS NULL OR seq = ANY(%s::int[])) RETURNING seq",
+        (job_id, seqs, seqs),
+    ).fetchall()
+    return sorted(int(r[0]) for r in rows)
+
+
+def set_stalled_note(conn: Connection, job_id: str, note: dict[str, str]) -> None:
+    """Record on the job what the watchdog saw and did."""
+    conn.execute("UPDATE jobs SET stalled = %s WHERE id = %s", (json.dumps(note), job_id))
