@@ -41,8 +41,8 @@ from pgvector.psycopg import register_vector
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import DEFAULT_OUT, machine_info
-from pipeline import library
 from pipeline.config import Settings
+from pipeline.index import planner
 from pipeline.library import FaceLibrary
 from pipeline.store.db import Database, embedded_server, stop_embedded_server
 
@@ -279,14 +279,14 @@ def run_size(
             modes = modes if size <= 50_000 else modes[1:]
         else:
             modes = modes if size <= 50_000 else []
-            modes += [(f"hnsw ef={ef}", False, ef, library.SCAN_TABLE_SHARE) for ef in ef_list]
+            modes += [(f"hnsw ef={ef}", False, ef, planner.SCAN_TABLE_SHARE) for ef in ef_list]
         for label, exact, ef, share in modes:
-            default_share = library.SCAN_TABLE_SHARE
-            library.SCAN_TABLE_SHARE = share
+            default_share = planner.SCAN_TABLE_SHARE
+            planner.SCAN_TABLE_SHARE = share
             try:
                 measured = measure_library(db, vecs, group, size, probes, exact, ef)
             finally:
-                library.SCAN_TABLE_SHARE = default_share
+                planner.SCAN_TABLE_SHARE = default_share
             row = {"group": group, "group_faces": size, "mode": label, **measured}
             print(f"[{n}] {row}", flush=True)
             out["search"].append(row)

@@ -72,8 +72,8 @@ def _start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def _wait(job_id: str, timeout_s: float = 900.0) -> Any:
-    from pipeline.jobs import store
     from pipeline.jobs.runtime import get_runtime
+    from pipeline.store import jobs as store
 
     return store.wait_for_job(get_runtime().db, job_id, timeout_s=timeout_s, poll_s=0.05)
 
@@ -108,8 +108,8 @@ def _pipeline_run(folder: Path, warm: Path, processes: int, chunk: int,
                   home: Path) -> dict[str, Any]:
     """Start a worker with ``processes`` pool processes, warm it, time one job, stop it."""
     from pipeline.jobs.model import JobKind
+    from pipeline.jobs.submit import submit_job
     from workers.process import start_worker, wait_ready
-    from workers.submit import submit_job
 
     worker = start_worker(queues=("ingest", "infer"), concurrency=processes,
                           logfile=home / f"worker-{processes}.log")
@@ -176,8 +176,8 @@ def _s3_latency(home: Path, photo: Path, repeats: int) -> dict[str, Any]:
     import boto3
 
     from pipeline.jobs.runtime import get_runtime
+    from pipeline.jobs.s3_listener import SqsListener
     from workers.process import start_worker, wait_ready
-    from workers.s3_listener import SqsListener
 
     proc, endpoint = _start_moto(home / "moto.log")
     os.environ["FACEPIPE_S3_ENDPOINT_URL"] = endpoint

@@ -40,8 +40,7 @@ def _ort(path: Path, tweak: Callable[[ort.SessionOptions], None]) -> Any:
     options.log_severity_level = 3
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     tweak(options)
-    return ort.InferenceSession(str(path), sess_options=options,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def _denormals(o: ort.SessionOptions) -> None:
@@ -88,16 +87,20 @@ def main(argv: list[str] | None = None) -> int:
     canvases, crops = [], []
     for path in list_photos(args.photos, args.images):
         image = load_image(str(path))
-        plan = engine.detector._plan(image.pixels.shape[0], image.pixels.shape[1],
-                                     settings.det_size)
+        plan = engine.detector._plan(
+            image.pixels.shape[0], image.pixels.shape[1], settings.det_size
+        )
         canvases.append(engine.detector.blob([letterbox(image.pixels, plan)]))
         found = engine.detector.detect([image.pixels], engine.detect_options())[0]
         crops += [align_face(image.pixels, kps) for kps in found.keypoints]
     rec_blob = engine.recognizer.blob(crops[:8])
     inputs = {
         "detector, per canvas": (engine.pack.detector.path, canvases, 1),
-        "recognizer, per face (8 per run)": (engine.pack.recognizer.path, [rec_blob],
-                                             rec_blob.shape[0]),
+        "recognizer, per face (8 per run)": (
+            engine.pack.recognizer.path,
+            [rec_blob],
+            rec_blob.shape[0],
+        ),
     }
     report: dict[str, Any] = {"machine_before": before, "rounds": args.rounds, "models": {}}
     for label, (path, blobs, per_run) in inputs.items():

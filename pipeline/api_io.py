@@ -53,6 +53,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.OBJECT_STORE_UNAVAILABLE: 503,
     ErrorCode.SERVICE_BUSY: 503,
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.PERMISSION_DENIED: 403,
     ErrorCode.MODEL_INVALID: 500,
     ErrorCode.INTERNAL: 500,
 }

@@ -5,6 +5,9 @@ once at creation: the /v1 Bearer token, the Tencent SecretKey, the Baidu Secret 
 ``appid`` (the YouTu AppId). The secret is stored as its SHA-256 (bearer look-up) and encrypted
 with Fernet under a key derived from ``FACEPIPE_SECRET_KEY`` (the HMAC signature checks need the
 secret itself); it is never stored in plain text nor logged.
+
+A key may be scoped: limited to some groups and/or to read-only calls (:class:`KeyScope`,
+enforced per call by :mod:`pipeline.api.scope`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import base64
 import hashlib
 import secrets
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -59,6 +63,50 @@ class SecretCipher:
             ) from exc
 
 
+MAX_SCOPE_GROUPS = 1000
+"""Most groups one key may be limited to."""
+
+
+@dataclass(frozen=True)
+class KeyScope:
+    """What a key may do: ``group_ids`` None is every group, else only those groups (and the
+    persons and faces in them); ``read_only`` allows no change to the library and no job."""
+
+    group_ids: frozenset[str] | None = None
+    read_only: bool = False
+
+    @property
+    def unlimited(self) -> bool:
+        return self.group_ids is None and not self.read_only
+
+    def describe(self) -> str:
+        """``all groups, read-write`` / ``groups a,b, read-only`` (for ``keys list``)."""
+        groups = "all groups" if self.group_ids is None else (
+            "groups " + ",".join(sorted(self.group_ids))
+        )
+        return f"{groups}, {'read-only' if self.read_only else 'read-write'}"
+
+
+UNLIMITED = KeyScope()
+
+
+def parse_scope_groups(text: str | Iterable[str] | None) -> frozenset[str] | None:
+    """``--groups g1,g2`` (or a list) as a set of group ids; None or empty means every group.
+    ILLEGAL_PARAMETER for an id that is blank or not printable, or too many of them."""
+    if text is None:
+        return None
+    items = text.split(",") if isinstance(text, str) else list(text)
+    groups = frozenset(g.strip() for g in items if g.strip())
+    if not groups:
+        return None
+    if len(groups) > MAX_SCOPE_GROUPS or not all(g.isprintable() for g in groups):
+        raise FacepipeError(
+            ErrorCode.ILLEGAL_PARAMETER,
+            f"a key is limited to 1-{MAX_SCOPE_GROUPS} group ids of printable characters",
+        )
+    return groups
+
+
 @dataclass(frozen=True)
 class ApiKey:
     """A key as listed (no secret)."""
@@ -68,18 +116,22 @@ class ApiKey:
     appid: str
     created_at: datetime
     revoked_at: datetime | None
+    scope: KeyScope = UNLIMITED
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
 
     def to_dict(self) -> dict[str, object]:
+        groups = self.scope.group_ids
         return {
             "key_id": self.key_id,
             "name": self.name,
             "appid": self.appid,
             "created_at": self.created_at.isoformat(),
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "group_ids": sorted(groups) if groups is not None else None,
+            "read_only": self.scope.read_only,
         }
 
 
@@ -91,16 +143,20 @@ class NewKey:
     secret: str
     appid: str
     name: str
+    scope: KeyScope = UNLIMITED
 
     def to_dict(self) -> dict[str, str]:
         return {"key_id": self.key_id, "secret": self.secret, "appid": self.appid}
 
 
-_COLUMNS = "key_id, name, appid, created_at, revoked_at"
+_COLUMNS = "key_id, name, appid, created_at, revoked_at, group_ids, read_only"
+_N_COLUMNS = len(_COLUMNS.split(", "))
 
 
 def _key(row: tuple) -> ApiKey:  # type: ignore[type-arg]
-    return ApiKey(*row)
+    key_id, name, appid, created_at, revoked_at, groups, read_only = row
+    scope = KeyScope(frozenset(groups) if groups is not None else None, bool(read_only))
+    return ApiKey(key_id, name, appid, created_at, revoked_at, scope)
 
 
 def _check_name(name: str) -> str:
@@ -112,19 +168,23 @@ def _check_name(name: str) -> str:
     return name
 
 
-def create_key(conn: psycopg.Connection, name: str, cipher: SecretCipher) -> NewKey:
+def create_key(
+    conn: psycopg.Connection, name: str, cipher: SecretCipher, scope: KeyScope = UNLIMITED
+) -> NewKey:
     """A new active key. ``key_id`` looks like a Tencent SecretId (``AKID`` + 32), the secret
-    like a SecretKey (32 characters), the appid is 10 digits."""
+    like a SecretKey (32 characters), the appid is 10 digits. ``scope`` limits it to groups
+    and/or read-only calls."""
     name = _check_name(name)
     key_id = "AKID" + "".join(secrets.choice(_ALNUM) for _ in range(32))
     secret = "".join(secrets.choice(_ALNUM) for _ in range(32))
     appid = str(1_000_000_000 + secrets.randbelow(9_000_000_000))
     conn.execute(
-        "INSERT INTO api_keys (key_id, name, appid, secret_sha256, secret_enc)"
-        " VALUES (%s, %s, %s, %s, %s)",
-        (key_id, name, appid, sha256_hex(secret), cipher.encrypt(secret)),
+        "INSERT INTO api_keys (key_id, name, appid, secret_sha256, secret_enc, group_ids,"
+        " read_only) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (key_id, name, appid, sha256_hex(secret), cipher.encrypt(secret),
+         sorted(scope.group_ids) if scope.group_ids is not None else None, scope.read_only),
     )
-    return NewKey(key_id, secret, appid, name)
+    return NewKey(key_id, secret, appid, name, scope)
 
 
 def list_keys(conn: psycopg.Connection) -> list[ApiKey]:
@@ -164,7 +224,7 @@ def signing_secret(
     ).fetchone()
     if row is None:
         return None
-    return _key(row[:5]), cipher.decrypt(bytes(row[5]))
+    return _key(row[:_N_COLUMNS]), cipher.decrypt(bytes(row[_N_COLUMNS]))
 
 
 def issue_token(conn: psycopg.Connection, key_id: str, ttl: timedelta) -> tuple[str, datetime]:

@@ -2,7 +2,7 @@
 
 Nothing else in facepipe reads ``os.environ`` for its own settings. Lists are given as JSON
 (``FACEPIPE_URL_ALLOW_HOSTS='["10.0.0.5"]'``). Each section is owned by one part of the code;
-the README's configuration table lists every field.
+docs/configuration.md lists every field (generated from this class, checked by a test).
 """
 
 from __future__ import annotations
@@ -184,12 +184,12 @@ class Settings(BaseSettings):
     identify_person_template: Literal["mean", "best-face"] = Field(
         default="mean",
         description="How identify scores a person: the fused mean of the person's faces "
-        "(measured better, README Accuracy) or the person's best single face.",
+        "(measured better, docs: benchmarks, accuracy) or the person's best single face.",
     )
     exact_search_max_faces: int = Field(
         default=10_000,
         description="Group-filtered searches over at most this many faces scan exactly; larger "
-        "ones use the HNSW index with iterative scans (measured, README library section).",
+        "ones use the HNSW index with iterative scans (measured, docs: library).",
     )
     hnsw_ef_search: int = Field(
         default=400,
@@ -246,6 +246,11 @@ class Settings(BaseSettings):
         description="Time allowed per item of a chunk: the chunk task's soft time limit is "
         "items x this + 60 s (the hard limit 30 s more); its items are put back when it hits.",
     )
+    dispatcher: str = Field(
+        default="celery",
+        description="Which installed dispatcher (entry point of group facepipe.dispatchers) "
+        "sends work to the queues; the workers package installs `celery`.",
+    )
     submit_timeout_s: float = Field(
         default=5.0,
         description="How long submitting a job waits for the broker before answering "
@@ -299,7 +304,7 @@ class Settings(BaseSettings):
     index_kind: str | None = Field(
         default=None,
         description="Force a FAISS index family (flat, ivf_flat, ivf_pq, hnsw); None picks "
-        "by size (README: Large-scale search).",
+        "by size (docs: search).",
     )
     index_nprobe: int | None = Field(
         default=None, description="IVF lists visited per query; None: max(16, nlist/16)."

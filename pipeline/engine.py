@@ -218,8 +218,9 @@ class FaceEngine:
         if landmark_model is not None:
             with clock("landmarks"):
                 landmarks_106 = [
-                    _to_full(im, landmark_model.landmarks(im.pixels, list(d.boxes),
-                                                          quarter_turns(d)))
+                    _to_full(
+                        im, landmark_model.landmarks(im.pixels, list(d.boxes), quarter_turns(d))
+                    )
                     for im, d in zip(images, found, strict=True)
                 ]
         attrs: list[list[Attributes] | None] = [None] * len(images)
@@ -308,9 +309,11 @@ class FaceEngine:
         for image, d in zip(images, found, strict=True):
             if image.reduced and any(
                 (landmark_model is not None and landmark_model.upscale(d.boxes[k]) > 1.0)
-                or (attribute_model is not None
-                    and attribute_model.upscale(FaceRef(image.pixels, d.boxes[k],
-                                                        d.keypoints[k])) > 1.0)
+                or (
+                    attribute_model is not None
+                    and attribute_model.upscale(FaceRef(image.pixels, d.boxes[k], d.keypoints[k]))
+                    > 1.0
+                )
                 for k in range(len(d))
             ):
                 image, d = _decode_full(image, d)

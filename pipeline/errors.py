@@ -60,6 +60,7 @@ class ErrorCode(StrEnum):
     BROKER_UNAVAILABLE = "BROKER_UNAVAILABLE"
     SERVICE_BUSY = "SERVICE_BUSY"
     RATE_LIMITED = "RATE_LIMITED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
     OBJECT_STORE_UNAVAILABLE = "OBJECT_STORE_UNAVAILABLE"
     ITEM_LOST = "ITEM_LOST"
     INTERNAL = "INTERNAL"
@@ -133,6 +134,9 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         -1907, True, "every model slot is busy; retry later"
     ),
     ErrorCode.RATE_LIMITED: ErrorSpec(-1908, True, "too many requests for this key; slow down"),
+    ErrorCode.PERMISSION_DENIED: ErrorSpec(
+        -1911, False, "the key is limited to other groups or to read-only calls"
+    ),
     ErrorCode.OBJECT_STORE_UNAVAILABLE: ErrorSpec(
         -1403, True, "the object store is unavailable"
     ),
@@ -166,6 +170,13 @@ class FacepipeError(Exception):
     def to_dict(self) -> dict[str, Any]:
         """The JSON form used in CLI output, HTTP responses and job items."""
         return {"code": self.spec.code, "name": self.code.value, "message": self.message}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FacepipeError:
+        """The error :meth:`to_dict` described (an unknown name becomes INTERNAL)."""
+        name = str(data.get("name", ""))
+        code = ErrorCode(name) if name in ErrorCode.__members__.values() else ErrorCode.INTERNAL
+        return cls(code, str(data.get("message") or "") or None)
 
 
 def error_dict(exc: BaseException) -> dict[str, Any]:

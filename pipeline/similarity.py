@@ -65,7 +65,10 @@ def _as_matrix(x: ArrayLike, name: str) -> NDArray[np.float32]:
 def _normalised(arr: NDArray[np.float32]) -> NDArray[np.float32]:
     norms = np.linalg.norm(arr, axis=1, keepdims=True)
     # A zero vector stays zero, so its cosine with anything is 0 rather than NaN.
-    return np.divide(arr, norms, out=np.zeros_like(arr), where=norms > _MIN_NORM)
+    unit: NDArray[np.float32] = np.divide(
+        arr, norms, out=np.zeros_like(arr), where=norms > _MIN_NORM
+    )
+    return unit
 
 
 def cosine_matrix(a: ArrayLike, b: ArrayLike) -> NDArray[np.float32]:
@@ -81,7 +84,7 @@ def cosine_matrix(a: ArrayLike, b: ArrayLike) -> NDArray[np.float32]:
             ErrorCode.ILLEGAL_PARAMETER,
             f"embedding dimensions differ: {ma.shape[1]} and {mb.shape[1]}",
         )
-    sims = _normalised(ma) @ _normalised(mb).T
+    sims: NDArray[np.float32] = _normalised(ma) @ _normalised(mb).T
     # Rounding can push |cos| a hair past 1 for identical vectors.
     return np.clip(sims, -1.0, 1.0).astype(np.float32, copy=False)
 

@@ -201,3 +201,41 @@ def test_one_library_behind_every_protocol(
     call(iai, models_2020, "CreatePerson", GroupId=f"ig_{run}", PersonId=f"i_{run}",
          PersonName="via iai", Image=b64(yao).decode())
     found_everywhere(f"ig_{run}", f"i_{run}", yao)
+
+
+def test_scoped_keys_through_the_sdk(
+    sdk_at: Any, client: Any, api_server: ApiServer, yaoming_jpg: Path, gdp_jpg: Path
+) -> None:
+    """A read-only key detects, identifies and reads, but adds and deletes nothing; a key
+    limited to groups cannot reach another group, nor a user in one (error_code 6)."""
+    from pipeline.apikeys import KeyScope
+
+    run = uuid.uuid4().hex[:8]
+    mine, theirs, uid, other = f"mine_{run}", f"theirs_{run}", f"u_{run}", f"v_{run}"
+    yao, gdp = yaoming_jpg.read_bytes(), gdp_jpg.read_bytes()
+    ok(client.addUser(uid, "Yao", mine, yao))
+    ok(client.addUser(other, "G", theirs, gdp))
+
+    ro = api_server.new_key("baidu read-only", KeyScope(read_only=True))
+    reader = sdk_at(ro.key_id, ro.secret)
+    assert ok(reader.detect(yao))["result_num"] == 1
+    assert ok(reader.identifyUser(mine, yao))["result"][0]["uid"] == uid
+    assert ok(reader.getUser(uid))["result"][0]["user_info"] == "Yao"
+    assert reader.addUser(f"n_{run}", "N", mine, gdp)["error_code"] == 6
+    assert reader.deleteUser(uid)["error_code"] == 6
+    assert reader.updateUser(uid, "x", mine, gdp)["error_code"] == 6
+
+    limited = api_server.new_key("baidu mine", KeyScope(frozenset({mine})))
+    scoped = sdk_at(limited.key_id, limited.secret)
+    assert ok(scoped.identifyUser(mine, yao))["result"]
+    assert scoped.identifyUser(f"{mine},{theirs}", yao)["error_code"] == 6
+    assert scoped.getUser(other)["error_code"] == 6
+    assert scoped.verifyUser(other, theirs, gdp)["error_code"] == 6
+    assert scoped.deleteUser(other)["error_code"] == 6
+    assert scoped.getGroupUsers(theirs)["error_code"] == 6
+    assert scoped.addGroupUser(mine, theirs, uid)["error_code"] == 6
+    assert scoped.addUser(f"n_{run}", "N", theirs, gdp)["error_code"] == 6
+    assert ok(scoped.getGroupList())["result"] == [mine]
+    ok(scoped.deleteUser(uid))
+    assert ok(client.getUser(other))["result"][0]["groups"] == [theirs]
+    ok(client.deleteUser(other))

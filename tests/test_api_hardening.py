@@ -108,6 +108,17 @@ def test_oversized_streamed_body_is_413(small: TestClient, ctype: str, prefix: b
     assert declared.status_code == 413
 
 
+def test_an_upload_above_the_image_cap_is_413(small: TestClient) -> None:
+    """A multipart upload within the body limit but above the image cap: IMAGE_TOO_LARGE, read
+    no further than one byte past the cap."""
+    big = b"\xff\xd8" + b"\0" * (96 * 1024)
+    resp = small.post("/v1/detect", files={"image": ("big.jpg", big, "image/jpeg")})
+    assert resp.status_code == 413, resp.text
+    assert _error(resp)["name"] == "IMAGE_TOO_LARGE"
+    added = small.post("/v1/persons/nobody/faces", files=[("images", ("a.jpg", big, "image/jpeg"))])
+    assert added.status_code == 404  # the person is looked up after the images are read
+
+
 # --- model slots ---------------------------------------------------------------------------------
 
 

@@ -252,3 +252,55 @@ def test_tc3_signatures_refused_and_accepted(api_server: ApiServer) -> None:
     assert call(client, models_2020, "GetGroupList").GroupNum >= 0
     api_server.revoke(revoked.key_id)
     assert code_of(client, models_2020, "GetGroupList") == "AuthFailure.SecretIdNotFound"
+
+
+@pytest.mark.parametrize("version", sorted(VERSIONS))
+def test_scoped_keys_through_the_sdk(
+    api_server: ApiServer, version: str, yaoming_jpg: Path, gdp_jpg: Path
+) -> None:
+    """A read-only key detects, searches and reads, but creates and deletes nothing; a key
+    limited to groups cannot reach another group, nor a person in one. Both are refused with
+    AuthFailure.UnauthorizedOperation."""
+    from pipeline.apikeys import KeyScope
+
+    denied = "AuthFailure.UnauthorizedOperation"
+    key, models = api_server.key, VERSIONS[version][1]
+    admin = make_client(api_server, version, key.key_id, key.secret)
+    run = uuid.uuid4().hex[:8]
+    mine, theirs, pid, other = f"mine-{run}", f"theirs-{run}", f"p-{run}", f"q-{run}"
+    for group in (mine, theirs):
+        call(admin, models, "CreateGroup", GroupId=group, GroupName=group)
+    call(admin, models, "CreatePerson", GroupId=mine, PersonId=pid, PersonName="Yao",
+         Image=b64(yaoming_jpg))
+    call(admin, models, "CreatePerson", GroupId=theirs, PersonId=other, PersonName="G",
+         Image=b64(gdp_jpg))
+
+    ro = api_server.new_key("iai read-only", KeyScope(read_only=True))
+    reader = make_client(api_server, version, ro.key_id, ro.secret)
+    assert call(reader, models, "DetectFace", Image=b64(yaoming_jpg)).FaceInfos
+    found = call(reader, models, "SearchFaces", GroupIds=[mine], Image=b64(yaoming_jpg))
+    assert found.Results[0].Candidates[0].PersonId == pid
+    assert call(reader, models, "GetPersonBaseInfo", PersonId=pid).PersonName == "Yao"
+    assert code_of(reader, models, "CreatePerson", GroupId=mine, PersonId=f"n-{run}",
+                   PersonName="N", Image=b64(gdp_jpg)) == denied
+    assert code_of(reader, models, "DeletePerson", PersonId=pid) == denied
+    assert code_of(reader, models, "CreateGroup", GroupId=f"g-{run}", GroupName="g") == denied
+    assert code_of(reader, models, "CreateFace", PersonId=pid, Images=[b64(gdp_jpg)]) == denied
+
+    limited = api_server.new_key("iai mine", KeyScope(frozenset({mine})))
+    scoped = make_client(api_server, version, limited.key_id, limited.secret)
+    assert call(scoped, models, "SearchPersons", GroupIds=[mine], Image=b64(yaoming_jpg))
+    assert code_of(scoped, models, "SearchFaces", GroupIds=[mine, theirs],
+                   Image=b64(yaoming_jpg)) == denied
+    assert code_of(scoped, models, "GetPersonBaseInfo", PersonId=other) == denied
+    assert code_of(scoped, models, "VerifyFace", PersonId=other, Image=b64(gdp_jpg)) == denied
+    assert code_of(scoped, models, "DeletePerson", PersonId=other) == denied
+    assert code_of(scoped, models, "GetPersonList", GroupId=theirs) == denied
+    assert code_of(scoped, models, "DeleteGroup", GroupId=theirs) == denied
+    assert code_of(scoped, models, "CopyPerson", PersonId=pid, GroupIds=[theirs]) == denied
+    listed = call(scoped, models, "GetGroupList", Offset=0, Limit=1000)
+    assert [g.GroupId for g in listed.GroupInfos] == [mine] and listed.GroupNum == 1
+    call(scoped, models, "DeletePerson", PersonId=pid)
+    assert call(admin, models, "GetPersonBaseInfo", PersonId=other).PersonName == "G"
+    for group in (mine, theirs):
+        call(admin, models, "DeleteGroup", GroupId=group)

@@ -13,11 +13,11 @@ from pipeline.api import create_app
 from pipeline.config import Settings
 from pipeline.engine import FaceEngine
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs import store
 from pipeline.jobs.chunks import process_chunk
 from pipeline.jobs.listing import list_step
 from pipeline.jobs.model import ItemSpec, ItemStatus, JobKind, Origin
 from pipeline.jobs.runtime import Runtime
+from pipeline.store import jobs as store
 from pipeline.store.db import Database
 
 HOSTILE_URLS = [

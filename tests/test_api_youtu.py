@@ -153,7 +153,7 @@ def test_signatures_both_ways(
                           int(fields["e"]), int(fields["t"]), int(fields["r"]))
 
     photo = CIFile(str(gdp_jpg))
-    # Change the secret's last character to one it surely is not (a fixed "x" equals it 1 time in 62).
+    # The secret with its last character changed (a fixed "x" equals it 1 time in 62).
     wrong_secret = key.secret[:-1] + ("y" if key.secret.endswith("x") else "x")
     assert sdk_at(key.appid, key.key_id, wrong_secret).face_detect(photo)["code"] == 14
     assert sdk_at(key.appid, "AKIDunknown", key.secret).face_detect(photo)["code"] == 11
@@ -202,3 +202,43 @@ def test_enrolled_through_youtu_found_through_v1(
     assert found.status_code == 200, found.text
     assert found.json()["candidates"][0]["person_id"] == pid
     ok(client.face_delperson(pid))
+
+
+def test_scoped_keys_through_the_sdk(
+    sdk_at: Any, client: Any, api_server: ApiServer, yaoming_jpg: Path, gdp_jpg: Path
+) -> None:
+    """A read-only key detects, identifies and reads, but creates and deletes nothing; a key
+    limited to groups cannot reach another group, nor a person or face in one (code 6)."""
+    from pipeline.apikeys import KeyScope
+
+    run = uuid.uuid4().hex[:8]
+    mine, theirs, pid, other = f"mine-{run}", f"theirs-{run}", f"p-{run}", f"q-{run}"
+    face_id = ok(client.face_newperson(pid, [mine], CIFile(str(yaoming_jpg))))["face_id"]
+    other_face = ok(client.face_newperson(other, [theirs], CIFile(str(gdp_jpg))))["face_id"]
+
+    ro = api_server.new_key("youtu read-only", KeyScope(read_only=True))
+    reader = sdk_at(ro.appid, ro.key_id, ro.secret)
+    assert ok(reader.face_detect(CIFile(str(yaoming_jpg))))["face"]
+    assert ok(reader.face_identify(mine, CIFile(str(yaoming_jpg))))["candidates"][0][
+        "person_id"] == pid
+    assert ok(reader.face_getinfo(pid))["face_ids"] == [face_id]
+    refused = reader.face_newperson(f"new-{run}", [mine], CIFile(str(gdp_jpg)))
+    assert (refused["code"], refused["httpcode"]) == (6, 403)
+    assert reader.face_delperson(pid)["code"] == 6
+    assert reader.face_setinfo(pid, "x")["code"] == 6
+    assert ok(client.face_getinfo(pid))["person_name"] != "x"
+
+    limited = api_server.new_key("youtu mine", KeyScope(frozenset({mine})))
+    scoped = sdk_at(limited.appid, limited.key_id, limited.secret)
+    assert ok(scoped.face_identify(mine, CIFile(str(yaoming_jpg))))["candidates"]
+    assert scoped.face_identify(theirs, CIFile(str(gdp_jpg)))["code"] == 6
+    assert scoped.face_getinfo(other)["code"] == 6
+    assert scoped.face_getfaceinfo(other_face)["code"] == 6
+    assert scoped.face_delperson(other)["code"] == 6
+    assert scoped.face_getpersonids(theirs)["code"] == 6
+    assert scoped.face_newperson(f"n-{run}", [theirs], CIFile(str(gdp_jpg)))["code"] == 6
+    assert ok(scoped.face_getgroupids())["group_ids"] == [mine]
+    assert ok(scoped.face_getfaceinfo(face_id))["face_info"]["face_id"] == face_id
+    ok(scoped.face_delperson(pid))
+    assert ok(client.face_getinfo(other))["person_id"] == other  # untouched
+    ok(client.face_delperson(other))

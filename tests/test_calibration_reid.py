@@ -10,13 +10,13 @@ import pytest
 from pipeline.calibration import confidence_for_false_match_rate, expected_false_matches
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs import store
 from pipeline.jobs.chunks import process_chunk
 from pipeline.jobs.listing import list_step
 from pipeline.jobs.model import JobKind, JobStatus
 from pipeline.jobs.reid_threshold import job_threshold, reid_params, reidentify_summary
 from pipeline.jobs.runtime import Runtime
 from pipeline.jobs.sample import build_sample_archive
+from pipeline.store import jobs as store
 from pipeline.store.db import Database
 
 

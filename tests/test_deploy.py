@@ -3,7 +3,7 @@
 CloudWatch-speaking server (moto over HTTP).
 
 No terraform binary or Docker engine is available here: ``terraform validate/plan`` and
-``docker build`` are not run (see the README's deploy section).
+``docker build`` are not run (see docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -417,16 +417,12 @@ def test_queue_metrics_command_once(kombu_prefix: str, cloudwatch: Any) -> None:
 
 def _cli() -> Any:
     """The click command tree of ``facepipe`` with every command module imported."""
-    import importlib
 
     import typer
 
-    from pipeline.cli import COMMAND_MODULES
-    from pipeline.cli.app import app
+    from pipeline.cli import load_commands
 
-    for name in (*COMMAND_MODULES, "pipeline.cli.api_cmds"):
-        importlib.import_module(name)
-    return typer.main.get_command(app)
+    return typer.main.get_command(load_commands())
 
 
 def _check_invocation(root: Any, argv: list[str]) -> None:

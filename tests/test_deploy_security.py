@@ -1,6 +1,7 @@
 """What the security review of the deployment relies on, checked from the files themselves.
 
-checkov (``make scan``) is the scanner; these tests pin down the properties the README promises
+checkov (``make scan``) is the scanner; these tests pin down the properties the documentation
+(docs/deployment.md) promises
 independently of checkov's rules, check that every checkov skip carries a reason, and exercise
 the images' health check (docker/healthcheck.py) against a real ``facepipe api`` and a real
 ``facepipe worker`` subprocess (real Redis, the session's Postgres).
@@ -105,7 +106,7 @@ def test_every_checkov_skip_has_a_reason() -> None:
                 check, reason = match.group(1), (match.group(2) or "").strip()
                 skips.append((path.name, lineno, check))
                 assert len(reason.split()) >= 10, f"{path.name}:{lineno} {check}: no real reason"
-    # The reviewed list (the README's Deployment section explains each); a new skip must be
+    # The reviewed list (docs/deployment.md explains each: test below); a new skip must be
     # added here deliberately.
     assert sorted(check for _, _, check in skips) == sorted([
         "CKV2_AWS_57", "CKV2_AWS_57",  # secrets rotated by terraform, not a Lambda
@@ -119,6 +120,29 @@ def test_every_checkov_skip_has_a_reason() -> None:
         "CKV_AWS_378",  # HTTP from the ALB to the tasks inside the VPC
         "CKV_AWS_382", "CKV_AWS_382", "CKV_AWS_382",  # egress 443/80 to AWS APIs, image URLs
     ])
+
+
+DOCS_SKIP_ROW = re.compile(r"^\| (CKV2?_AWS_\d+) \([^|]*\)(?: x(\d+))? \|")
+
+
+def test_docs_explain_every_checkov_skip() -> None:
+    """docs/deployment.md's table of skips lists exactly the skips in the terraform, each as
+    often as it occurs (``x3``), and states their number."""
+    in_code = sorted(
+        match.group(1)
+        for path in _tf_sources()
+        for line in path.read_text().splitlines()
+        if (match := SKIP.search(line))
+    )
+    text = (REPO / "docs" / "deployment.md").read_text(encoding="utf-8")
+    in_docs = sorted(
+        check
+        for line in text.splitlines()
+        if (row := DOCS_SKIP_ROW.match(line))
+        for check in [row.group(1)] * int(row.group(2) or 1)
+    )
+    assert in_docs == in_code
+    assert f"The {len(in_code)}:" in text
 
 
 def test_checkov_config_skips_nothing() -> None:

@@ -16,11 +16,12 @@ from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.index import faiss_index
 from pipeline.index.faiss_index import IndexBuilder, SearchableIndex
-from pipeline.index.reindex import list_snapshots, reindex
+from pipeline.index.reindex import reindex
 from pipeline.index.search import SnapshotCache, identify_faiss
 from pipeline.index.snapshot import Scope
 from pipeline.index.spec import FLAT_MAX, IVF_FLAT_MAX, IndexKind, choose_spec, nlist_for
 from pipeline.store.db import Database
+from pipeline.store.snapshots import list_snapshots
 
 MODEL = "synthetic-00000000"
 DIM = 512

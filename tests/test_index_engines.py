@@ -188,8 +188,8 @@ def test_cli_identify_batch_accepts_the_short_job_id_jobs_list_prints(
     enrolled, analyses, pipeline_env
 ) -> None:
     from pipeline.cli.index_cmds import app
-    from pipeline.jobs import store
     from pipeline.jobs.model import JobKind
+    from pipeline.store import jobs as store
 
     db, _, _ = enrolled
     _, mirrored = analyses
@@ -208,8 +208,8 @@ def test_nightly_run_goes_through_identify_batch_when_the_planner_picks_faiss(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from pipeline.jobs import store
     from pipeline.jobs.runtime import Runtime
+    from pipeline.store import jobs as store
     from workers.tasks import run_nightly
 
     db, _, model = enrolled

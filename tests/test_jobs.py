@@ -11,13 +11,13 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs import store
 from pipeline.jobs.chunks import process_chunk
 from pipeline.jobs.listing import list_step
 from pipeline.jobs.model import ItemOutcome, ItemSpec, ItemStatus, JobKind, JobStatus
 from pipeline.jobs.producers import walk_directory
 from pipeline.jobs.runtime import Runtime
 from pipeline.jobs.sample import build_sample_archive
+from pipeline.store import jobs as store
 from pipeline.store.db import Database
 
 
@@ -256,7 +256,7 @@ def test_an_item_whose_worker_keeps_dying_fails_instead_of_looping(
 def test_reidentify_against_no_existing_group_is_refused_at_submission(
     runtime: Runtime, archive: Path
 ) -> None:
-    from workers.submit import submit_job
+    from pipeline.jobs.submit import submit_job
 
     with pytest.raises(FacepipeError) as err:
         submit_job(JobKind.REIDENTIFY, str(archive), groups=["nosuch"], rt=runtime)

@@ -34,6 +34,10 @@ def test_enroll_then_list_show_cancel_retry(
     assert again.exit_code == 2 and "JOB_STATE" in again.output
     retried = runner.invoke(app, ["jobs", "retry", job["id"]])
     assert retried.exit_code == 0 and "0 failed items" in retried.output
+    pipeline_redis.delete("ingest")
+    resumed = runner.invoke(app, ["jobs", "resume", job["id"][:8]])
+    assert resumed.exit_code == 0 and "0 chunks" in resumed.output, resumed.output
+    assert pipeline_redis.llen("ingest") == 0  # a cancelled job's listing is not sent again
     missing = runner.invoke(app, ["jobs", "show", "ffffffff"])
     assert missing.exit_code == 2 and "JOB_NOT_FOUND" in missing.output
     usage = runner.invoke(app, ["reidentify", "--group", "g1"])

@@ -294,7 +294,7 @@ def test_identify_across_groups_each_person_once(  # type: ignore[no-untyped-def
     clean_database: Database, engine, players: ImageAnalysis, exact_max: int,
     scan_share: float, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("pipeline.library.SCAN_TABLE_SHARE", scan_share)
+    monkeypatch.setattr("pipeline.index.planner.SCAN_TABLE_SHARE", scan_share)
     settings = _settings(exact_search_max_faces=exact_max, near_duplicate_similarity=1.01)
     lib = FaceLibrary(clean_database, engine, settings)
     _enrol_players(lib, players)

@@ -34,7 +34,9 @@ def players(engine: FaceEngine, players_jpg: Path) -> ImageAnalysis:
 
 def test_openvino_models_names_model_kinds() -> None:
     assert Settings(openvino_models=["recognizer", "detector"]).openvino_models == [
-        "recognizer", "detector"]
+        "recognizer",
+        "detector",
+    ]
     with pytest.raises(ValidationError):
         Settings(openvino_models=["recogniser"])
     assert not wants_openvino("recognizer", Settings())
@@ -50,14 +52,18 @@ def test_openvino_recognizer_embeds_like_onnxruntime(
     on_ov = FaceEngine.from_settings(Settings(openvino_models=["recognizer"]))
     assert on_ov.recognizer.session.get_providers() == [OPENVINO_CPU]
     assert on_ov.recognizer.on_cpu and on_ov.detector.session.get_providers()[0] == (
-        "CPUExecutionProvider")
+        "CPUExecutionProvider"
+    )
     assert on_ov.embed_batch_size == engine.embed_batch_size  # CPU defaults apply
     assert on_ov.model_id == engine.model_id  # same file, same vectors: same model id
     crops = [f.aligned_crop for f in players.faces]
     assert len(crops) > 8
     for batch in (1, 8):
-        ours = on_ov.embed_crops(crops) if batch == 8 else np.concatenate(
-            [on_ov.recognizer.embed([c], 1) for c in crops])
+        ours = (
+            on_ov.embed_crops(crops)
+            if batch == 8
+            else np.concatenate([on_ov.recognizer.embed([c], 1) for c in crops])
+        )
         theirs = engine.embed_crops(crops)
         cosines = np.sum(ours * theirs, axis=1)
         assert float(cosines.min()) >= COSINE_BAR, cosines
@@ -93,6 +99,7 @@ def test_without_the_package_onnxruntime_runs_the_model(monkeypatch: pytest.Monk
     monkeypatch.setitem(sys.modules, "openvino", None)  # what `import openvino` meets if absent
     assert not openvino_available()
     pack = resolve_pack(Settings())
-    session = create_session(pack.recognizer.path, Settings(openvino_models=["recognizer"]),
-                             "recognizer")
+    session = create_session(
+        pack.recognizer.path, Settings(openvino_models=["recognizer"]), "recognizer"
+    )
     assert isinstance(session, ort.InferenceSession)

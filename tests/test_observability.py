@@ -28,14 +28,14 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.jobs import store
 from pipeline.jobs.model import ItemSpec, ItemStatus, JobKind, JobStatus
 from pipeline.jobs.runtime import get_runtime
+from pipeline.jobs.submit import submit_job
 from pipeline.observability.logging import log_context
 from pipeline.observability.metrics import exposed_names
+from pipeline.store import jobs as store
 from tests.fixtures.services import free_port, items_of, wait_job
 from tests.test_observability_units import dashboard_metric_names
-from workers.submit import submit_job
 
 pytestmark = pytest.mark.slow
 
@@ -304,10 +304,9 @@ def test_exporter_reports_queues_stalled_jobs_and_waiting_items(
 ) -> None:
     """Messages waiting (no worker), a job whose items wait: the gauges say so."""
     import workers.tasks  # noqa: F401  (registers the tasks whose arguments get named)
-    from workers.submit import dispatcher
 
     rt = get_runtime()
-    enqueue_chunk = dispatcher(rt).send_chunk
+    enqueue_chunk = rt.dispatcher.send_chunk
     with rt.db.transaction() as conn:
         job, _ = store.create_job(conn, JobKind.ENROLL, {"groups": ["g"]})
         store.add_items(conn, job.id, [ItemSpec(f"/nowhere/{i}.jpg", "p") for i in range(5)], 0)

@@ -15,10 +15,12 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from pipeline.config import Settings
+from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.observability.exporter import JobStats, job_families, queue_families
 from pipeline.observability.http import protocol_of, request_id_of, route_of
 from pipeline.observability.logging import configure_logging, dict_config, log_context
 from pipeline.observability.metrics import exposed_names
+from workers.errors import PermanentTaskError
 from workers.observability import log_ids, named_args, task_outcome
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "docker" / "grafana" / "dashboards"
@@ -122,9 +124,11 @@ def test_task_arguments_by_name() -> None:
 
 def test_task_outcome() -> None:
     assert task_outcome("SUCCESS", {"job_id": "x"}) == "done"
-    assert task_outcome("SUCCESS", {"error": {"name": "NO_FACE"}}) == "failed"
+    no_face = PermanentTaskError.of(FacepipeError(ErrorCode.NO_FACE))
+    assert task_outcome("FAILURE", no_face) == "failed"
+    assert no_face.error["name"] == "NO_FACE"
     assert task_outcome("RETRY", None) == "retry"
-    assert task_outcome("FAILURE", None) == "crashed"
+    assert task_outcome("FAILURE", RuntimeError("boom")) == "crashed"
 
 
 def _exposition(families: list[Any]) -> str:

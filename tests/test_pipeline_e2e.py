@@ -1,6 +1,6 @@
 """The pipeline end to end: real Redis, real embedded Postgres, real Celery worker subprocesses.
 
-The test process submits jobs exactly as the CLI does (``workers.submit``) and watches the
+The test process submits jobs exactly as the CLI does (``pipeline.jobs.submit``) and watches the
 database; the workers (``celery -A workers.app worker``) run the chunks.
 """
 
@@ -21,8 +21,8 @@ import pytest
 
 from pipeline.jobs.model import ItemStatus, JobKind, JobStatus
 from pipeline.jobs.sample import build_sample_archive
+from pipeline.jobs.submit import submit_job
 from tests.fixtures.services import enrolled_faces, items_of, wait_job
-from workers.submit import submit_job
 
 pytestmark = pytest.mark.slow
 

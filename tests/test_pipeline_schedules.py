@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.jobs import store
 from pipeline.jobs.model import JobKind, JobStatus
 from pipeline.jobs.runtime import get_runtime
+from pipeline.store import jobs as store
 
 
 def test_scheduled_tasks_run_once_per_slot(

@@ -17,7 +17,6 @@ from pipeline.jobs.producers import (
     split_groups,
     walk_directory,
 )
-from pipeline.jobs.store import seq_ranges
 from pipeline.s3events import (
     KeyRule,
     S3Action,
@@ -26,6 +25,7 @@ from pipeline.s3events import (
     parse_rules,
     route_key,
 )
+from pipeline.store.jobs import seq_ranges
 from schedules.beat import build_schedule, parse_cron
 
 

@@ -85,12 +85,10 @@ def test_no_calibration_input_is_an_error(tmp_path: Path) -> None:
 def test_cli_quantize_and_show(
     tmp_path: Path, int8_pack: QuantizeReport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.cli import COMMAND_MODULES
-    from pipeline.cli.app import app
+    from pipeline.cli import load_commands
     from pipeline.config import get_settings
 
-    for name in COMMAND_MODULES:
-        __import__(name)
+    app = load_commands()
     runner = CliRunner()
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -12,7 +12,6 @@ import pytest
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.index.reindex import default_model
-from pipeline.jobs import store as job_store
 from pipeline.jobs.model import JobStatus
 from pipeline.jobs.reembed import (
     ReembedParams,
@@ -26,6 +25,7 @@ from pipeline.jobs.reembed import (
 from pipeline.library import FaceLibrary
 from pipeline.models.quantize import QuantizeReport, quantize_pack
 from pipeline.sources import load_image
+from pipeline.store import jobs as job_store
 from pipeline.store.crops import decode_crop
 from pipeline.store.db import Database
 from pipeline.types import ImageAnalysis

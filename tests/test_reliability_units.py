@@ -19,7 +19,6 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs import store
 from pipeline.jobs.chunks import process_chunk
 from pipeline.jobs.dispatch import BrokerState
 from pipeline.jobs.listing import list_step
@@ -27,6 +26,7 @@ from pipeline.jobs.model import ItemStatus, JobKind, JobStatus
 from pipeline.jobs.runtime import Runtime
 from pipeline.jobs.watchdog import JobHealth, decide, describe_stall, run_watchdog
 from pipeline.sources import decode_image, read_source_bytes
+from pipeline.store import jobs as store
 from pipeline.store.db import Database
 
 SETTINGS = Settings(watchdog_idle_s=60)
@@ -96,9 +96,7 @@ def test_watchdog_resends_lost_work_then_gives_up_with_item_lost(
     players_jpg: Path, gdp_jpg: Path,
 ) -> None:
     """Against the real broker (Redis) through the real Celery dispatcher."""
-    from workers.submit import dispatcher
-
-    send = dispatcher(runtime)
+    send = runtime.dispatcher
     assert send.broker_state().lost  # an empty broker: never seen (or restarted) -> lost
     assert run_watchdog(runtime, send).broker_lost  # nothing to re-send; the loss is handled
     assert not send.broker_state().lost  # the canary is back: the loss is reported once
@@ -254,8 +252,8 @@ def test_full_size_only_formats_have_a_lower_pixel_cap() -> None:
 def test_submit_while_the_broker_is_down_answers_at_once_and_leaves_no_job(
     runtime: Runtime, pipeline_env: dict[str, str], players_jpg: Path
 ) -> None:
+    from pipeline.jobs.submit import submit_job
     from workers.app import app, configure
-    from workers.submit import submit_job
 
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from pipeline.jobs import store
 from pipeline.jobs.model import ItemStatus, JobKind, JobStatus
 from pipeline.jobs.runtime import get_runtime
+from pipeline.jobs.s3_listener import SqsListener, handle_s3_event
 from pipeline.jobs.sample import build_sample_archive
+from pipeline.jobs.submit import submit_job
+from pipeline.store import jobs as store
 from tests.fixtures.services import S3Events, enrolled_faces, items_of, wait_job
-from workers.s3_listener import SqsListener, handle_s3_event
-from workers.submit import submit_job
 
 pytestmark = pytest.mark.slow
 

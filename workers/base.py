@@ -3,8 +3,9 @@
 Retry policy: a :class:`FacepipeError` whose code is retryable (database, broker, object store,
 download) and plain connection errors are retried with capped exponential backoff
 (``retry_backoff_s * 2**n``, at most ``retry_backoff_max_s``, ``task_max_retries`` times);
-permanent errors (bad input, job not found...) are logged and returned as the task's result,
-never retried.
+permanent errors (bad input, job not found...) are logged and end the task as FAILURE with a
+:class:`PermanentTaskError` carrying the catalogue error, never retried: a failed task reads as
+failed in the result backend, Flower and the metrics, not as a success holding an error.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from pipeline.config import get_settings
-from pipeline.errors import FacepipeError, error_dict
+from pipeline.errors import FacepipeError
 from workers.app import app
+from workers.errors import PermanentTaskError
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +69,12 @@ def facepipe_task(name: str, **options: Any) -> Callable[[Callable[..., Any]], T
                 if exc.retryable:
                     _retry(self, exc)
                 log.warning("task %s[%s] failed permanently: %s", name, req.id, exc)
-                return {"error": exc.to_dict()}
+                raise PermanentTaskError.of(exc) from exc
             except Exception as exc:
                 if is_transient(exc):
                     _retry(self, exc)
                 log.exception("task %s[%s] crashed", name, req.id)
-                return {"error": error_dict(exc)}
+                raise PermanentTaskError.of(exc) from exc
             log.info(
                 "task %s[%s] done in %.0f ms", name, req.id, (time.perf_counter() - started) * 1e3
             )

@@ -13,18 +13,21 @@ held.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import redis
 from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import AsyncResult
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.jobs.dispatch import BrokerState, TaskName
+from workers.errors import PermanentTaskError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,37 @@ LISTING_SOFT_LIMIT_S = 600.0
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
+def celery_dispatcher(settings: Settings) -> CeleryDispatcher:
+    """The ``celery`` entry point of ``facepipe.dispatchers``: the worker's Celery app."""
+    from workers.app import QUEUES, app
+
+    return CeleryDispatcher(app, settings, QUEUES)
+
+
+class CelerySentTask:
+    """A task sent through Celery; its result comes from the result backend."""
+
+    def __init__(self, result: AsyncResult) -> None:
+        self._result = result
+
+    @property
+    def id(self) -> str:
+        return str(self._result.id)
+
+    def result(self, timeout_s: float | None = None) -> dict[str, Any]:
+        try:
+            value = self._result.get(timeout=timeout_s, propagate=False)
+        except CeleryTimeoutError as exc:
+            raise FacepipeError(
+                ErrorCode.SERVICE_BUSY, f"task {self.id} did not finish within {timeout_s} s"
+            ) from exc
+        if isinstance(value, PermanentTaskError):
+            raise FacepipeError.from_dict(value.error)
+        if isinstance(value, BaseException):
+            raise FacepipeError(ErrorCode.INTERNAL, f"task {self.id}: {value!r}")
+        return dict(value or {})
+
+
 class CeleryDispatcher:
     """Sends facepipe tasks by name through a Celery app."""
 
@@ -43,7 +77,10 @@ class CeleryDispatcher:
         self.settings = settings
         self.queues = queues
 
-    def _send(self, name: TaskName, args: tuple[Any, ...] = (), **options: Any) -> None:
+    def send(self, name: TaskName, kwargs: Mapping[str, Any]) -> CelerySentTask:
+        return CelerySentTask(self._send(name, kwargs=dict(kwargs)))
+
+    def _send(self, name: TaskName, args: tuple[Any, ...] = (), **options: Any) -> AsyncResult:
         timeout = max(0.5, self.settings.submit_timeout_s)
         policy = {
             "max_retries": 3,
@@ -52,7 +89,9 @@ class CeleryDispatcher:
             "interval_max": timeout / 3,
         }
         try:
-            self.app.send_task(str(name), args=args, retry=True, retry_policy=policy, **options)
+            return self.app.send_task(
+                str(name), args=args, retry=True, retry_policy=policy, **options
+            )
         except (KombuOperationalError, RedisError, OSError) as exc:
             raise FacepipeError(
                 ErrorCode.BROKER_UNAVAILABLE,

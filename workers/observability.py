@@ -41,6 +41,7 @@ from celery.utils.saferepr import saferepr
 from pipeline.config import get_settings
 from pipeline.observability import logging as obs_logging
 from pipeline.observability import metrics
+from workers.errors import PermanentTaskError
 
 log = logging.getLogger(__name__)
 
@@ -164,11 +165,10 @@ def install(app: Celery) -> None:
 
 
 def task_outcome(state: str | None, retval: Any) -> str:
-    """done, failed (a permanent error returned as ``{"error": ...}``), retry or crashed."""
+    """done, failed (a permanent error: :class:`~workers.base.PermanentTaskError`), retry or
+    crashed (anything else that ended the task)."""
     if state == "RETRY":
         return "retry"
     if state == "FAILURE":
-        return "crashed"
-    if isinstance(retval, dict) and "error" in retval:
-        return "failed"
+        return "failed" if isinstance(retval, PermanentTaskError) else "crashed"
     return "done"

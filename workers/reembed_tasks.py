@@ -27,8 +27,8 @@ _recognizers: dict[str, Any] = {}
 def reembed_task(self: Task, job_id: str) -> dict[str, Any]:
     """Run (or resume) the reembed job ``job_id`` to its end."""
     rt = get_runtime()
-    from pipeline.jobs import store as job_store
     from pipeline.jobs.reembed import ReembedParams
+    from pipeline.store import jobs as job_store
 
     with rt.db.connection() as conn:
         params = ReembedParams.from_dict(job_store.get_job(conn, job_id).params)

@@ -11,17 +11,16 @@ from celery import Task
 
 from pipeline.errors import FacepipeError, error_dict
 from pipeline.index.planner import Plan, SearchEngine
-from pipeline.jobs import store
 from pipeline.jobs.chunks import process_chunk
 from pipeline.jobs.dispatch import TaskName
 from pipeline.jobs.export import export_matches
 from pipeline.jobs.listing import list_step
 from pipeline.jobs.model import JobKind, Origin
 from pipeline.jobs.runtime import Runtime, get_runtime
-from workers.app import app
+from pipeline.jobs.submit import submit_job
+from pipeline.store import jobs as store
 from workers.base import backoff_s, facepipe_task, is_transient
 from workers.locks import acquire_slot
-from workers.submit import dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ def list_source_task(
         job = store.get_job(conn, job_id)
     if job.status.finished:
         return {"job_id": job_id, "skipped": f"job is {job.status.value}"}
-    send = dispatcher(rt)
+    send = rt.dispatcher
     try:
         step = list_step(
             rt, job, lambda lo, hi: send.send_chunk(job_id, lo, hi), token=token, next_seq=next_seq
@@ -65,7 +64,7 @@ def process_chunk_task(self: Task, job_id: str, seq_lo: int, seq_hi: int) -> dic
         _on_job_finished(job_id)
     if result.retry_later:
         # a new task, not self.retry(): this run's results are committed and final
-        dispatcher(rt).send_chunk(
+        rt.dispatcher.send_chunk(
             job_id, seq_lo, seq_hi, countdown=backoff_s(self.request.retries)
         )
     return result.to_dict()
@@ -80,7 +79,7 @@ def _on_job_finished(job_id: str) -> None:
         job.n_faces,
     )
     if job.params.get("export"):
-        dispatcher(rt).send_export(job_id, job.params["export"])
+        rt.dispatcher.send_export(job_id, job.params["export"])
 
 
 @facepipe_task(TaskName.EXPORT)
@@ -113,13 +112,9 @@ def run_nightly(rt: Runtime, day: str, since: datetime) -> dict[str, Any]:
     ``reidentify`` job (chunks of ``observed:<id>`` items on ``infer``, searched in pgvector).
     Both are idempotent per day.
     """
-    from workers.submit import submit_job
-
     groups = list(rt.settings.reidentify_groups)
     plan = _nightly_plan(rt, groups, since)
     if plan is not None and plan.engine == SearchEngine.FAISS:
-        from workers.index_tasks import identify_batch_task
-
         params = {"groups": groups, "since": since.isoformat(), "plan": plan.to_dict()}
         with rt.db.transaction() as conn:
             job, created = store.create_job(
@@ -127,8 +122,9 @@ def run_nightly(rt: Runtime, day: str, since: datetime) -> dict[str, Any]:
                 idempotency_key=f"nightly-identify-batch:{day}", origin=Origin.SCHEDULE,
             )
         if created:
-            identify_batch_task.apply_async(
-                kwargs={"groups": groups, "since": since.isoformat(), "run_job_id": job.id}
+            rt.dispatcher.send(
+                TaskName.IDENTIFY_BATCH,
+                {"groups": groups, "since": since.isoformat(), "run_job_id": job.id},
             )
         return {"job_id": job.id, "kind": JobKind.IDENTIFY_BATCH.value}
     job = submit_job(
@@ -147,12 +143,10 @@ def _nightly_plan(rt: Runtime, groups: list[str], since: datetime) -> Plan | Non
     """The planner's choice for the night's probes (None: no probe or no enrolled face)."""
     from pipeline.index.planner import plan_identify
     from pipeline.index.reindex import default_model
+    from pipeline.store import repo
 
     with rt.db.connection() as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM observed_faces WHERE created_at >= %s", (since,)
-        ).fetchone()
-    probes = int(row[0]) if row else 0
+        probes = repo.count_observed_since(conn, since)
     if not probes or not groups:
         return None
     try:
@@ -169,7 +163,7 @@ def scheduled_reindex_task(self: Task) -> dict[str, Any]:
     interval = rt.settings.reindex_interval_s
     if not acquire_slot(rt.settings, REINDEX, _slot(interval), int(interval)):
         return {"skipped": "another beat instance ran it"}
-    sent = app.send_task(TaskName.REINDEX, queue="index")
+    sent = rt.dispatcher.send(TaskName.REINDEX, {})
     return {"sent": TaskName.REINDEX.value, "task_id": sent.id}
 
 

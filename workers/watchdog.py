@@ -24,7 +24,6 @@ from pipeline.jobs.runtime import Runtime, get_runtime
 from pipeline.jobs.watchdog import run_watchdog
 from workers.base import facepipe_task
 from workers.locks import acquire_slot
-from workers.submit import dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ def run_once(rt: Runtime) -> dict[str, Any]:
     slot = str(int(time.time() // interval))
     if not acquire_slot(rt.settings, "watchdog", slot, int(interval)):
         return {"skipped": "another process ran the watchdog in this interval"}
-    return run_watchdog(rt, dispatcher(rt)).to_dict()
+    return run_watchdog(rt, rt.dispatcher).to_dict()
 
 
 @facepipe_task(TaskName.WATCHDOG)

@@ -3,7 +3,7 @@
 # target group).
 
 resource "aws_lb" "api" {
-  #checkov:skip=CKV2_AWS_76:The web ACL is the operator's (waf_web_acl_arn, optional), so its rules are not in this stack for checkov to read; the README asks for AWSManagedRulesKnownBadInputsRuleSet (the Log4j rules) in it. facepipe runs no Java.
+  #checkov:skip=CKV2_AWS_76:The web ACL is the operator's (waf_web_acl_arn, optional), so its rules are not in this stack for checkov to read; docs/deployment.md asks for AWSManagedRulesKnownBadInputsRuleSet (the Log4j rules) in it. facepipe runs no Java.
   name                       = "${var.name}-api"
   load_balancer_type         = "application"
   internal                   = false

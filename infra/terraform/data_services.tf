@@ -61,7 +61,7 @@ resource "random_password" "redis" {
 }
 
 resource "aws_secretsmanager_secret" "broker" {
-  #checkov:skip=CKV2_AWS_57:Rotation is a terraform operation here, not a Lambda: the value is the ElastiCache AUTH token inside two URLs, and rotating it means changing the token on the replication group and restarting every task, which `terraform apply -replace=random_password.redis` does in one step (README, Deployment). A rotation Lambda would have to re-implement that.
+  #checkov:skip=CKV2_AWS_57:Rotation is a terraform operation here, not a Lambda: the value is the ElastiCache AUTH token inside two URLs, and rotating it means changing the token on the replication group and restarting every task, which `terraform apply -replace=random_password.redis` does in one step (docs/deployment.md). A rotation Lambda would have to re-implement that.
   kms_key_id              = local.kms_key_arn
   name                    = "${var.name}/broker"
   description             = "FACEPIPE_BROKER_URL and FACEPIPE_RESULT_BACKEND of facepipe (JSON keys)"
@@ -165,7 +165,7 @@ resource "aws_db_instance" "library" {
 
 # The whole connection URL is the secret: facepipe reads one FACEPIPE_DATABASE_URL.
 resource "aws_secretsmanager_secret" "database_url" {
-  #checkov:skip=CKV2_AWS_57:Rotation is a terraform operation here (`terraform apply -replace=random_password.db`, README, Deployment): the secret is a whole connection URL that facepipe reads at start, so a rotation Lambda changing only the password would leave running tasks with a dead URL until restarted anyway.
+  #checkov:skip=CKV2_AWS_57:Rotation is a terraform operation here (`terraform apply -replace=random_password.db`, docs/deployment.md): the secret is a whole connection URL that facepipe reads at start, so a rotation Lambda changing only the password would leave running tasks with a dead URL until restarted anyway.
   kms_key_id              = local.kms_key_arn
   name                    = "${var.name}/database-url"
   description             = "FACEPIPE_DATABASE_URL of the facepipe library database"

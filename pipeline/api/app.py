@@ -104,6 +104,8 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc.__cause__, FacepipeError):  # e.g. the body limit, while FastAPI read
+            return answer(request, exc.__cause__)
         message = f"{request.method} {request.url.path}: {exc.detail}"
         error = FacepipeError(ErrorCode.ILLEGAL_PARAMETER, message)
         return answer(request, error, exc.status_code)
@@ -146,6 +148,15 @@ def create_app(
 
     guard = [Depends(require_bearer)]
 
+    generate = app.openapi
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            inline_form_bodies(generate())
+        return generate()
+
+    app.openapi = document  # type: ignore[method-assign]
+
     @app.get("/openapi.json", include_in_schema=False, dependencies=guard)
     async def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
@@ -158,6 +169,48 @@ def create_app(
     _include_vendor_routers(app)
     instrument(app)  # Prometheus middleware (requests, latency, in flight) and GET /metrics
     return app
+
+
+def _upload(schema: dict[str, Any]) -> dict[str, Any]:
+    """A form part's schema as tools read it: ``X`` of an optional part's ``anyOf: [X, null]``
+    (a part is absent, never null), and a file ``format: binary`` beside OpenAPI 3.1's
+    ``contentMediaType`` (Swagger UI offers a file picker for the former)."""
+    kinds = schema.get("anyOf")
+    if isinstance(kinds, list):
+        rest = [k for k in kinds if k != {"type": "null"}]
+        if len(rest) == 1:
+            schema = {**{k: v for k, v in schema.items() if k != "anyOf"}, **rest[0]}
+    if schema.get("type") == "array" and isinstance(schema.get("items"), dict):
+        return {**schema, "items": _upload(schema["items"])}
+    if schema.get("type") == "string" and "contentMediaType" in schema:
+        return {**schema, "format": "binary"}
+    return schema
+
+
+def inline_form_bodies(document: dict[str, Any]) -> dict[str, Any]:
+    """One multipart schema per route: FastAPI describes a route's ``UploadFile`` parameters in
+    a ``Body_*`` component, and the route's ``openapi_extra`` its text fields beside it; merge
+    both into the route's own schema (uploads ``format: binary``) and drop the component."""
+    components = document.get("components", {}).get("schemas", {})
+    used: set[str] = set()
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            content = operation.get("requestBody", {}).get("content", {})
+            form = content.get("multipart/form-data", {}).get("schema")
+            if not isinstance(form, dict) or "$ref" not in form:
+                continue
+            name = form.pop("$ref").rsplit("/", 1)[1]
+            used.add(name)
+            generated = components.get(name, {})
+            properties = dict(form.get("properties", {}))
+            properties.update(
+                {k: _upload(v) for k, v in generated.get("properties", {}).items()}
+            )
+            required = sorted({*generated.get("required", []), *form.get("required", [])})
+            form.update({"type": "object", "properties": properties, "required": required})
+    for name in used:
+        components.pop(name, None)
+    return document
 
 
 def _include_vendor_routers(app: FastAPI) -> None:

@@ -16,7 +16,7 @@ from datetime import timedelta
 from starlette.responses import Response
 
 from pipeline import apikeys
-from pipeline.apikeys import ApiKey, SecretCipher
+from pipeline.apikeys import UNLIMITED, ApiKey, KeyScope, SecretCipher
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.store.db import Database
@@ -67,6 +67,11 @@ class Caller:
     @property
     def key_id(self) -> str | None:
         return self.key.key_id if self.key else None
+
+    @property
+    def scope(self) -> KeyScope:
+        """What the key may do (the shared token, or no auth: everything)."""
+        return self.key.scope if self.key else UNLIMITED
 
 
 ANONYMOUS = Caller(None)

@@ -21,14 +21,18 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from pipeline import similarity
+from pipeline.api import vendor_answers as va
+from pipeline.api.answers import answers
 from pipeline.api.auth import ANONYMOUS, Caller, Refused
 from pipeline.api.calls import create_person_with_face, detect_faces, raise_first_error
 from pipeline.api.deps import PayloadDep, StateDep, keyring
 from pipeline.api.images import fetch, fetch_all
+from pipeline.api.scope import Needs, enforce, split_values, visible_groups
 from pipeline.api.state import ApiState
 from pipeline.api_io import Payload, inline_source
 from pipeline.attributes_vendor import baidu_attributes, baidu_qualities
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.sources.location import Location
 from pipeline.types import Face
 
 TOKEN_SCOPE = "public brain_all_scope vis-faceverify_faceverify"
@@ -53,6 +57,7 @@ _CODES: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: 18,
     ErrorCode.SERVICE_BUSY: 18,
     ErrorCode.INTERNAL: 216401,
+    ErrorCode.PERMISSION_DENIED: 6,  # Baidu's "No permission to access data"
 }
 INVALID_TOKEN_PARAM = 100
 TOKEN_INVALID = 110
@@ -134,7 +139,15 @@ async def token(request: Request, state: StateDep, payload: PayloadDep) -> JSONR
 
 for _method in ("GET", "POST"):
     token_router.add_api_route(
-        "/oauth/2.0/token", token, methods=[_method], operation_id=f"baidu_token_{_method.lower()}"
+        "/oauth/2.0/token",
+        token,
+        methods=[_method],
+        operation_id=f"baidu_token_{_method.lower()}",
+        responses={
+            200: {"model": va.BaiduToken, "description": "A new access token."},
+            400: {"model": va.OAuthError, "description": "Not the client-credentials grant."},
+            401: {"model": va.OAuthError, "description": "Unknown client id or secret."},
+        },
     )
 
 
@@ -156,17 +169,28 @@ async def baidu_caller(request: Request, state: StateDep) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(baidu_caller)]
-router = APIRouter(prefix="/rest/2.0/face/v2", tags=["baidu"], dependencies=[Depends(baidu_caller)])
+router = APIRouter(
+    prefix="/rest/2.0/face/v2",
+    tags=["baidu"],
+    dependencies=[Depends(baidu_caller)],
+    responses={"default": {"model": va.BaiduError, "description": "Errors (HTTP 200 too)."}},
+)
 
 
 # --- request fields -------------------------------------------------------------------------------
 
 
 class Form:
-    """A Baidu form body's fields."""
+    """A Baidu form body's fields, and who calls."""
 
-    def __init__(self, payload: Payload) -> None:
+    def __init__(self, payload: Payload, caller: Caller = ANONYMOUS) -> None:
         self.fields = payload.fields
+        self.caller = caller
+
+    def ids(self, name: str) -> list[str]:
+        """A field's ids (comma-separated), none when absent (for the scope checks)."""
+        value = self.fields.get(name)
+        return split_values(value) if isinstance(value, str) else []
 
     def text(self, name: str) -> str | None:
         value = self.fields.get(name)
@@ -194,14 +218,14 @@ class Form:
             raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"{name} must be in [{low}, {high}]")
         return int(value)
 
-    def image(self) -> str:
+    def image(self) -> Location:
         """The one base64 image: ``image`` (the SDK) or ``images`` (the reference)."""
         value = self.text("image") or self.text("images")
         if not value:
             raise FacepipeError(ErrorCode.EMPTY_IMAGE, "image is empty")
         return inline_source(value)
 
-    def images(self) -> list[str]:
+    def images(self) -> list[Location]:
         """Several base64 images, comma-separated in ``images`` (or one in ``image``)."""
         value = self.text("images") or self.text("image")
         if not value:
@@ -209,11 +233,25 @@ class Form:
         return [inline_source(v.strip()) for v in value.split(",")]
 
 
-def _form(payload: PayloadDep) -> Form:
-    return Form(payload)
+def _form(payload: PayloadDep, caller: CallerDep) -> Form:
+    return Form(payload, caller)
 
 
 FormDep = Annotated[Form, Depends(_form)]
+
+
+def needs(rule: Needs) -> list[Any]:
+    """A route's scope check: what its form fields name."""
+
+    async def check(state: StateDep, form: FormDep) -> None:
+        await enforce(state, form.caller.scope, rule, form.ids)
+
+    return [Depends(check)]
+
+
+_USER = ("uid",)
+_GROUPS = ("group_id",)
+_CHANGE_USER = Needs(write=True, groups=_GROUPS, persons=_USER)
 
 
 # --- calls ----------------------------------------------------------------------------------------
@@ -252,7 +290,7 @@ def face_result(face: Face, fields: set[str]) -> dict[str, Any]:
     return out
 
 
-@router.post("/detect")
+@router.post("/detect", **answers(va.BaiduAnswer), dependencies=needs(Needs()))
 async def detect(state: StateDep, form: FormDep) -> dict[str, Any]:
     max_faces = form.integer("max_face_num", 1, 1, 100)
     fields = {f.strip() for f in (form.text("face_fields") or "").split(",") if f.strip()}
@@ -267,7 +305,7 @@ async def detect(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/match")
+@router.post("/match", **answers(va.BaiduAnswer), dependencies=needs(Needs()))
 async def match(state: StateDep, form: FormDep) -> dict[str, Any]:
     """Every pair of the comma-separated images, scored."""
     sources = form.images()
@@ -288,7 +326,7 @@ async def match(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/identify")
+@router.post("/identify", **answers(va.BaiduAnswer), dependencies=needs(Needs(groups=_GROUPS)))
 async def identify(state: StateDep, form: FormDep) -> dict[str, Any]:
     groups = form.listed("group_id")
     top_n = form.integer("user_top_num", 1, 1, 5)
@@ -309,7 +347,11 @@ async def identify(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/verify")
+@router.post(
+    "/verify",
+    **answers(va.BaiduAnswer),
+    dependencies=needs(Needs(groups=_GROUPS, persons=_USER)),
+)
 async def verify(state: StateDep, form: FormDep) -> dict[str, Any]:
     uid, groups = form.required("uid"), form.listed("group_id")
     source = form.image()
@@ -361,17 +403,17 @@ async def _enrol(state: ApiState, form: Form, *, update: bool) -> dict[str, Any]
     return await state.with_model(run)
 
 
-@router.post("/faceset/user/add")
+@router.post("/faceset/user/add", **answers(va.BaiduAnswer), dependencies=needs(_CHANGE_USER))
 async def user_add(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await _enrol(state, form, update=False)
 
 
-@router.post("/faceset/user/update")
+@router.post("/faceset/user/update", **answers(va.BaiduAnswer), dependencies=needs(_CHANGE_USER))
 async def user_update(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await _enrol(state, form, update=True)
 
 
-@router.post("/faceset/user/delete")
+@router.post("/faceset/user/delete", **answers(va.BaiduAnswer), dependencies=needs(_CHANGE_USER))
 async def user_delete(state: StateDep, form: FormDep) -> dict[str, Any]:
     """Delete a user; with group_id only from those groups (deleted when none is left)."""
     uid = form.required("uid")
@@ -385,7 +427,11 @@ async def user_delete(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/faceset/user/get")
+@router.post(
+    "/faceset/user/get",
+    **answers(va.BaiduAnswer),
+    dependencies=needs(Needs(persons=_USER)),
+)
 async def user_get(state: StateDep, form: FormDep) -> dict[str, Any]:
     uid = form.required("uid")
     person = await state.blocking(lambda: state.library.get_person(uid))
@@ -393,15 +439,20 @@ async def user_get(state: StateDep, form: FormDep) -> dict[str, Any]:
     return answer(result_num=1, result=[row])
 
 
-@router.post("/faceset/group/getlist")
+@router.post("/faceset/group/getlist", **answers(va.BaiduAnswer), dependencies=needs(Needs()))
 async def group_getlist(state: StateDep, form: FormDep) -> dict[str, Any]:
     start, count = form.integer("start", 0, 0, 10**9), form.integer("end", 100, 1, 1000)
-    page = await state.blocking(lambda: state.library.list_groups(start, count))
+    scope = form.caller.scope
+    page = await state.blocking(lambda: visible_groups(state.library, scope, start, count))
     ids = [g.group_id for g in page.items]
     return answer(result_num=len(ids), result=ids)
 
 
-@router.post("/faceset/group/getusers")
+@router.post(
+    "/faceset/group/getusers",
+    **answers(va.BaiduAnswer),
+    dependencies=needs(Needs(groups=_GROUPS)),
+)
 async def group_getusers(state: StateDep, form: FormDep) -> dict[str, Any]:
     group = form.required("group_id")
     start, count = form.integer("start", 0, 0, 10**9), form.integer("end", 100, 1, 1000)
@@ -410,7 +461,11 @@ async def group_getusers(state: StateDep, form: FormDep) -> dict[str, Any]:
     return answer(result_num=len(rows), result=rows)
 
 
-@router.post("/faceset/group/adduser")
+@router.post(
+    "/faceset/group/adduser",
+    **answers(va.BaiduAnswer),
+    dependencies=needs(Needs(write=True, groups=("group_id", "src_group_id"), persons=_USER)),
+)
 async def group_adduser(state: StateDep, form: FormDep) -> dict[str, Any]:
     """Copy a user of ``src_group_id`` into ``group_id`` (comma-separated)."""
     src, groups, uid = form.required("src_group_id"), form.listed("group_id"), form.required("uid")
@@ -424,7 +479,11 @@ async def group_adduser(state: StateDep, form: FormDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/faceset/group/deleteuser")
+@router.post(
+    "/faceset/group/deleteuser",
+    **answers(va.BaiduAnswer),
+    dependencies=needs(_CHANGE_USER),
+)
 async def group_deleteuser(state: StateDep, form: FormDep) -> dict[str, Any]:
     groups, uid = form.listed("group_id"), form.required("uid")
 

@@ -13,8 +13,9 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, Headers, UploadFile
 from starlette.requests import Request
+from starlette.types import Message, Receive
 
 from pipeline.api_io import Payload, Upload
 from pipeline.config import Settings
@@ -60,6 +61,26 @@ async def read_body(request: Request, limit: int) -> bytes:
         chunks.append(chunk)
     request.state.raw_body = b"".join(chunks)
     return request.state.raw_body  # type: ignore[no-any-return]
+
+
+def bounded_receive(receive: Receive, headers: Headers, limit: int) -> Receive:
+    """``receive`` that raises IMAGE_TOO_LARGE once the body passes ``limit`` bytes (or says it
+    will in Content-Length), for a body FastAPI itself reads (the /v1 forms with uploads)."""
+    declared = headers.get("content-length")
+    total = 0
+
+    async def bounded() -> Message:
+        nonlocal total
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit, f"{declared} bytes")
+        message = await receive()
+        if message["type"] == "http.request":
+            total += len(message.get("body", b""))
+            if total > limit:
+                raise _too_large(limit, f"more than {limit} bytes")
+        return message
+
+    return bounded
 
 
 def json_depth(raw: bytes, stop_above: int) -> int:
@@ -110,7 +131,6 @@ def _replay(raw: bytes) -> Callable[[], Awaitable[dict[str, Any]]]:
 
 async def parse_form(request: Request, raw: bytes) -> Payload:
     """A multipart or urlencoded form: repeated fields become lists, files keep their order."""
-    fields: dict[str, Any] = {}
     files: dict[str, list[Upload]] = {}
     replay = Request(request.scope, receive=_replay(raw))
     try:
@@ -120,11 +140,7 @@ async def parse_form(request: Request, raw: bytes) -> Payload:
                 if isinstance(value, UploadFile):
                     data = await value.read()
                     files.setdefault(key, []).append(Upload(value.filename or key, data))
-                elif key in fields:
-                    prev = fields[key]
-                    fields[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
-                else:
-                    fields[key] = value
+            fields = form_fields(form)
     except FacepipeError:
         raise
     except Exception as exc:  # starlette raises its own HTTPException / MultiPartException
@@ -134,6 +150,23 @@ async def parse_form(request: Request, raw: bytes) -> Payload:
     return Payload(fields, files)
 
 
+def form_fields(form: FormData) -> dict[str, Any]:
+    """A form's text fields (its files left out); a repeated field becomes a list."""
+    fields: dict[str, Any] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            continue
+        if key in fields:
+            prev = fields[key]
+            fields[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
+        else:
+            fields[key] = value
+    return fields
+
+
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
 def content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
@@ -141,7 +174,7 @@ def content_type(request: Request) -> str:
 async def read_payload(request: Request, settings: Settings) -> Payload:
     """Parse a JSON object body, or a multipart / urlencoded form; an empty body is ``{}``."""
     raw = await read_body(request, body_limit(settings))
-    if content_type(request) in ("multipart/form-data", "application/x-www-form-urlencoded"):
+    if content_type(request) in FORM_TYPES:
         return await parse_form(request, raw)
     if not raw.strip():
         return Payload()

@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.library import FaceLibrary
-from pipeline.library_results import AddFacesResult
+from pipeline.library.results import AddFacesResult
 from pipeline.store.records import PersonInfo
 from pipeline.types import DecodedImage, DetectMode, ImageAnalysis
 

@@ -26,17 +26,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from pipeline.api import tc3
+from pipeline.api import vendor_answers as va
 from pipeline.api.auth import ANONYMOUS, Caller, Refused
 from pipeline.api.body import body_limit, content_type, parse_json_object, read_body
 from pipeline.api.calls import create_person_with_face, detect_faces
 from pipeline.api.deps import get_state, keyring
-from pipeline.api.images import fetch, fetch_all
+from pipeline.api.images import ImageSource, fetch, fetch_all
+from pipeline.api.scope import READ, Needs, enforce, visible_groups
 from pipeline.api.state import ApiState
-from pipeline.api_io import Upload, check_url, inline_source
+from pipeline.api_io import caller_location, inline_source
 from pipeline.attributes_vendor import iai_attributes, iai_quality
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.library_results import FaceRect
+from pipeline.library.results import FaceRect
 from pipeline.similarity import tencent_score
+from pipeline.sources.location import Location
 from pipeline.store.records import GroupDetails
 
 VERSIONS = ("2018-03-01", "2020-03-03")
@@ -71,6 +74,7 @@ _CODES: dict[ErrorCode, str] = {
     ErrorCode.EMPTY_PARAMETER: "MissingParameter.ErrorParameterEmpty",
     ErrorCode.RATE_LIMITED: "RequestLimitExceeded",
     ErrorCode.SERVICE_BUSY: "FailedOperation.RequestTimeout",
+    ErrorCode.PERMISSION_DENIED: "AuthFailure.UnauthorizedOperation",
 }
 
 
@@ -135,19 +139,27 @@ def _lists(node: Any) -> Any:
     return fixed
 
 
-def checked_url(url: str, settings: Any) -> str:
-    """A caller's URL through :func:`check_url`; a refused one is IAI's UrlIllegal."""
+def checked_url(url: str, settings: Any) -> Location:
+    """A caller's URL parsed by :func:`caller_location`; a refused one is IAI's UrlIllegal."""
     try:
-        return check_url(url, settings)
+        return caller_location(url, settings)
     except FacepipeError as exc:
         raise FacepipeError(exc.code, exc.message, iai="InvalidParameterValue.UrlIllegal") from exc
 
 
 class Params:
-    """An action's parameters, typed on access (IAI names, e.g. ``PersonId``)."""
+    """An action's parameters, typed on access (IAI names, e.g. ``PersonId``), and who calls."""
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: dict[str, Any], caller: Caller = ANONYMOUS) -> None:
         self.data = data
+        self.caller = caller
+
+    def ids(self, name: str) -> list[str]:
+        """A parameter holding one id or a list of ids, as a list (for the scope checks)."""
+        value = self.data.get(name)
+        if isinstance(value, list):
+            return [str(v) for v in value if isinstance(v, str | int)]
+        return [] if value is None or isinstance(value, dict) else [str(value)]
 
     def text(self, name: str) -> str | None:
         value = self.data.get(name)
@@ -200,7 +212,7 @@ class Params:
             raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"{name} must be a list of objects")
         return value
 
-    def image(self, settings: Any, suffix: str = "") -> str:
+    def image(self, settings: Any, suffix: str = "") -> Location:
         """``Url<suffix>`` (preferred when both are given, as IAI says) or base64
         ``Image<suffix>``."""
         url = self.text(f"Url{suffix}")
@@ -339,7 +351,7 @@ async def GetGroupList(state: ApiState, p: Params) -> dict[str, Any]:
     offset, limit = p.integer("Offset", 0, 0, 10**9), p.integer("Limit", 10, 1, 1000)
 
     def run() -> dict[str, Any]:
-        page = state.library.list_groups(offset, limit)
+        page = visible_groups(state.library, p.caller.scope, offset, limit)
         infos = [state.library.get_group(g.group_id) for g in page.items]
         model = state.engine.model_id
         return {"GroupInfos": [_group_info(g, model) for g in infos], "GroupNum": page.total}
@@ -516,7 +528,7 @@ async def CreateFace(state: ApiState, p: Params) -> dict[str, Any]:
     urls, images = p.strings("Urls"), p.strings("Images")
     qc = p.integer("QualityControl", 0, 0, 4)
     threshold = p.number("FaceMatchThreshold")
-    sources: list[str | Upload] = (
+    sources: list[ImageSource] = (
         [checked_url(u, state.settings) for u in urls] if urls
         else [inline_source(i) for i in images]
     )
@@ -540,7 +552,7 @@ async def CreateFace(state: ApiState, p: Params) -> dict[str, Any]:
         out = result.to_dict()
         out.pop("PersonId")
         out.pop("Errors")
-        return out  # type: ignore[no-any-return]
+        return out
 
     return await state.with_model(run)
 
@@ -719,6 +731,36 @@ async def VerifyPerson(state: ApiState, p: Params) -> dict[str, Any]:
     return await _verify(state, p)
 
 
+# --- what each action touches (the key scope checks) ---------------------------------------------
+
+_GROUP, _GROUPS, _PERSON = ("GroupId",), ("GroupIds",), ("PersonId",)
+NEEDS: dict[str, Needs] = {
+    "CreateGroup": Needs(write=True, groups=_GROUP),
+    "DeleteGroup": Needs(write=True, groups=_GROUP),
+    "ModifyGroup": Needs(write=True, groups=_GROUP),
+    "GetGroupList": READ,  # lists only the key's groups
+    "GetGroupInfo": Needs(groups=_GROUP),
+    "CreatePerson": Needs(write=True, groups=_GROUP),
+    "DeletePerson": Needs(write=True, persons=_PERSON),
+    "DeletePersonFromGroup": Needs(write=True, groups=_GROUP, persons=_PERSON),
+    "CopyPerson": Needs(write=True, groups=_GROUPS, persons=_PERSON),
+    "ModifyPersonBaseInfo": Needs(write=True, persons=_PERSON),
+    "ModifyPersonGroupInfo": Needs(write=True, groups=_GROUP, persons=_PERSON),
+    "GetPersonBaseInfo": Needs(persons=_PERSON),
+    "GetPersonGroupInfo": Needs(persons=_PERSON),
+    "GetPersonList": Needs(groups=_GROUP),
+    "GetPersonListNum": Needs(groups=_GROUP),
+    "CreateFace": Needs(write=True, persons=_PERSON),
+    "DeleteFace": Needs(write=True, persons=_PERSON),
+    "DetectFace": READ,
+    "CompareFace": READ,
+    "SearchFaces": Needs(groups=_GROUPS),
+    "SearchFacesReturnsByGroup": Needs(groups=_GROUPS),
+    "SearchPersons": Needs(groups=_GROUPS),
+    "VerifyFace": Needs(persons=_PERSON),
+    "VerifyPerson": Needs(persons=_PERSON),
+}
+
 # --- the endpoint --------------------------------------------------------------------------------
 
 router = APIRouter(tags=["iai"])
@@ -728,7 +770,7 @@ async def iai(request: Request) -> JSONResponse:
     """Tencent Cloud IAI API 3.0: the action in X-TC-Action (or Action), TC3-signed."""
     state = get_state(request)
     raw = await read_body(request, body_limit(state.settings))
-    await iai_caller(request, state, raw)
+    caller = await iai_caller(request, state, raw)
     query = unflatten(parse_qsl(request.url.query, keep_blank_values=True))
     if request.method == "POST" and raw.strip():
         if content_type(request) == "application/x-www-form-urlencoded":
@@ -746,15 +788,43 @@ async def iai(request: Request) -> JSONResponse:
         return JSONResponse(error_body("InvalidParameter.NoSuchVersion",
                                        f"version {version!r}: use one of {', '.join(VERSIONS)}"))
     handler = ACTIONS.get(name)
-    if handler is None:
+    if handler is None or name not in NEEDS:
         return JSONResponse(error_body("InvalidAction", f"action {name!r} is not served"))
     try:
-        answer = await handler(state, Params(params))
+        call = Params(params, caller)
+        await enforce(state, caller.scope, NEEDS[name], call.ids)
+        answer = await handler(state, call)
     except FacepipeError as exc:
         code = exc.context.get("iai") or iai_code(exc)
         return JSONResponse(error_body(str(code), exc.message))
     return JSONResponse({"Response": {**answer, "RequestId": _request_id()}})
 
 
+def _header(name: str, text: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": False, "description": text,
+            "schema": {"type": "string"}}
+
+
+_HEADERS = [
+    _header("X-TC-Action", "The action, e.g. CreateFace (or the Action query parameter)."),
+    _header("X-TC-Version", f"One of {', '.join(VERSIONS)} (or the Version query parameter)."),
+    _header("X-TC-Timestamp", "Unix seconds; at most 5 minutes off."),
+    _header("Authorization", "TC3-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=..."),
+]
+_BODY = {
+    "required": False,
+    "content": {"application/json": {"schema": {
+        "type": "object", "description": "The action's parameters (IAI API 3.0 names)."
+    }}},
+}
+
 for _method in ("POST", "GET"):
-    router.add_api_route("/", iai, methods=[_method], operation_id=f"iai_{_method.lower()}")
+    router.add_api_route(
+        "/",
+        iai,
+        methods=[_method],
+        operation_id=f"iai_{_method.lower()}",
+        responses={200: {"model": va.IaiAnswer, "description": "Every answer, errors too."}},
+        openapi_extra={"parameters": _HEADERS}
+        | ({"requestBody": _BODY} if _method == "POST" else {}),
+    )

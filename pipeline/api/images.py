@@ -49,7 +49,11 @@ class Fetched:
             return exc
 
 
-def fetch(source: str | Location | Upload, settings: Settings) -> Fetched:
+ImageSource = str | Location | Upload
+"""A request image: an upload, a caller's location parsed once, or (jobs) its canonical text."""
+
+
+def fetch(source: ImageSource, settings: Settings) -> Fetched:
     """Read one request image's bytes (blocking: call it in a worker thread, not in a slot).
 
     ``source`` is an upload, or a location already parsed (or checked by
@@ -67,6 +71,6 @@ def fetch(source: str | Location | Upload, settings: Settings) -> Fetched:
         return Fetched(label, error=exc)
 
 
-def fetch_all(sources: Sequence[str | Location | Upload], settings: Settings) -> list[Fetched]:
+def fetch_all(sources: Sequence[ImageSource], settings: Settings) -> list[Fetched]:
     return [fetch(s, settings) for s in sources]
 

@@ -29,12 +29,15 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from pipeline.api import vendor_answers as va
+from pipeline.api.answers import answers
 from pipeline.api.auth import ANONYMOUS, Caller, Refused
 from pipeline.api.calls import create_person_with_face
 from pipeline.api.deps import PayloadDep, StateDep, keyring
-from pipeline.api.images import Fetched, fetch, fetch_all
+from pipeline.api.images import Fetched, ImageSource, fetch, fetch_all
+from pipeline.api.scope import Needs, enforce, visible_groups
 from pipeline.api.state import ApiState
-from pipeline.api_io import Payload, Upload, check_url, inline_source
+from pipeline.api_io import Payload, caller_location, inline_source
 from pipeline.attributes_vendor import youtu_attributes
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.similarity import tencent_score
@@ -54,6 +57,8 @@ _INDEXED = re.compile(r"^(?P<name>[A-Za-z_]+)\[(?P<index>\d{1,4})\]$")
 SIGNATURE_EMPTY = 4
 SIGNATURE_MALFORMED = 5
 APPID_MISMATCH = 6
+"""The reference's "the signature's APPID / bucket does not match the operation's target": what
+a key scope refusal (PERMISSION_DENIED) is answered with."""
 SIGNATURE_EXPIRED = 9
 SECRET_ID_UNKNOWN = 11
 APPID_SECRET_ID_MISMATCH = 12
@@ -63,6 +68,7 @@ BODY_TOO_LARGE = 23
 
 _CODES: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: TOO_FREQUENT,
+    ErrorCode.PERMISSION_DENIED: APPID_MISMATCH,
     ErrorCode.URL_DOWNLOAD_FAILED: -1308,
     ErrorCode.DOWNLOAD_FAILED: -1403,
 }
@@ -87,8 +93,11 @@ def answer(data: dict[str, Any]) -> dict[str, Any]:
     return {"code": 0, "message": "OK", "data": {"session_id": "", **data}}
 
 
+_STATUS = {ErrorCode.RATE_LIMITED: 429, ErrorCode.PERMISSION_DENIED: 403}
+
+
 def error_response(_: Request, exc: FacepipeError) -> Response:
-    status = 429 if exc.code is ErrorCode.RATE_LIMITED else 200
+    status = _STATUS.get(exc.code, 200)
     return JSONResponse(
         {"code": youtu_code(exc), "message": exc.message, "data": {"session_id": ""}},
         status_code=status,
@@ -161,7 +170,13 @@ async def youtu_caller(request: Request, state: StateDep) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(youtu_caller)]
-router = APIRouter(prefix="/face", tags=["youtu"])
+_REFUSALS = {
+    status: {"model": va.YoutuError, "description": text}
+    for status, text in ((401, "A missing, malformed, expired or wrong signature."),
+                         (403, "The key is limited to other groups or to read-only calls."),
+                         (429, "Too many calls for this key."))
+}
+router = APIRouter(prefix="/face", tags=["youtu"], responses=_REFUSALS)  # type: ignore[arg-type]
 
 
 # --- request fields ------------------------------------------------------------------------------
@@ -172,6 +187,7 @@ class YoutuRequest:
 
     def __init__(self, payload: Payload, caller: Caller) -> None:
         self.payload = payload
+        self.caller = caller
         appid = self.text("appid")
         if caller.key is not None and appid is not None and appid != caller.key.appid:
             raise FacepipeError(
@@ -220,12 +236,12 @@ class YoutuRequest:
             raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"{name} must hold strings")
         return str(value)
 
-    def image(self, settings: Any, suffix: str = "") -> str | Upload:
+    def image(self, settings: Any, suffix: str = "") -> ImageSource:
         """The one image: ``url<suffix>`` (preferred when both are given, as the reference
         says), else file or base64 ``image<suffix>``."""
         url = self.text(f"url{suffix}")
         if url is not None and url.strip():
-            return check_url(url, settings)
+            return caller_location(url, settings)
         parts = self.payload.files.get(f"image{suffix}")
         if parts:
             return parts[0]
@@ -236,12 +252,12 @@ class YoutuRequest:
             ErrorCode.EMPTY_PARAMETER, f"no image: give url{suffix} or image{suffix}"
         )
 
-    def images(self, settings: Any) -> list[str | Upload]:
+    def images(self, settings: Any) -> list[ImageSource]:
         """Every image of addface: ``urls``, else files ``images[N]`` (or base64 ``images``)."""
         urls = self.text_list("urls")
         if urls:
-            return [check_url(u, settings) for u in urls]
-        out: list[tuple[int, str | Upload]] = []
+            return [caller_location(u, settings) for u in urls]
+        out: list[tuple[int, ImageSource]] = []
         for key, parts in self.payload.files.items():
             match = _INDEXED.match(key)
             if match and match["name"] == "images" and parts:
@@ -263,6 +279,19 @@ def _request(payload: PayloadDep, caller: CallerDep) -> YoutuRequest:
 
 
 RequestDep = Annotated[YoutuRequest, Depends(_request)]
+
+
+def needs(rule: Needs) -> list[Any]:
+    """A route's scope check: what its fields name, read as the SDK spelled them."""
+
+    async def check(state: StateDep, req: RequestDep) -> None:
+        await enforce(state, req.caller.scope, rule, req.text_list)
+
+    return [Depends(check)]
+
+
+_PERSON = Needs(persons=("person_id",))
+_CHANGE_PERSON = Needs(write=True, persons=("person_id",))
 
 
 # --- answers -------------------------------------------------------------------------------------
@@ -292,14 +321,16 @@ def face_info_item(info: FaceInfo) -> dict[str, Any]:
     return {"face_id": info.face_id, **_box(info.box)}
 
 
-async def _fetch_one(state: ApiState, source: str | Upload) -> Fetched:
+async def _fetch_one(state: ApiState, source: ImageSource) -> Fetched:
     return await state.blocking(lambda: fetch(source, state.settings))
 
 
 # --- calls ---------------------------------------------------------------------------------------
 
 
-@router.post("/detect")
+@router.post(
+    "/detect", **answers(va.YoutuAnswer[va.YoutuDetect]), dependencies=needs(Needs())
+)
 async def detect(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Faces of one image (``mode`` 0: all, 1: the largest)."""
     mode_text = (req.text("mode") or "0").strip()
@@ -327,7 +358,11 @@ async def detect(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/identify")
+@router.post(
+    "/identify",
+    **answers(va.YoutuAnswer[va.YoutuIdentify]),
+    dependencies=needs(Needs(groups=("group_ids", "group_id"))),
+)
 async def identify(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Top-5 persons of ``group_id`` / ``group_ids`` for the image's largest face."""
     groups = req.text_list("group_ids") or [req.required("group_id")]
@@ -346,7 +381,9 @@ async def identify(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/verify")
+@router.post(
+    "/verify", **answers(va.YoutuAnswer[va.YoutuVerify]), dependencies=needs(_PERSON)
+)
 async def verify(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Is the image's largest face ``person_id``?"""
     person_id = req.required("person_id")
@@ -359,7 +396,9 @@ async def verify(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/compare")
+@router.post(
+    "/compare", **answers(va.YoutuAnswer[va.YoutuCompare]), dependencies=needs(Needs())
+)
 async def compare(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Similarity of the largest faces of ``imageA``/``urlA`` and ``imageB``/``urlB``."""
     sources = [req.image(state.settings, "A"), req.image(state.settings, "B")]
@@ -372,7 +411,11 @@ async def compare(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/newperson")
+@router.post(
+    "/newperson",
+    **answers(va.YoutuAnswer[va.YoutuNewPerson]),
+    dependencies=needs(Needs(write=True, groups=("group_ids",))),
+)
 async def newperson(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Create a person in ``group_ids`` with the largest face of the image."""
     person_id = req.required("person_id")
@@ -398,7 +441,9 @@ async def newperson(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/delperson")
+@router.post(
+    "/delperson", **answers(va.YoutuAnswer[va.YoutuDelPerson]), dependencies=needs(_CHANGE_PERSON)
+)
 async def delperson(state: StateDep, req: RequestDep) -> dict[str, Any]:
     person_id = req.required("person_id")
 
@@ -409,7 +454,9 @@ async def delperson(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/addface")
+@router.post(
+    "/addface", **answers(va.YoutuAnswer[va.YoutuAddFace]), dependencies=needs(_CHANGE_PERSON)
+)
 async def addface(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Add the largest face of each image to a person: one ``ret_codes`` entry per image.
     (The SDK's per-face ``tag`` is accepted and not stored: faces carry no tag in facepipe.)"""
@@ -430,7 +477,9 @@ async def addface(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post("/delface")
+@router.post(
+    "/delface", **answers(va.YoutuAnswer[va.YoutuDelFace]), dependencies=needs(_CHANGE_PERSON)
+)
 async def delface(state: StateDep, req: RequestDep) -> dict[str, Any]:
     person_id = req.required("person_id")
     face_ids = req.text_list("face_ids")
@@ -444,7 +493,9 @@ async def delface(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/setinfo")
+@router.post(
+    "/setinfo", **answers(va.YoutuAnswer[va.YoutuPersonId]), dependencies=needs(_CHANGE_PERSON)
+)
 async def setinfo(state: StateDep, req: RequestDep) -> dict[str, Any]:
     person_id = req.required("person_id")
     name, tag = req.text("person_name"), req.text("tag")
@@ -456,7 +507,9 @@ async def setinfo(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/getinfo")
+@router.post(
+    "/getinfo", **answers(va.YoutuAnswer[va.YoutuGetInfo]), dependencies=needs(_PERSON)
+)
 async def getinfo(state: StateDep, req: RequestDep) -> dict[str, Any]:
     person_id = req.required("person_id")
 
@@ -482,16 +535,23 @@ def _all_pages(page_of: Any) -> list[Any]:
             return items
 
 
-@router.post("/getgroupids")
+@router.post(
+    "/getgroupids", **answers(va.YoutuAnswer[va.YoutuGroupIds]), dependencies=needs(Needs())
+)
 async def getgroupids(state: StateDep, req: RequestDep) -> dict[str, Any]:
     def run() -> dict[str, Any]:
-        groups = _all_pages(lambda offset: state.library.list_groups(offset, 1000))
+        scope = req.caller.scope
+        groups = _all_pages(lambda offset: visible_groups(state.library, scope, offset, 1000))
         return answer({"group_ids": [g.group_id for g in groups]})
 
     return await state.blocking(run)
 
 
-@router.post("/getpersonids")
+@router.post(
+    "/getpersonids",
+    **answers(va.YoutuAnswer[va.YoutuPersonIds]),
+    dependencies=needs(Needs(groups=("group_id",))),
+)
 async def getpersonids(state: StateDep, req: RequestDep) -> dict[str, Any]:
     group_id = req.required("group_id")
 
@@ -502,7 +562,9 @@ async def getpersonids(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/getfaceids")
+@router.post(
+    "/getfaceids", **answers(va.YoutuAnswer[va.YoutuFaceIds]), dependencies=needs(_PERSON)
+)
 async def getfaceids(state: StateDep, req: RequestDep) -> dict[str, Any]:
     person_id = req.required("person_id")
 
@@ -512,7 +574,11 @@ async def getfaceids(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post("/getfaceinfo")
+@router.post(
+    "/getfaceinfo",
+    **answers(va.YoutuAnswer[va.YoutuFaceInfo]),
+    dependencies=needs(Needs(faces=("face_id",))),
+)
 async def getfaceinfo(state: StateDep, req: RequestDep) -> dict[str, Any]:
     face_id = req.required("face_id")
 

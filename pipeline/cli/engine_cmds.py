@@ -45,7 +45,8 @@ BatchOpt = Annotated[
 
 
 def _round_list(values: NDArray[np.floating], digits: int) -> list[Any]:
-    return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
+    rounded: list[Any] = np.round(np.asarray(values, dtype=np.float64), digits).tolist()
+    return rounded
 
 
 def embedding_json(vector: NDArray[np.float32]) -> list[float]:
@@ -377,7 +378,10 @@ def compare_images(engine: Any, source_a: str, source_b: str, threshold: float) 
             result["error"] = {**face.to_dict(), "image": key}
             return result
         result["faces"][key] = face_json(face, with_embedding=False)
-    cos = cosine(faces[0].embedding, faces[1].embedding)  # type: ignore[union-attr]
+    first, second = (face for face in faces if isinstance(face, Face))
+    if first.embedding is None or second.embedding is None:  # embed=True: never; says why
+        raise FacepipeError(ErrorCode.INTERNAL, "a compared face has no embedding")
+    cos = cosine(first.embedding, second.embedding)
     similarity = float(
         confidence_from_cosine(cos, engine.model_id, engine.settings.calibration_dir)
     )

@@ -17,6 +17,7 @@ from rich.table import Table
 from pipeline.cli.app import app
 from pipeline.config import get_settings
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.jobs.dispatch import Dispatcher, TaskName
 
 index_app = typer.Typer(help="FAISS index snapshots.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
@@ -35,6 +36,12 @@ def _db() -> Any:
     from pipeline.jobs.runtime import get_runtime
 
     return get_runtime().db
+
+
+def _dispatcher() -> Dispatcher:
+    from pipeline.jobs.runtime import get_runtime
+
+    return get_runtime().dispatcher
 
 
 def _fail(exc: FacepipeError) -> typer.Exit:
@@ -83,18 +90,14 @@ def reindex(
             _out(data, as_json, f"snapshot {rec.snapshot_id}: {rec.count} faces, {rec.kind}, "
                  f"{rec.build_seconds:.2f} s -> {rec.location}")
             return
-        from workers.index_tasks import reindex_task
-
-        sent = reindex_task.apply_async(
-            kwargs={"group": group, "all_faces": all_faces, "model_id": model, "kind": kind}
+        sent = _dispatcher().send(
+            TaskName.REINDEX,
+            {"group": group, "all_faces": all_faces, "model_id": model, "kind": kind},
         )
         if not wait:
             _out({"task_id": sent.id}, as_json, f"reindex task {sent.id} sent to queue index")
             return
-        result = sent.get(timeout=None)
-        if isinstance(result, dict) and "error" in result:
-            err_console.print(f"[red]error[/red] {result['error']}")
-            raise typer.Exit(1)
+        result = sent.result()  # a failed task raises its FacepipeError here
         _out(result, as_json, json.dumps(result, indent=1, default=str))
     except FacepipeError as exc:
         raise _fail(exc) from exc
@@ -152,9 +155,7 @@ def identify_batch_cmd(
                  f"matched, engine {result.plan.engine.value} ({result.plan.reason}), "
                  f"{result.seconds:.2f} s" + (f", exported to {export}" if export else ""))
             return
-        from workers.index_tasks import identify_batch_task
-
-        identify_batch_task.apply_async(kwargs={
+        _dispatcher().send(TaskName.IDENTIFY_BATCH, {
             "groups": group, "job": job, "since": since, "sources": source, "top_n": top,
             "export": export, "run_job_id": run_id, "engine": engine,
         })
@@ -181,7 +182,7 @@ def _resolve_job(db: Any, job: str) -> str:
 
     A value naming no job is kept as given: observed faces may carry another run label.
     """
-    from pipeline.jobs.store import find_job_by_prefix
+    from pipeline.store.jobs import find_job_by_prefix
 
     with db.connection() as conn:
         try:
@@ -193,7 +194,7 @@ def _resolve_job(db: Any, job: str) -> str:
 
 
 def _wait_job(db: Any, job_id: str) -> dict[str, Any]:
-    from pipeline.jobs.store import wait_for_job
+    from pipeline.store.jobs import wait_for_job
 
     job = wait_for_job(db, job_id)
     return {"job_id": job_id, "status": job.status.value, "probes": job.n_items,
@@ -207,7 +208,7 @@ def index_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List index snapshots, newest first per scope."""
-    from pipeline.index.reindex import list_snapshots
+    from pipeline.store.snapshots import list_snapshots
 
     try:
         with _db().connection() as conn:

@@ -1,12 +1,13 @@
-"""Pipeline commands: ``facepipe worker``, ``beat``, ``enroll``, ``reidentify``, ``jobs ...``,
-``s3-listen`` and ``demo``."""
+"""Pipeline commands: ``facepipe enroll``, ``reidentify``, ``jobs ...`` and ``s3-listen``.
+
+``worker``, ``beat`` and ``demo`` run Celery processes: ``workers.cli`` adds them (an entry point
+of ``facepipe.commands``), so nothing here imports the queue's implementation."""
 
 from __future__ import annotations
 
 import json
 import signal
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -45,7 +46,7 @@ def _runtime() -> Any:
 
 
 def _get_job(job_id: str) -> Job:
-    from pipeline.jobs import store
+    from pipeline.store import jobs as store
 
     with _runtime().db.connection() as conn:
         return store.find_job_by_prefix(conn, job_id)
@@ -97,35 +98,6 @@ def _print_reid_summary(job: Job) -> None:
 
 
 @app.command()
-def worker(
-    queues: Annotated[
-        str, typer.Option("--queues", "-Q", help="Comma-separated queues to consume.")
-    ] = "ingest,infer,index,search",
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 1,
-    pool: Annotated[
-        str, typer.Option("--pool", "-P", help="prefork, solo or threads.")
-    ] = "prefork",
-    loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO",
-) -> None:
-    """Run a Celery worker (models load once per worker process)."""
-    from workers.app import app as celery_app
-
-    celery_app.worker_main(
-        ["worker", "-Q", queues, "-c", str(concurrency), "-P", pool, "-l", loglevel]
-    )
-
-
-@app.command()
-def beat(loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO") -> None:
-    """Run Celery beat (nightly re-identification, periodic reindex, clean-up)."""
-    from workers.app import app as celery_app
-
-    home = Path(get_settings().home)
-    home.mkdir(parents=True, exist_ok=True)
-    celery_app.start(["beat", "-l", loglevel, "-s", str(home / "celerybeat-schedule")])
-
-
-@app.command()
 def enroll(
     source: Annotated[str, typer.Argument(help="Folder, s3://bucket/prefix/, URL list or CSV.")],
     group: GroupOpt,
@@ -137,7 +109,7 @@ def enroll(
     as_json: JsonOpt = False,
 ) -> None:
     """Enrol every face of SRC (person = parent folder, unless the manifest says otherwise)."""
-    from workers.submit import submit_job
+    from pipeline.jobs.submit import submit_job
 
     try:
         job = submit_job(
@@ -182,7 +154,7 @@ def reidentify(
     as_json: JsonOpt = False,
 ) -> None:
     """Identify every face of SRC (or of stored observations) against the groups."""
-    from workers.submit import submit_job
+    from pipeline.jobs.submit import submit_job
 
     groups = group or get_settings().reidentify_groups
     if (source is None) == (since is None):
@@ -219,7 +191,7 @@ def jobs_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Newest jobs with their counts and throughput."""
-    from pipeline.jobs import store
+    from pipeline.store import jobs as store
 
     with _runtime().db.connection() as conn:
         jobs = store.list_jobs(conn, limit=limit, status=JobStatus(status) if status else None)
@@ -245,8 +217,8 @@ def jobs_show(
     as_json: JsonOpt = False,
 ) -> None:
     """A job's counts, errors by code and its items."""
-    from pipeline.jobs import store
     from pipeline.jobs.model import ItemStatus
+    from pipeline.store import jobs as store
 
     try:
         job = _get_job(job_id)
@@ -278,7 +250,7 @@ def jobs_show(
 @jobs_app.command("cancel")
 def jobs_cancel(job_id: str) -> None:
     """Cancel a pending or running job (chunks not started yet skip their items)."""
-    from pipeline.jobs import store
+    from pipeline.store import jobs as store
 
     try:
         job = _get_job(job_id)
@@ -292,7 +264,7 @@ def jobs_cancel(job_id: str) -> None:
 @jobs_app.command("retry")
 def jobs_retry(job_id: str, wait: WaitOpt = False) -> None:
     """Run a finished job's failed items again."""
-    from workers.submit import retry_failed
+    from pipeline.jobs.submit import retry_failed
 
     try:
         job = _get_job(job_id)
@@ -307,7 +279,7 @@ def jobs_retry(job_id: str, wait: WaitOpt = False) -> None:
 @jobs_app.command("resume")
 def jobs_resume(job_id: str, wait: WaitOpt = False) -> None:
     """Re-enqueue a job's unfinished items (after a broker loss); done items are skipped."""
-    from workers.submit import resume_job
+    from pipeline.jobs.submit import resume_job
 
     try:
         job = _get_job(job_id)
@@ -324,23 +296,11 @@ def s3_listen(
     queue_url: Annotated[str, typer.Option("--queue-url", help="SQS queue receiving S3 events.")],
 ) -> None:
     """Long-poll SQS for S3 ObjectCreated events and turn each object into a job item."""
+    from pipeline.jobs.s3_listener import SqsListener
     from pipeline.observability.logging import configure_logging
-    from workers.s3_listener import SqsListener
 
     configure_logging(get_settings())
     listener = SqsListener(queue_url)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: listener.stop())
     listener.run()
-
-
-@app.command()
-def demo(
-    workdir: Annotated[
-        Path | None, typer.Option(help="Where the sample archive goes (default HOME/demo).")
-    ] = None,
-) -> None:
-    """The main job end to end: embedded Postgres, a worker, enrol a sample archive, identify."""
-    from pipeline.jobs.demo import run_demo
-
-    raise typer.Exit(run_demo(console, workdir=workdir))

@@ -1,7 +1,8 @@
 """``facepipe keys create|list|revoke``: the application keys of the HTTP API.
 
 A new key's secret is printed once (with ``--json``: ``{"key_id", "secret", "appid"}``) and then
-only kept hashed and encrypted under FACEPIPE_SECRET_KEY.
+only kept hashed and encrypted under FACEPIPE_SECRET_KEY. ``--groups g1,g2`` limits a key to those
+groups, ``--read-only`` to calls that change nothing.
 """
 
 from __future__ import annotations
@@ -47,27 +48,45 @@ def _transaction(as_json: bool) -> Iterator[object]:
 @keys_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="What the key is for (1-64 characters).")],
+    groups: Annotated[
+        str | None,
+        typer.Option(
+            "--groups",
+            help="Limit the key to these groups (comma-separated): its calls may name, and "
+            "reach through persons and faces, only them. Default: every group.",
+        ),
+    ] = None,
+    read_only: Annotated[
+        bool,
+        typer.Option(
+            "--read-only",
+            help="Only calls that change nothing: detect, compare, verify, identify, reads of "
+            "the library and of jobs.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a key and print its id, secret and appid (the secret is shown only now)."""
-    from pipeline.apikeys import SecretCipher, create_key
+    from pipeline.apikeys import KeyScope, SecretCipher, create_key, parse_scope_groups
 
     with _transaction(as_json) as conn:
+        scope = KeyScope(parse_scope_groups(groups), read_only)
         cipher = SecretCipher(get_settings().secret_key)
-        key = create_key(conn, name, cipher)  # type: ignore[arg-type]
+        key = create_key(conn, name, cipher, scope)  # type: ignore[arg-type]
     if as_json:
         typer.echo(json.dumps(key.to_dict()))
         return
     typer.echo(f"key_id  {key.key_id}")
     typer.echo(f"secret  {key.secret}")
     typer.echo(f"appid   {key.appid}")
+    typer.echo(f"scope   {key.scope.describe()}")
     typer.echo("The secret is not shown again. It is the /v1 Bearer token, the Tencent SecretKey "
                "and the Baidu Secret Key; key_id is the SecretId / API Key.")
 
 
 @keys_app.command("list")
 def list_(as_json: JsonOpt = False) -> None:
-    """Every key (never its secret), oldest first, with when it was revoked."""
+    """Every key (never its secret), oldest first, with when it was revoked and its scope."""
     from pipeline.apikeys import list_keys
 
     with _transaction(as_json) as conn:
@@ -77,7 +96,7 @@ def list_(as_json: JsonOpt = False) -> None:
         return
     for k in keys:
         state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-        typer.echo(f"{k.key_id}  {k.appid}  {state:<24}  {k.name}")
+        typer.echo(f"{k.key_id}  {k.appid}  {state:<24}  {k.scope.describe():<32}  {k.name}")
 
 
 @keys_app.command("revoke")

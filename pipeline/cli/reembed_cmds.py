@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, TaskID
 
 from pipeline.cli.app import app
 from pipeline.config import get_settings
@@ -47,7 +49,6 @@ def reembed(
     New vectors are written beside the old ones; when every face has its new vector the scope
     switches to the new model. Resumable: run it again with --resume JOB.
     """
-    from pipeline.jobs import store as job_store
     from pipeline.jobs.reembed import (
         ReembedParams,
         create_reembed_job,
@@ -56,6 +57,7 @@ def reembed(
         source_model_of,
     )
     from pipeline.jobs.runtime import get_runtime
+    from pipeline.store import jobs as job_store
 
     settings = get_settings()
     try:
@@ -82,9 +84,10 @@ def reembed(
                 result = run_reembed(db, job.id, settings, on_progress=report)
             out = result.to_dict()
         else:
-            from workers.reembed_tasks import reembed_task
+            from pipeline.jobs.dispatch import TaskName
+            from pipeline.jobs.runtime import get_runtime
 
-            reembed_task.apply_async(kwargs={"job_id": job.id})
+            get_runtime().dispatcher.send(TaskName.REEMBED, {"job_id": job.id})
             out = {"job_id": job.id, "submitted": True}
             if wait:
                 from pipeline.jobs.progress import watch_job
@@ -107,13 +110,11 @@ class _progress:
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
-        self.bar = None
-        self.task = None
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> Callable[[int, int], None]:
         if not self.quiet:
-            from rich.progress import Progress
-
             self.bar = Progress(console=err_console)
             self.bar.start()
             self.task = self.bar.add_task("re-embedding", total=None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 import faiss
 import numpy as np
@@ -21,7 +22,7 @@ from pipeline.index.spec import IndexKind, IndexSpec
 
 logger = logging.getLogger(__name__)
 
-_GPU_RESOURCES: faiss.StandardGpuResources | None = None  # type: ignore[name-defined]
+_GPU_RESOURCES: faiss.StandardGpuResources | None = None
 
 
 def gpu_count() -> int:
@@ -30,11 +31,11 @@ def gpu_count() -> int:
     return int(get()) if get is not None else 0
 
 
-def _gpu_resources() -> faiss.StandardGpuResources:  # type: ignore[name-defined]
+def _gpu_resources() -> faiss.StandardGpuResources:
     # One StandardGpuResources per process: it owns scratch memory and CUDA streams.
     global _GPU_RESOURCES
     if _GPU_RESOURCES is None:
-        _GPU_RESOURCES = faiss.StandardGpuResources()  # type: ignore[attr-defined]
+        _GPU_RESOURCES = faiss.StandardGpuResources()
     return _GPU_RESOURCES
 
 
@@ -48,18 +49,18 @@ def to_device(index: faiss.Index, kind: IndexKind, use_gpu: bool | None = None) 
         use_gpu = gpu_count() > 0
     if not use_gpu or not _gpu_supported(kind):
         return index
-    options = faiss.GpuClonerOptions()  # type: ignore[attr-defined]
+    options = faiss.GpuClonerOptions()
     # 64 sub-quantizers x 256 float32 lookup tables exceed a GPU block's shared memory; IVF-PQ
     # is approximate and re-ranked anyway, so its tables go to float16. Exact kinds stay float32.
     options.useFloat16 = kind is IndexKind.IVF_PQ
-    return faiss.index_cpu_to_gpu(_gpu_resources(), 0, index, options)  # type: ignore[attr-defined]
+    return faiss.index_cpu_to_gpu(_gpu_resources(), 0, index, options)
 
 
 def to_cpu(index: faiss.Index) -> faiss.Index:
     """A CPU copy of a GPU index (CPU indexes are returned as they are)."""
     if gpu_count() > 0 and hasattr(faiss, "index_gpu_to_cpu"):
         try:
-            return faiss.index_gpu_to_cpu(index)  # type: ignore[attr-defined]
+            return faiss.index_gpu_to_cpu(index)
         except RuntimeError:
             # index_gpu_to_cpu refuses CPU indexes: nothing to copy.
             return index
@@ -121,7 +122,8 @@ class IndexBuilder:
         faiss.copy_array_to_vector(labels, wrapped.id_map)
         wrapped.construct_rev_map()
         # Keep the inner index alive as long as the wrapper (the wrapper does not own it).
-        wrapped.referenced_objects.append(inner)
+        # (a Python attribute SWIG adds to every wrapper: unknown to faiss's type information)
+        wrapped.referenced_objects.append(inner)  # type: ignore[attr-defined]
         return wrapped
 
 
@@ -144,18 +146,17 @@ class SearchableIndex:
     ) -> SearchableIndex:
         """Prepare a (CPU) ``IndexIDMap2`` for searching."""
         owner = wrapped
-        wrapped = faiss.downcast_index(wrapped)
-        inner = faiss.downcast_index(wrapped.index)
+        # SWIG's downcast gives the concrete class; faiss's type information says only Index
+        id_map = cast(faiss.IndexIDMap2, faiss.downcast_index(wrapped))
+        inner = faiss.downcast_index(id_map.index)
         if nprobe and kind in (IndexKind.IVF_FLAT, IndexKind.IVF_PQ):
             faiss.extract_index_ivf(inner).nprobe = nprobe
-        labels = faiss.vector_to_array(wrapped.id_map).astype(np.int64, copy=False)
+        labels = faiss.vector_to_array(id_map.id_map).astype(np.int64, copy=False)
         on_gpu = (gpu_count() > 0 if use_gpu is None else use_gpu) and _gpu_supported(kind)
         device_index = to_device(inner, kind, on_gpu) if on_gpu else inner
         if on_gpu and nprobe and kind in (IndexKind.IVF_FLAT, IndexKind.IVF_PQ):
-            faiss.GpuParameterSpace().set_index_parameter(  # type: ignore[attr-defined]
-                device_index, "nprobe", nprobe
-            )
-        return cls(kind, wrapped, labels, device_index, on_gpu, owner)
+            faiss.GpuParameterSpace().set_index_parameter(device_index, "nprobe", nprobe)
+        return cls(kind, id_map, labels, device_index, on_gpu, owner)
 
     @property
     def ntotal(self) -> int:

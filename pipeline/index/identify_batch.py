@@ -31,10 +31,11 @@ from psycopg.types.json import Jsonb
 
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError, error_dict
-from pipeline.index.gallery import as_vector
 from pipeline.index.planner import Plan, SearchEngine, plan_identify
 from pipeline.index.search import SearchStats, identify_faiss
+from pipeline.store import observations
 from pipeline.store.db import Database
+from pipeline.store.gallery import as_vector
 from pipeline.store.records import Candidate
 
 logger = logging.getLogger(__name__)
@@ -82,59 +83,26 @@ class IdentifyBatchResult:
         }
 
 
-def _probe_where(job: str | None, since: datetime | None, model_id: str) -> tuple[str, dict]:
-    clauses = ["o.model_id = %(model)s"]
-    params: dict[str, Any] = {"model": model_id}
-    if job is not None:
-        clauses.append("o.job_id = %(job)s")
-        params["job"] = job
-    if since is not None:
-        clauses.append("o.created_at >= %(since)s")
-        params["since"] = since
-    return " AND ".join(clauses), params
-
-
 def probe_model(conn: psycopg.Connection, job: str | None, since: datetime | None) -> str:
     """The model of the selected observed faces (the most common one), or INDEX_NOT_FOUND."""
-    clauses, params = [], {}
-    if job is not None:
-        clauses.append("job_id = %(job)s")
-        params["job"] = job
-    if since is not None:
-        clauses.append("created_at >= %(since)s")
-        params["since"] = since
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    row = conn.execute(
-        f"SELECT model_id FROM observed_faces {where} GROUP BY model_id "
-        "ORDER BY count(*) DESC LIMIT 1",
-        params,
-    ).fetchone()
-    if row is None:
+    model = observations.probes_model(conn, job, since)
+    if model is None:
         raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, "no observed faces match the selection")
-    return str(row[0])
+    return model
 
 
 def count_probes(
     conn: psycopg.Connection, job: str | None, since: datetime | None, model_id: str
 ) -> int:
-    where, params = _probe_where(job, since, model_id)
-    row = conn.execute(f"SELECT count(*) FROM observed_faces o WHERE {where}", params).fetchone()
-    return int(row[0]) if row else 0
+    return observations.count_probes(conn, job, since, model_id)
 
 
 def iter_observed(
     db: Database, job: str | None, since: datetime | None, model_id: str, batch: int
 ) -> Iterator[ProbeBatch]:
     """Selected observed faces in id order, ``batch`` at a time (server-side cursor)."""
-    where, params = _probe_where(job, since, model_id)
-    with db.connection() as conn, conn.cursor(name="facepipe_probes", binary=True) as cur:
-        cur.itersize = batch
-        cur.execute(
-            "SELECT o.observed_id, o.embedding, o.source_uri, o.face_index, o.box "
-            f"FROM observed_faces o WHERE {where} ORDER BY o.observed_id",
-            params,
-        )
-        while rows := cur.fetchmany(batch):
+    with db.connection() as conn:
+        for rows in observations.stream_probes(conn, job, since, model_id, batch):
             yield ProbeBatch(
                 observed_ids=[int(r[0]) for r in rows],
                 vectors=np.stack([as_vector(r[1]) for r in rows]),
@@ -228,8 +196,8 @@ class _Export:
 
 def create_run(db: Database, params: dict[str, Any], job_id: str | None = None) -> str:
     """The ``jobs`` row of a run (created unless ``job_id`` names an existing one)."""
-    from pipeline.jobs import store as job_store
     from pipeline.jobs.model import JobKind
+    from pipeline.store import jobs as job_store
 
     with db.transaction() as conn:
         if job_id is not None:
@@ -239,9 +207,10 @@ def create_run(db: Database, params: dict[str, Any], job_id: str | None = None) 
 
 
 def _set_job(db: Database, job_id: str, **fields: Any) -> None:
-    sets = ", ".join(f"{k} = %({k})s" for k in fields)
+    from pipeline.store import jobs as job_store
+
     with db.transaction() as conn:
-        conn.execute(f"UPDATE jobs SET {sets} WHERE id = %(id)s", {**fields, "id": job_id})
+        job_store.set_job_fields(conn, job_id, **fields)
 
 
 def identify_batch(

@@ -1,6 +1,13 @@
-"""Which engine serves an identify call or job: pgvector or a FAISS snapshot.
+"""How an identify call or job searches: the one home of the search plan.
 
-The decision (:func:`choose_engine`, pure) takes the gallery size of the scope, the number of
+Two pure decisions, the second inside the first:
+
+* :func:`choose_engine`: pgvector or a FAISS snapshot (below);
+* :func:`choose_pgvector_plan`: how pgvector searches the groups: walk the members' faces by
+  index and compare exactly, read the whole faces table exactly, or the HNSW index (see its
+  docstring).
+
+The engine decision (:func:`choose_engine`) takes the gallery size of the scope, the number of
 probes and the snapshot's freshness, and applies, in order:
 
 1. no snapshot of every group searched -> pgvector (a FAISS search needs one);
@@ -30,9 +37,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from pipeline.config import Settings, get_settings
-from pipeline.index import gallery
-from pipeline.index.reindex import newest_snapshot
-from pipeline.index.snapshot import Scope
 from pipeline.store.db import Database
 
 
@@ -106,6 +110,33 @@ def choose_engine(
     return Plan(SearchEngine.FAISS, "large gallery, batch of probes", gallery_size, probes, delta)
 
 
+SCAN_TABLE_SHARE = 0.2
+"""An exact search reads the whole faces table when the groups hold more than this share of
+the gallery, and walks the members' faces by index otherwise (measured crossover between 10%
+and 25% of a 20k gallery: README library section)."""
+
+
+class PgvectorPlan(StrEnum):
+    """How one pgvector identify call searches."""
+
+    EXACT_MEMBERS = "exact-members"
+    EXACT_SCAN = "exact-scan"
+    HNSW = "hnsw"
+
+
+def choose_pgvector_plan(group_faces: int, gallery_faces: int, exact_max: int) -> PgvectorPlan:
+    """The pgvector plan for groups holding about ``group_faces`` of the gallery's
+    ``gallery_faces`` faces: groups above ``exact_max`` faces (``exact_search_max_faces``) use
+    the HNSW index (approximate); smaller ones are compared exactly, by reading the whole
+    table when they hold more than :data:`SCAN_TABLE_SHARE` of the gallery, else by walking
+    their members' faces."""
+    if group_faces > exact_max:
+        return PgvectorPlan.HNSW
+    if group_faces > SCAN_TABLE_SHARE * gallery_faces:
+        return PgvectorPlan.EXACT_SCAN
+    return PgvectorPlan.EXACT_MEMBERS
+
+
 def plan_identify(
     db: Database,
     groups: Sequence[str],
@@ -114,6 +145,11 @@ def plan_identify(
     settings: Settings | None = None,
 ) -> Plan:
     """Measure the scope (faces, snapshots, delta) and choose the engine."""
+    # the snapshot modules load FAISS: only a caller measuring a scope needs them
+    from pipeline.index.snapshot import Scope
+    from pipeline.store import gallery
+    from pipeline.store.snapshots import newest_snapshot
+
     settings = settings or get_settings()
     size = 0
     delta: int | None = 0

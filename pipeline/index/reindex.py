@@ -19,17 +19,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
-import psycopg
-from psycopg.types.json import Jsonb
 
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.index import gallery
 from pipeline.index.faiss_index import IndexBuilder
 from pipeline.index.snapshot import (
     Scope,
@@ -40,103 +35,11 @@ from pipeline.index.snapshot import (
     store_for,
 )
 from pipeline.index.spec import IndexKind, choose_spec
+from pipeline.store import gallery, snapshots
 from pipeline.store.db import Database
+from pipeline.store.snapshots import SnapshotRecord, list_snapshots, newest_snapshot
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SnapshotRecord:
-    """A row of ``index_snapshots``."""
-
-    snapshot_id: str
-    scope: str
-    model_id: str
-    location: str
-    kind: str
-    dim: int
-    count: int
-    max_face_id: int | None
-    watermark: datetime
-    build_seconds: float
-    created_at: datetime
-    meta: dict[str, Any]
-
-    @property
-    def prefix(self) -> str:
-        """The snapshot's key under its store root."""
-        return str(self.meta.get("prefix", ""))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "snapshot_id": self.snapshot_id,
-            "scope": self.scope,
-            "model_id": self.model_id,
-            "location": self.location,
-            "kind": self.kind,
-            "count": self.count,
-            "max_face_id": self.max_face_id,
-            "watermark": self.watermark.isoformat(),
-            "build_seconds": round(self.build_seconds, 3),
-            "created_at": self.created_at.isoformat(),
-            "store": self.meta.get("store"),
-            "nlist": self.meta.get("nlist", 0),
-            "nprobe": self.meta.get("nprobe", 0),
-            "train_size": self.meta.get("train_size", 0),
-            "on_gpu": self.meta.get("on_gpu", False),
-        }
-
-
-_COLUMNS = (
-    "snapshot_id, scope, model_id, location, kind, dim, count, max_face_id, watermark, "
-    "build_seconds, created_at, meta"
-)
-
-
-def _record(row: tuple[Any, ...]) -> SnapshotRecord:
-    return SnapshotRecord(
-        snapshot_id=row[0],
-        scope=row[1],
-        model_id=row[2],
-        location=row[3],
-        kind=row[4],
-        dim=int(row[5]),
-        count=int(row[6]),
-        max_face_id=None if row[7] is None else int(row[7]),
-        watermark=row[8],
-        build_seconds=float(row[9]),
-        created_at=row[10],
-        meta=row[11] or {},
-    )
-
-
-def newest_snapshot(conn: psycopg.Connection, scope: Scope) -> SnapshotRecord | None:
-    """The newest live snapshot of the scope, or None."""
-    row = conn.execute(
-        f"SELECT {_COLUMNS} FROM index_snapshots WHERE scope = %s AND model_id = %s "
-        "AND gc_at IS NULL ORDER BY created_at DESC, snapshot_id DESC LIMIT 1",
-        (scope.key, scope.model_id),
-    ).fetchone()
-    return None if row is None else _record(row)
-
-
-def list_snapshots(
-    conn: psycopg.Connection, scope: Scope | None = None, include_gc: bool = False
-) -> list[SnapshotRecord]:
-    """Snapshots, newest first (of one scope when given)."""
-    clauses, params = [], []
-    if scope is not None:
-        clauses += ["scope = %s", "model_id = %s"]
-        params += [scope.key, scope.model_id]
-    if not include_gc:
-        clauses.append("gc_at IS NULL")
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM index_snapshots {where} "
-        "ORDER BY scope, model_id, created_at DESC, snapshot_id DESC",
-        params,
-    ).fetchall()
-    return [_record(r) for r in rows]
 
 
 def _new_snapshot_id(now: datetime) -> str:
@@ -167,8 +70,7 @@ def reindex(
         # Read before the build's snapshot exists (see gallery.open_transactions_since).
         watermark = gallery.open_transactions_since(conn)
     with db.connection() as conn:
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        snapshot_time = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        snapshot_time = gallery.begin_repeatable_read(conn)
         count = gallery.count_scope(conn, scope)
         dim = gallery.scope_dim(conn, scope)
         if count == 0 or dim is None:
@@ -231,16 +133,12 @@ def reindex(
         "snapshot_time": snapshot_time.isoformat(),
     }
     with db.transaction() as conn:
-        row = conn.execute(
-            "INSERT INTO index_snapshots (snapshot_id, scope, model_id, location, kind, dim, "
-            "count, max_face_id, watermark, build_seconds, meta) VALUES "
-            f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-            (
-                meta.snapshot_id, meta.scope, meta.model_id, location, meta.kind, dim,
-                meta.count, meta.max_face_id, watermark, build_s, Jsonb(extra),
-            ),
-        ).fetchone()
-    record = _record(row)  # type: ignore[arg-type]
+        record = snapshots.insert_snapshot(
+            conn, snapshot_id=meta.snapshot_id, scope=meta.scope, model_id=meta.model_id,
+            location=location, kind=meta.kind, dim=dim, count=meta.count,
+            max_face_id=meta.max_face_id, watermark=watermark, build_seconds=build_s,
+            meta=extra,
+        )
     logger.info(
         "reindexed %s (%s): %d faces, %s, %.2f s (train %.2f, add %.2f, save %.2f) -> %s",
         scope.key, scope.model_id, meta.count, spec.factory_string, build_s, train_s, add_s,
@@ -270,19 +168,14 @@ def collect_garbage(
             target = store_for(settings or get_settings(), rec.meta.get("store"))
         target.delete_prefix(rec.prefix)
         with db.transaction() as conn:
-            conn.execute(
-                "UPDATE index_snapshots SET gc_at = now() WHERE snapshot_id = %s",
-                (rec.snapshot_id,),
-            )
+            snapshots.mark_collected(conn, rec.snapshot_id)
         collected.append(rec.snapshot_id)
     with db.transaction() as conn:
-        oldest = conn.execute(
-            "SELECT min(watermark) FROM index_snapshots WHERE gc_at IS NULL"
-        ).fetchone()
-        if oldest and oldest[0] is not None:
-            pruned = gallery.prune_tombstones(conn, oldest[0])
+        oldest = snapshots.oldest_live_watermark(conn)
+        if oldest is not None:
+            pruned = gallery.prune_tombstones(conn, oldest)
             if pruned:
-                logger.info("pruned %d tombstones older than %s", pruned, oldest[0])
+                logger.info("pruned %d tombstones older than %s", pruned, oldest)
     if collected:
         logger.info("collected %d old snapshots of %s", len(collected), scope.key)
     return collected
@@ -291,27 +184,19 @@ def collect_garbage(
 def default_model(db: Database, group: str | None = None) -> str:
     """The model of most enrolled faces (of the group), for commands given no ``--model``;
     a scope switched by a reembed job uses the model it was switched to."""
-    scope_sql = (
-        "" if group is None
-        else "WHERE person_id IN (SELECT person_id FROM memberships WHERE group_id = %(g)s)"
-    )
     with db.connection() as conn:
         from pipeline.jobs.reembed import active_model
 
         switched = active_model(conn, group)
         if switched is not None:
             return switched
-        row = conn.execute(
-            f"SELECT model_id FROM faces {scope_sql} GROUP BY model_id "
-            "ORDER BY count(*) DESC LIMIT 1",
-            {"g": group},
-        ).fetchone()
-    if row is None:
+        model = gallery.most_common_model(conn, group)
+    if model is None:
         raise FacepipeError(
             ErrorCode.INDEX_NOT_FOUND,
             "no enrolled faces" + ("" if group is None else f" in group {group!r}"),
         )
-    return str(row[0])
+    return model
 
 
 def due_scopes(db: Database, settings: Settings | None = None) -> list[Scope]:
@@ -320,16 +205,9 @@ def due_scopes(db: Database, settings: Settings | None = None) -> list[Scope]:
     (no face added, no tombstone)."""
     settings = settings or get_settings()
     with db.connection() as conn:
-        big = conn.execute(
-            "SELECT m.group_id, f.model_id FROM faces f JOIN memberships m USING (person_id) "
-            "GROUP BY m.group_id, f.model_id HAVING count(*) >= %s",
-            (settings.faiss_min_gallery,),
-        ).fetchall()
-        indexed = conn.execute(
-            "SELECT DISTINCT scope, model_id FROM index_snapshots WHERE gc_at IS NULL"
-        ).fetchall()
+        big = gallery.large_groups(conn, settings.faiss_min_gallery)
         candidates = {Scope(model_id=m, group=g) for g, m in big}
-        candidates |= {Scope.parse(s, m) for s, m in indexed}
+        candidates |= {Scope.parse(s, m) for s, m in snapshots.live_scopes(conn)}
         due: list[Scope] = []
         for scope in sorted(candidates, key=lambda s: (s.key, s.model_id)):
             record = newest_snapshot(conn, scope)
@@ -337,15 +215,6 @@ def due_scopes(db: Database, settings: Settings | None = None) -> list[Scope]:
                 due.append(scope)
                 continue
             # Strictly newer than the snapshot (no margin): an unchanged scope is not rebuilt.
-            where, params = gallery.scope_where(scope)
-            added = conn.execute(
-                f"SELECT EXISTS (SELECT 1 FROM faces f WHERE {where} AND f.face_id > %(seq)s)",
-                {**params, "seq": record.max_face_id or 0},
-            ).fetchone()
-            deleted = conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM index_tombstones WHERE deleted_at > %s)",
-                (record.watermark,),
-            ).fetchone()
-            if (added and added[0]) or (deleted and deleted[0]):
+            if gallery.scope_changed_since(conn, scope, record.max_face_id, record.watermark):
                 due.append(scope)
     return due

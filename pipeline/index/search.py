@@ -27,15 +27,15 @@ from numpy.typing import NDArray
 from pipeline.calibration import calibration_for
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.index import gallery, templates
+from pipeline.index import templates
 from pipeline.index.faiss_index import SearchableIndex, as_matrix
-from pipeline.index.reindex import SnapshotRecord, newest_snapshot
 from pipeline.index.snapshot import Scope, SnapshotStore, load_snapshot, store_for
 from pipeline.index.spec import IndexKind
 from pipeline.observability.metrics import time_identify
-from pipeline.store import repo
+from pipeline.store import gallery, repo
 from pipeline.store.db import Database
 from pipeline.store.records import Candidate
+from pipeline.store.snapshots import SnapshotRecord, newest_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ def identify_faiss(
             # persons found by their nearest faces, ranked by their fused templates
             wide = [best_per_person(h, top_n * templates.CANDIDATE_FACTOR) for h in merged]
             with db.connection() as conn:
-                vectors = templates.persons_vectors(
+                vectors = repo.persons_vectors(
                     conn, sorted({p for r in wide for p, _, _ in r}), model_id
                 )
             ranked = [

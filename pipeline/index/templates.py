@@ -18,10 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import psycopg
 from numpy.typing import NDArray
-
-from pipeline.store.repo import as_array
 
 BEST_FACE = "best-face"
 MEAN = "mean"
@@ -31,7 +28,9 @@ CANDIDATE_FACTOR = 4
 """Persons fetched by their best face for every person returned by the template ranking."""
 
 
-def fused_templates(vectors_by_person: dict[str, NDArray[np.float32]]) -> dict[str, NDArray]:
+def fused_templates(
+    vectors_by_person: dict[str, NDArray[np.float32]],
+) -> dict[str, NDArray[np.float32]]:
     """person -> the unit-length mean of the person's unit face vectors."""
     out: dict[str, NDArray[np.float32]] = {}
     for person, vectors in vectors_by_person.items():
@@ -59,19 +58,3 @@ def rank_by_template(
     ]
     scored.sort(key=lambda t: (-t[2], t[0]))
     return scored[:top_n]
-
-
-def persons_vectors(
-    conn: psycopg.Connection, person_ids: Sequence[str], model_id: str
-) -> dict[str, NDArray[np.float32]]:
-    """person -> (n, dim) vectors of the person's faces made by ``model_id``."""
-    if not person_ids:
-        return {}
-    rows = conn.execute(
-        "SELECT person_id, embedding FROM faces WHERE person_id = ANY(%s) AND model_id = %s",
-        (list(person_ids), model_id),
-    ).fetchall()
-    grouped: dict[str, list[NDArray[np.float32]]] = {}
-    for person, embedding in rows:
-        grouped.setdefault(person, []).append(as_array(embedding))
-    return {p: np.stack(v) for p, v in grouped.items()}

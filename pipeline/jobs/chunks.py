@@ -1,5 +1,8 @@
 """Processing one chunk of a job: claim, analyse batched, write everything in one transaction.
 
+What a job kind does in the analyse and write steps lives in :mod:`pipeline.jobs.kinds`; this
+module only orchestrates claim -> analyse -> write -> outcomes.
+
 Exactly-once effects on at-least-once delivery:
 
 1. *claim* (short transaction): the chunk's unfinished items become ``running`` with
@@ -20,20 +23,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 
-from pipeline.errors import ErrorCode, FacepipeError, error_dict
-from pipeline.jobs import store
+from pipeline.errors import FacepipeError
+from pipeline.jobs.kinds import steps_for
+from pipeline.jobs.kinds.outcomes import interrupted, retry_later
 from pipeline.jobs.lease import LeaseKeeper, new_owner
-from pipeline.jobs.model import ChunkResult, Item, ItemOutcome, ItemStatus, Job, JobKind
+from pipeline.jobs.model import ChunkResult, Item, ItemStatus, Job
 from pipeline.jobs.runtime import Runtime
 from pipeline.observability.metrics import record_chunk
-from pipeline.types import DetectMode
+from pipeline.store import jobs as store
 
 log = logging.getLogger(__name__)
-
-OBSERVED_PREFIX = "observed:"
-"""Item URI of a stored observed face (re-identification of faces already seen)."""
 
 
 def process_chunk(rt: Runtime, job_id: str, seq_lo: int, seq_hi: int) -> ChunkResult:
@@ -101,19 +101,19 @@ def _run_claimed(
     exhausted = [it for it in items if it.attempts > limit]
     items = [it for it in items if it.attempts <= limit]
 
+    steps = steps_for(job.kind)
     t1 = time.perf_counter()
-    from pipeline.jobs import kinds  # the engine and library are only needed past this point
-
-    prepared = kinds.analyse(rt, job, items)
+    prepared = steps.analyse(rt, job, items)
     timings["analyse"] = _ms(t1)
 
     t2 = time.perf_counter()
     with rt.db.transaction() as conn:
         locked = store.lock_unfinished(conn, [it.id for it in items + exhausted], owner)
         todo = [it for it in items if it.id in locked]
-        outcomes = kinds.write(rt, conn, job, todo, prepared) if todo else []
-        outcomes = [_maybe_retry_later(o, it, rt) for o, it in zip(outcomes, todo, strict=True)]
-        outcomes += [_interrupted(it) for it in exhausted if it.id in locked]
+        by_id = steps.write(rt, conn, job, todo, prepared) if todo else {}
+        max_attempts = rt.settings.item_max_attempts
+        outcomes = [retry_later(by_id[it.id], it, max_attempts) for it in todo]
+        outcomes += [interrupted(it) for it in exhausted if it.id in locked]
         finished = store.write_outcomes(conn, job_id, outcomes)
     timings["write"] = _ms(t2)
     timings["total"] = _ms(t0)
@@ -134,69 +134,6 @@ def _run_claimed(
         ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items()),
     )
     return result
-
-
-def _maybe_retry_later(outcome: ItemOutcome, item: Item, rt: Runtime) -> ItemOutcome:
-    """A transient item error goes back to pending until its attempts run out."""
-    if outcome.status != ItemStatus.FAILED or outcome.error is None:
-        return outcome
-    if not outcome.error.get("retryable"):
-        return _strip_retryable(outcome)
-    if item.attempts < rt.settings.item_max_attempts:
-        return ItemOutcome(item.id, ItemStatus.PENDING, error=_strip(outcome.error))
-    return _strip_retryable(outcome)
-
-
-def _interrupted(item: Item) -> ItemOutcome:
-    err = FacepipeError(
-        ErrorCode.INTERNAL,
-        f"processing {item.uri} was interrupted {item.attempts - 1} times (the worker died); "
-        "giving up on this item",
-    )
-    return ItemOutcome(item.id, ItemStatus.FAILED, error=err.to_dict())
-
-
-def _strip(error: dict[str, object]) -> dict[str, object]:
-    return {k: v for k, v in error.items() if k != "retryable"}
-
-
-def _strip_retryable(outcome: ItemOutcome) -> ItemOutcome:
-    if outcome.error is None:
-        return outcome
-    return ItemOutcome(
-        outcome.item_id,
-        outcome.status,
-        error=_strip(outcome.error),
-        content_sha256=outcome.content_sha256,
-        n_faces=outcome.n_faces,
-        face_ids=outcome.face_ids,
-        observed_ids=outcome.observed_ids,
-        result=outcome.result,
-    )
-
-
-def failed(item: Item, exc: BaseException, content_sha256: str | None = None) -> ItemOutcome:
-    """A failed outcome carrying the catalogue error (and whether it is worth retrying)."""
-    err = error_dict(exc)
-    err["retryable"] = isinstance(exc, FacepipeError) and exc.retryable
-    return ItemOutcome(item.id, ItemStatus.FAILED, error=err, content_sha256=content_sha256)
-
-
-def detect_mode(kind: JobKind) -> DetectMode:
-    """Enrolment keeps the largest face of each image; other kinds keep every face."""
-    return DetectMode.LARGEST if kind == JobKind.ENROLL else DetectMode.ALL
-
-
-def require_face_error(source: str) -> FacepipeError:
-    return FacepipeError(ErrorCode.NO_FACE, f"no face was detected in {source}", source=source)
-
-
-def job_groups(job: Job, item: Item) -> tuple[str, ...]:
-    """The groups an item works with: its own (manifest) or the job's."""
-    if item.groups:
-        return item.groups
-    groups: Sequence[str] = job.params.get("groups") or []
-    return tuple(groups)
 
 
 def _ms(start: float) -> float:

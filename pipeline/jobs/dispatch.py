@@ -4,13 +4,26 @@
 :class:`Dispatcher`, which ``workers.dispatch`` implements with Celery's ``send_task`` by name.
 The task names are defined here, once: they are the contract between the two sides (the beat
 schedule and the worker's task registry use these constants too).
+
+Which implementation serves a process is configuration (``FACEPIPE_DISPATCHER``, default
+``celery``), found among the installed ``facepipe.dispatchers`` entry points: the dependency
+points from ``workers/`` to ``pipeline/``, never back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pipeline.errors import ErrorCode, FacepipeError
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
+
+DISPATCHER_ENTRY_POINTS = "facepipe.dispatchers"
 
 
 class TaskName(StrEnum):
@@ -41,8 +54,22 @@ class BrokerState:
     lost: bool
 
 
+class SentTask(Protocol):
+    """A task handed to the queues, whose result can be waited for."""
+
+    @property
+    def id(self) -> str:
+        """The task's id."""
+
+    def result(self, timeout_s: float | None = None) -> dict[str, Any]:
+        """Wait for the task's result; a task that failed raises its FacepipeError here."""
+
+
 class Dispatcher(Protocol):
     """Sends facepipe's work to the queues."""
+
+    def send(self, name: TaskName, kwargs: Mapping[str, Any]) -> SentTask:
+        """Send one task by name with keyword arguments (reindex, identify-batch, reembed)."""
 
     def send_listing(self, job_id: str, token: str | None = None, next_seq: int = 0) -> None:
         """List (the rest of) a job's source, from ``token`` / ``next_seq``."""
@@ -64,3 +91,17 @@ class Dispatcher(Protocol):
 
     def broker_state_handled(self) -> None:
         """Everything a lost broker needed is re-sent: stop reporting the loss."""
+
+
+def load_dispatcher(settings: Settings) -> Dispatcher:
+    """The dispatcher named by ``settings.dispatcher``, from the installed entry points."""
+    found = entry_points(group=DISPATCHER_ENTRY_POINTS, name=settings.dispatcher)
+    if not found:
+        known = sorted(ep.name for ep in entry_points(group=DISPATCHER_ENTRY_POINTS))
+        raise FacepipeError(
+            ErrorCode.BROKER_UNAVAILABLE,
+            f"no dispatcher {settings.dispatcher!r} is installed (installed: {known or 'none'}); "
+            "install facepipe with its workers package, or set FACEPIPE_DISPATCHER",
+        )
+    factory: Callable[[Settings], Dispatcher] = next(iter(found)).load()
+    return factory(settings)

@@ -27,39 +27,24 @@ from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.jobs.aws import s3_client
 from pipeline.jobs.exportdest import export_root, parse_export_destination, resolve_inside
 from pipeline.jobs.runtime import Runtime
-from pipeline.jobs.store import get_job
+from pipeline.store.jobs import get_job
+from pipeline.store.observations import job_match_rows
 
 log = logging.getLogger(__name__)
-
-_QUERY = """
-SELECT o.observed_id, o.source_uri, o.face_index, o.box, o.quality_score,
-       coalesce(json_agg(json_build_object(
-           'rank', m.rank, 'person_id', m.person_id, 'face_id', m.face_id,
-           'confidence', round(m.confidence::numeric, 2), 'score', round(m.score::numeric, 4))
-           ORDER BY m.rank) FILTER (WHERE m.rank IS NOT NULL), '[]')
-FROM (SELECT DISTINCT unnest(observed_ids)::bigint AS observed_id
-      FROM job_items WHERE job_id = %(job)s::uuid) AS ids
-JOIN observed_faces o USING (observed_id)
-LEFT JOIN matches m ON m.observed_id = o.observed_id AND m.job_id = %(job)s::text
-GROUP BY o.observed_id
-ORDER BY o.source_uri, o.face_index
-"""
 
 
 def iter_job_matches(conn: Connection, job_id: str) -> Iterator[dict[str, Any]]:
     """The export's records, streamed with a server-side cursor."""
-    with conn.cursor(name=f"export_{job_id.replace('-', '')}") as cur:
-        cur.execute(_QUERY, {"job": job_id})
-        for observed_id, source, face_index, box, quality, matches in cur:
-            yield {
-                "job_id": job_id,
-                "source": source,
-                "observed_id": observed_id,
-                "face_index": face_index,
-                "box": [round(float(v), 1) for v in box],
-                "quality": round(float(quality), 2),
-                "matches": matches,
-            }
+    for observed_id, source, face_index, box, quality, matches in job_match_rows(conn, job_id):
+        yield {
+            "job_id": job_id,
+            "source": source,
+            "observed_id": observed_id,
+            "face_index": face_index,
+            "box": [round(float(v), 1) for v in box],
+            "quality": round(float(quality), 2),
+            "matches": matches,
+        }
 
 
 def export_matches(rt: Runtime, job_id: str, dest: str) -> int:

@@ -1,7 +1,8 @@
 """A run's hold on its work: renewed in the background while the run works.
 
 Two kinds of hold: a chunk run holds its items (``job_items.lease_*``), and a job run as one
-long task (a reembed) holds the job row itself (``jobs.lease_*``, :func:`claim_job_lease`).
+long task (a reembed) holds the job row itself (``jobs.lease_*``,
+:func:`pipeline.store.jobs.claim_job_lease`).
 
 The lease is what tells a dead worker from a slow one. A run renews its items' leases every
 third of ``lease_s``; when the process dies (kill -9, out of memory, a lost machine) the
@@ -20,7 +21,7 @@ from types import TracebackType
 
 from psycopg import Connection
 
-from pipeline.jobs import store
+from pipeline.store import jobs as store
 from pipeline.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -35,39 +36,9 @@ Renew = Callable[[Connection, str, float], int]
 """Extends ``owner``'s leases by ``lease_s`` seconds; how many it still holds."""
 
 
-def claim_job_lease(conn: Connection, job_id: str, owner: str, lease_s: float) -> bool:
-    """Take the job's lease for ``owner`` unless a live run holds it; whether it was taken."""
-    row = conn.execute(
-        "UPDATE jobs SET lease_owner = %s, lease_until = now() + make_interval(secs => %s) "
-        "WHERE id = %s AND (lease_owner IS NULL OR lease_owner = %s OR lease_until IS NULL "
-        "OR lease_until < now()) RETURNING id",
-        (owner, lease_s, job_id, owner),
-    ).fetchone()
-    return row is not None
-
-
-def renew_job_lease(conn: Connection, owner: str, lease_s: float) -> int:
-    """Extend the lease of the job ``owner`` holds (a :data:`Renew`); 0 when it lost it."""
-    cur = conn.execute(
-        "UPDATE jobs SET lease_until = now() + make_interval(secs => %s) "
-        "WHERE lease_owner = %s AND status = 'running'",
-        (lease_s, owner),
-    )
-    return cur.rowcount
-
-
-def release_job_lease(conn: Connection, job_id: str, owner: str) -> None:
-    """Give the job's lease back (the run ended, or failed with an error it reported)."""
-    conn.execute(
-        "UPDATE jobs SET lease_owner = NULL, lease_until = NULL "
-        "WHERE id = %s AND lease_owner = %s",
-        (job_id, owner),
-    )
-
-
 class LeaseKeeper:
     """Context manager renewing ``owner``'s leases every ``lease_s / 3`` until it exits
-    (item leases by default; ``renew=renew_job_lease`` for a job's own lease).
+    (item leases by default; ``renew=store.renew_job_lease`` for a job's own lease).
 
     A failed renewal (the database is away) is logged and tried again at the next tick: if the
     outage outlasts the lease, the watchdog re-sends the items once the database is back, and

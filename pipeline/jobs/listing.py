@@ -20,9 +20,7 @@ from itertools import islice
 from pathlib import Path
 
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs import store
-from pipeline.jobs.chunks import OBSERVED_PREFIX
-from pipeline.jobs.model import ItemSpec, Job
+from pipeline.jobs.model import OBSERVED_PREFIX, ItemSpec, Job
 from pipeline.jobs.producers import (
     SourceType,
     apply_override,
@@ -35,6 +33,8 @@ from pipeline.jobs.producers import (
 )
 from pipeline.jobs.runtime import Runtime
 from pipeline.sources.location import LocalLocation, S3Location, parse_location
+from pipeline.store import jobs as store
+from pipeline.store import repo
 
 log = logging.getLogger(__name__)
 
@@ -183,12 +183,7 @@ def _list_observed(
     after = int(token) if token else 0
     page_size = 10_000
     with rt.db.connection() as conn:
-        rows = conn.execute(
-            "SELECT observed_id FROM observed_faces WHERE created_at >= %s AND observed_id > %s "
-            "ORDER BY observed_id LIMIT %s",
-            (since, after, page_size),
-        ).fetchall()
-    ids = [r[0] for r in rows]
+        ids = repo.observed_ids_since(conn, since, after, page_size)
     specs = [ItemSpec(uri=f"{OBSERVED_PREFIX}{i}") for i in ids]
     listed = _add_pages(rt, job.id, specs, first_seq, chunk, on_chunk)
     next_token = str(ids[-1]) if len(ids) == page_size else None

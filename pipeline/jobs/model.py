@@ -64,9 +64,14 @@ class ItemSpec:
     groups: tuple[str, ...] | None = None
 
 
+OBSERVED_PREFIX = "observed:"
+"""Item URI of a stored observed face (re-identification of faces already seen)."""
+
+
 @dataclass(frozen=True)
 class Item:
-    """A job item as stored."""
+    """A job item as stored (its ``uri`` an image source, or ``observed:<id>`` for an observed
+    face stored earlier: :data:`OBSERVED_PREFIX`)."""
 
     id: int
     job_id: str
@@ -84,6 +89,16 @@ class Item:
     face_ids: tuple[str, ...] = ()
     observed_ids: tuple[str, ...] = ()
     result: dict[str, Any] | None = None
+
+    @property
+    def observed_id(self) -> int | None:
+        """The observed face an ``observed:<id>`` item names (None: an image item)."""
+        if not self.uri.startswith(OBSERVED_PREFIX):
+            return None
+        try:
+            return int(self.uri[len(OBSERVED_PREFIX) :])
+        except ValueError:
+            return None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -9,10 +9,10 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from pipeline.jobs import store
 from pipeline.jobs.model import Job
 from pipeline.jobs.runtime import get_runtime
 from pipeline.jobs.watchdog import describe_stall
+from pipeline.store import jobs as store
 
 
 def watch_job(

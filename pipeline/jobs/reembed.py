@@ -13,7 +13,7 @@ runs :func:`run_reembed`:
 3. progress is the job row's ``n_done`` / ``n_items``; a killed run is resumed by running the
    job again (``facepipe reembed --resume JOB``, or the task re-sent): faces that already
    have their twin are skipped, and inserts are idempotent on the faces key. A run holds the
-   job's lease (:func:`pipeline.jobs.lease.claim_job_lease`) and renews it while it works; when
+   job's lease (:func:`pipeline.store.jobs.claim_job_lease`) and renews it while it works; when
    its process dies the renewals stop, and the watchdog re-sends the task once the lease has
    run out (:mod:`pipeline.jobs.watchdog`), so a killed reembed resumes on its own. A second
    delivery while a live run holds the lease does nothing;
@@ -41,15 +41,9 @@ from psycopg import Connection
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs import store as job_store
-from pipeline.jobs.lease import (
-    LeaseKeeper,
-    claim_job_lease,
-    new_owner,
-    release_job_lease,
-    renew_job_lease,
-)
+from pipeline.jobs.lease import LeaseKeeper, new_owner
 from pipeline.jobs.model import Job, JobKind
+from pipeline.store import jobs as job_store
 from pipeline.store.crops import decode_crop
 from pipeline.store.db import Database
 
@@ -315,7 +309,7 @@ def run_reembed(
                 ErrorCode.JOB_STATE, f"job {job_id} is already {job.status.value}", job_id=job_id
             )
         params = ReembedParams.from_dict(job.params)
-        if not claim_job_lease(conn, job_id, owner, settings.lease_s):
+        if not job_store.claim_job_lease(conn, job_id, owner, settings.lease_s):
             log.info("reembed %s: a live run holds the job; this delivery does nothing", job_id)
             return ReembedResult(job_id, 0, job.n_items, job.n_done, 0, False, 0.0, True)
         total, done, _ = count_scope(conn, params)
@@ -326,7 +320,7 @@ def run_reembed(
             (total, done, job_id),
         )
     try:
-        with LeaseKeeper(db, owner, settings.lease_s, renew=renew_job_lease):
+        with LeaseKeeper(db, owner, settings.lease_s, renew=job_store.renew_job_lease):
             return _run(db, job_id, params, settings, recognizer, on_progress, done, total,
                         started)
     except FacepipeError as exc:
@@ -336,7 +330,7 @@ def run_reembed(
     finally:
         try:
             with db.transaction() as conn:
-                release_job_lease(conn, job_id, owner)
+                job_store.release_job_lease(conn, job_id, owner)
         except Exception as exc:  # the lease then runs out on its own
             log.warning("releasing the lease of reembed %s failed: %s", job_id, exc)
 

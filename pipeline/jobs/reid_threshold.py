@@ -91,12 +91,7 @@ def gallery_comparisons(
 
     if settings.identify_person_template != MEAN:
         return repo.count_group_faces(conn, groups, model_id, GALLERY_COUNT_CAP)
-    row = conn.execute(
-        "SELECT count(DISTINCT f.person_id) FROM faces f WHERE f.model_id = %s AND f.person_id"
-        " IN (SELECT m.person_id FROM memberships m WHERE m.group_id = ANY(%s))",
-        (model_id, groups),
-    ).fetchone()
-    return int(row[0]) if row else 0
+    return repo.count_group_persons(conn, groups, model_id)
 
 
 def reidentify_summary(
@@ -108,12 +103,9 @@ def reidentify_summary(
     groups = list(params.get("groups") or [])
     size = gallery_comparisons(conn, groups, model_id, settings) if groups else 0
     threshold = job_threshold(params, size, settings)
-    row = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE confidence >= %s) FROM matches"
-        " WHERE job_id = %s AND rank = 1",
-        (threshold.confidence, job_id),
-    ).fetchone()
-    searched, matched = (int(row[0]), int(row[1])) if row else (0, 0)
+    from pipeline.store.observations import count_best_matches
+
+    searched, matched = count_best_matches(conn, job_id, threshold.confidence)
     expected = expected_false_matches(threshold.confidence, size, searched)
     return {
         "threshold": threshold.to_dict(),

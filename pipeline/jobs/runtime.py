@@ -10,32 +10,36 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipeline.config import Settings, get_settings
 
 if TYPE_CHECKING:
+    from pipeline.engine import FaceEngine
+    from pipeline.jobs.dispatch import Dispatcher
+    from pipeline.library import FaceLibrary
     from pipeline.store.db import Database
 
 log = logging.getLogger(__name__)
 
 
 class Runtime:
-    """Settings plus lazily created database, engine and library for this process."""
+    """Settings plus lazily created database, engine, library and dispatcher for this process."""
 
     def __init__(
         self,
         settings: Settings | None = None,
         *,
         db: Database | None = None,
-        engine: Any = None,
+        engine: FaceEngine | None = None,
     ) -> None:
         """Use the given database / engine (already built) or build them on first use."""
         self.settings = settings or get_settings()
         self._lock = threading.Lock()
         self._db: Database | None = db
-        self._engine: Any = engine
-        self._library: Any = None
+        self._engine: FaceEngine | None = engine
+        self._library: FaceLibrary | None = None
+        self._dispatcher: Dispatcher | None = None
 
     @property
     def db(self) -> Database:
@@ -47,7 +51,7 @@ class Runtime:
             return self._db
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> FaceEngine:
         """The :class:`pipeline.engine.FaceEngine` (models loaded on first use)."""
         with self._lock:
             if self._engine is None:
@@ -58,7 +62,7 @@ class Runtime:
             return self._engine
 
     @property
-    def library(self) -> Any:
+    def library(self) -> FaceLibrary:
         """The :class:`pipeline.library.FaceLibrary` over this runtime's db and engine."""
         db = self.db
         engine = self.engine
@@ -68,6 +72,16 @@ class Runtime:
 
                 self._library = FaceLibrary(db, engine, self.settings)
             return self._library
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """How this process sends work to the queues (``FACEPIPE_DISPATCHER``)."""
+        with self._lock:
+            if self._dispatcher is None:
+                from pipeline.jobs.dispatch import load_dispatcher
+
+                self._dispatcher = load_dispatcher(self.settings)
+            return self._dispatcher
 
     def close(self) -> None:
         with self._lock:

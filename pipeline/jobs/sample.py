@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pipeline.models.pack import vectron_model_dir
+from pipeline.ops.cvtypes import u8
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def _crop(pixels: NDArray[np.uint8], box: tuple[float, float, float, float]) -> 
     crop = pixels[top:bottom, left:right]
     scale = MIN_SIDE / max(1, min(crop.shape[:2]))
     if scale > 1:
-        crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        crop = u8(cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC))
     return np.ascontiguousarray(crop)
 
 
@@ -64,9 +65,9 @@ def variants(crop: NDArray[np.uint8]) -> dict[str, NDArray[np.uint8]]:
     noisy = crop.astype(np.float32) + rng.normal(0.0, 25.0, crop.shape)
     return {
         "a": crop.copy(),
-        "b_lowres": cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR),
+        "b_lowres": u8(cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)),
         "c_noise": np.clip(noisy, 0, 255).astype(np.uint8),
-        "d_jpeg": cv2.imdecode(jpeg, cv2.IMREAD_COLOR) if ok else crop.copy(),
+        "d_jpeg": u8(cv2.imdecode(jpeg, cv2.IMREAD_COLOR)) if ok else crop.copy(),
         "e_mirror": np.ascontiguousarray(crop[:, ::-1]),
     }
 

@@ -1,6 +1,7 @@
 """Submitting work: create the job row, then hand its listing (or its chunks) to the queues.
 
-Celery-free: the queues are reached through a :class:`~pipeline.jobs.dispatch.Dispatcher`.
+Celery-free: the queues are reached through a :class:`~pipeline.jobs.dispatch.Dispatcher`
+(the runtime's, loaded by name from the installed implementations, unless one is given).
 Every caller-given location is parsed once here, under the trust of who submits
 (:class:`~pipeline.jobs.model.Origin`): a job that comes in over HTTP can only name remote
 sources, and its export goes to s3:// or under the export folder.
@@ -19,24 +20,24 @@ from typing import Any
 from psycopg import Connection
 
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs import store
 from pipeline.jobs.dispatch import Dispatcher
 from pipeline.jobs.exportdest import parse_export_destination
 from pipeline.jobs.model import ItemSpec, Job, JobKind, Origin
 from pipeline.jobs.producers import source_type
 from pipeline.jobs.reid_threshold import reid_params
-from pipeline.jobs.runtime import Runtime
+from pipeline.jobs.runtime import Runtime, get_runtime
 from pipeline.sources.location import parse_location
+from pipeline.store import jobs as store
 
 log = logging.getLogger(__name__)
 
 
 def submit_job(
-    rt: Runtime,
-    dispatcher: Dispatcher,
     kind: JobKind,
     source: str | None,
     *,
+    rt: Runtime | None = None,
+    dispatcher: Dispatcher | None = None,
     groups: Sequence[str] = (),
     manifest: str | None = None,
     export: str | None = None,
@@ -56,6 +57,8 @@ def submit_job(
     A re-identification takes a match threshold or a target false-match rate
     (:mod:`pipeline.jobs.reid_threshold`).
     """
+    rt = rt or get_runtime()
+    send_to = dispatcher or rt.dispatcher
     trust = origin.trust
     params: dict[str, Any] = {"groups": list(groups)}
     if source is not None:
@@ -85,7 +88,7 @@ def submit_job(
 
     return _create_and_send(
         rt, kind, params, idempotency_key, origin, check,
-        lambda job: dispatcher.send_listing(job.id),
+        lambda job: send_to.send_listing(job.id),
     )
 
 
@@ -131,8 +134,6 @@ def _require_a_group(conn: Connection, groups: Sequence[str]) -> None:
 
 
 def submit_items(
-    rt: Runtime,
-    dispatcher: Dispatcher,
     kind: JobKind,
     specs: Sequence[ItemSpec],
     *,
@@ -140,12 +141,16 @@ def submit_items(
     idempotency_key: str,
     params: dict[str, Any] | None = None,
     origin: Origin = Origin.S3_EVENT,
+    rt: Runtime | None = None,
+    dispatcher: Dispatcher | None = None,
 ) -> Job:
     """Create a job with these items already listed and enqueue its chunks.
 
     Idempotent on ``idempotency_key``: a repeated call (e.g. a redelivered SQS message) finds
     the job and re-enqueues only its unfinished items, which is harmless.
     """
+    rt = rt or get_runtime()
+    dispatcher = dispatcher or rt.dispatcher
     job_params = {"groups": list(groups), **(params or {})}
     with rt.db.transaction() as conn:
         job, created = store.create_job(
@@ -166,12 +171,16 @@ def submit_items(
     return job
 
 
-def resume_job(rt: Runtime, dispatcher: Dispatcher, job_id: str) -> int:
+def resume_job(
+    job_id: str, *, rt: Runtime | None = None, dispatcher: Dispatcher | None = None
+) -> int:
     """Re-enqueue a job's unfinished items (and its listing if it never finished).
 
     Returns the number of chunks sent. Safe at any time: done items and items held by a live
     run are skipped. The watchdog does this on its own; the command is for the impatient.
     """
+    rt = rt or get_runtime()
+    dispatcher = dispatcher or rt.dispatcher
     with rt.db.connection() as conn:
         job = store.get_job(conn, job_id)
         seqs = store.unfinished_seqs(conn, job.id)
@@ -183,8 +192,12 @@ def resume_job(rt: Runtime, dispatcher: Dispatcher, job_id: str) -> int:
     return len(ranges)
 
 
-def retry_failed(rt: Runtime, dispatcher: Dispatcher, job_id: str) -> int:
+def retry_failed(
+    job_id: str, *, rt: Runtime | None = None, dispatcher: Dispatcher | None = None
+) -> int:
     """Put a finished job's failed items back to pending and enqueue them; returns the count."""
+    rt = rt or get_runtime()
+    dispatcher = dispatcher or rt.dispatcher
     with rt.db.transaction() as conn:
         seqs = store.reset_failed_items(conn, job_id)
     for lo, hi in store.seq_ranges(seqs, rt.settings.chunk_size):

@@ -30,18 +30,17 @@ Re-sending is always safe: a chunk skips items that are done or held by a live r
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs import store
 from pipeline.jobs.dispatch import BrokerState, Dispatcher
 from pipeline.jobs.model import ItemOutcome, ItemStatus
 from pipeline.jobs.runtime import Runtime
 from pipeline.observability.metrics import ITEMS_LOST, LEASES_EXPIRED, WATCHDOG_RESENT
+from pipeline.store import jobs as store
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +158,7 @@ class WatchdogReport:
 def run_watchdog(rt: Runtime, dispatcher: Dispatcher) -> WatchdogReport:
     """One pass over every unfinished job; see the module docstring."""
     with rt.db.transaction() as conn:  # the database first: if it is away, nothing is consumed
-        expired = conn.execute(
-            "UPDATE job_items SET status = 'pending', lease_until = NULL, lease_owner = NULL "
-            "WHERE status = 'running' AND lease_until < now() RETURNING job_id::text, seq"
-        ).fetchall()
+        expired = store.expire_leases(conn)
     broker = dispatcher.broker_state()
     report = WatchdogReport(broker_lost=broker.lost)
     report.leases_expired = len(expired)
@@ -190,14 +186,7 @@ def run_watchdog(rt: Runtime, dispatcher: Dispatcher) -> WatchdogReport:
 
 def _unfinished_jobs(rt: Runtime, expired: dict[str, list[int]]) -> list[JobHealth]:
     with rt.db.connection() as conn:
-        rows = conn.execute(
-            "SELECT j.id::text, j.listing_done, "
-            "  count(*) FILTER (WHERE i.status = 'pending'), "
-            "  count(*) FILTER (WHERE i.status = 'running' AND i.lease_until >= now()), "
-            "  extract(epoch FROM now() - coalesce(j.progress_at, j.created_at)) "
-            "FROM jobs j LEFT JOIN job_items i ON i.job_id = j.id "
-            "WHERE j.status IN ('pending', 'running') GROUP BY j.id ORDER BY j.created_at"
-        ).fetchall()
+        rows = store.unfinished_job_counts(conn)
     return [
         JobHealth(
             job_id=r[0],
@@ -213,15 +202,9 @@ def _unfinished_jobs(rt: Runtime, expired: dict[str, list[int]]) -> list[JobHeal
 
 def _leased_jobs(rt: Runtime) -> list[LeasedJobHealth]:
     with rt.db.connection() as conn:
-        rows = conn.execute(
-            "SELECT id::text, lease_owner IS NOT NULL, coalesce(lease_until < now(), true), "
-            "  extract(epoch FROM now() - coalesce(progress_at, created_at)) "
-            "FROM jobs WHERE kind = ANY(%s) AND status IN ('pending', 'running') "
-            "ORDER BY created_at",
-            (list(SINGLE_TASK_KINDS),),
-        ).fetchall()
-    return [LeasedJobHealth(r[0], bool(r[1]), bool(r[1]) and bool(r[2]), float(r[3]))
-            for r in rows]
+        rows = store.leased_job_states(conn, SINGLE_TASK_KINDS)
+    return [LeasedJobHealth(job_id, held, expired, idle_s)
+            for job_id, held, expired, idle_s in rows]
 
 
 def _resend_leased(
@@ -232,17 +215,10 @@ def _resend_leased(
     note = {"reason": reason, "at": datetime.now(UTC).isoformat()}
     limit = rt.settings.watchdog_max_resends
     with rt.db.transaction() as conn:
-        row = conn.execute(
-            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, "
-            "lease_resends = lease_resends + 1 WHERE id = %s "
-            "AND status IN ('pending', 'running') "
-            "AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until < now()) "
-            "RETURNING lease_resends",
-            (job_id,),
-        ).fetchone()
-        if row is None:
+        resends = store.take_back_job_lease(conn, job_id)
+        if resends is None:
             return  # a run took the job (or it ended) since the look
-        lost = int(row[0]) > limit
+        lost = resends > limit
         if lost:
             err = FacepipeError(
                 ErrorCode.ITEM_LOST,
@@ -254,7 +230,7 @@ def _resend_leased(
             report.jobs_lost += 1
         else:
             action = "re-sent the job's task"
-        _set_note(conn, job_id, {**note, "action": action})
+        store.set_stalled_note(conn, job_id, {**note, "action": action})
     if not lost:  # sent after the commit: the run finds the lease free
         dispatcher.send_reembed(job_id)
         report.job_tasks_sent += 1
@@ -272,31 +248,23 @@ def _apply(
     note = {"reason": decision.reason, "at": datetime.now(UTC).isoformat()}
     if decision.note_only:
         with rt.db.transaction() as conn:
-            _set_note(conn, job_id, {**note, "action": "waiting"})
+            store.set_stalled_note(conn, job_id, {**note, "action": "waiting"})
         return
     limit = rt.settings.watchdog_max_resends
     with rt.db.transaction() as conn:
         job = store.get_job(conn, job_id)
         seqs = None if decision.resend_all_pending else list(decision.seqs)
-        lost = conn.execute(
-            "SELECT id, uri, resends FROM job_items WHERE job_id = %s AND status = 'pending' "
-            "AND resends >= %s AND (%s::int[] IS NULL OR seq = ANY(%s::int[])) FOR UPDATE",
-            (job_id, limit, seqs, seqs),
-        ).fetchall()
+        lost = store.lock_resent_too_often(conn, job_id, limit, seqs)
         if lost:
             store.write_outcomes(conn, job_id, [_lost(r[0], r[1], r[2]) for r in lost])
-        resent = conn.execute(
-            "UPDATE job_items SET resends = resends + 1 WHERE job_id = %s AND status = 'pending' "
-            "AND (%s::int[] IS NULL OR seq = ANY(%s::int[])) RETURNING seq",
-            (job_id, seqs, seqs),
-        ).fetchall()
-        ranges = store.seq_ranges(sorted(r[0] for r in resent), _chunk_size(rt, job.params))
+        resent = store.count_resend(conn, job_id, seqs)
+        ranges = store.seq_ranges(resent, _chunk_size(rt, job.params))
         action = f"re-sent {len(resent)} items in {len(ranges)} chunks"
         if decision.resume_listing:
             action += ", resumed the listing"
         if lost:
             action += f", failed {len(lost)} items re-sent {limit} times already (ITEM_LOST)"
-        _set_note(conn, job_id, {**note, "action": action})
+        store.set_stalled_note(conn, job_id, {**note, "action": action})
     # Sent after the commit: a chunk that runs at once sees the notes and counters in place.
     if decision.resume_listing:
         dispatcher.send_listing(job_id, job.listing_token, job.listing_next_seq)
@@ -311,12 +279,6 @@ def _apply(
 def _chunk_size(rt: Runtime, params: dict[str, object]) -> int:
     value = params.get("chunk_size")
     return max(1, int(value) if isinstance(value, int) else rt.settings.chunk_size)
-
-
-def _set_note(conn: object, job_id: str, note: dict[str, str]) -> None:
-    conn.execute(  # type: ignore[attr-defined]
-        "UPDATE jobs SET stalled = %s WHERE id = %s", (json.dumps(note), job_id)
-    )
 
 
 def _lost(item_id: int, uri: str, resends: int) -> ItemOutcome:

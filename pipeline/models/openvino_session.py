@@ -104,7 +104,5 @@ def default_streams(threads_per_stream: int) -> int:
 
 
 def _arg(port: Any) -> GraphArg:
-    shape = tuple(
-        (int(d.get_length()) if d.is_static else None) for d in port.get_partial_shape()
-    )
+    shape = tuple((int(d.get_length()) if d.is_static else None) for d in port.get_partial_shape())
     return GraphArg(port.get_any_name(), shape)

@@ -55,7 +55,7 @@ def request_id_of(scope: Scope) -> str:
     """The caller's request id when it is a sane token, else a new one."""
     for name, value in scope.get("headers") or ():
         if name == REQUEST_ID_HEADER.encode():
-            text = value.decode("latin-1")
+            text = str(value.decode("latin-1"))
             if _REQUEST_ID.match(text):
                 return text
             break

@@ -273,7 +273,7 @@ def scrape_registry() -> CollectorRegistry:
     if multiprocess_dir() is None:
         return REGISTRY
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry
 
 
@@ -302,7 +302,7 @@ def clear_multiprocess_dir() -> int:
 def mark_process_dead(pid: int) -> None:
     """Forget a dead process's live gauges (its counters stay: they are cumulative)."""
     if multiprocess_dir() is not None:
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def exposed_names(exposition_text: str) -> set[str]:

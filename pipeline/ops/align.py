@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline.ops.cvtypes import u8
+
 ARCFACE_SIZE = 112
 ARCFACE_TEMPLATE = np.array(
     [
@@ -52,7 +54,7 @@ def align_face(
     """The ``size x size`` crop whose five keypoints sit on the ArcFace template."""
     template = ARCFACE_TEMPLATE * (size / ARCFACE_SIZE)
     matrix = similarity_transform(keypoints, template)
-    return cv2.warpAffine(pixels, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+    return u8(cv2.warpAffine(pixels, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0))
 
 
 def crop_scale(matrix: NDArray[np.floating]) -> float:
@@ -83,4 +85,5 @@ def box_crop_transform(
 def apply_affine(points: NDArray[np.floating], matrix: NDArray[np.floating]) -> NDArray[np.float32]:
     """Points (n, 2) through a 2x3 affine matrix."""
     pts = np.asarray(points, dtype=np.float64)
-    return (pts @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+    mapped: NDArray[np.float64] = pts @ matrix[:, :2].T + matrix[:, 2]
+    return mapped.astype(np.float32)

@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pipeline.ops.align import similarity_transform
+from pipeline.ops.cvtypes import u8
 
 DLIB_CHIP_PADDING = 0.2
 """dlib's default ``get_face_chip_details`` padding, the one the attribute models saw."""
@@ -118,16 +119,16 @@ def extract_chip(
     for _ in range(levels):
         if min(source.shape[:2]) < 2:
             break
-        source = cv2.pyrDown(source)
+        source = u8(cv2.pyrDown(source))
     # chip = M (origin + factor * p_down)  =>  linear part scaled, shift moved to the crop
     local = matrix.copy()
     local[:, 2] = matrix[:, :2] @ np.array([x0, y0], dtype=np.float64) + matrix[:, 2]
     local[:, :2] = matrix[:, :2] * factor
-    return cv2.warpAffine(
+    return u8(cv2.warpAffine(
         source,
         local,
         (size, size),
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
-    )
+    ))

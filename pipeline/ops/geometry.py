@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline.ops.cvtypes import u8
 from pipeline.ops.scrfd import Detections
 
 _CV2_ROTATION = {
@@ -19,7 +20,7 @@ def rotate_image(pixels: NDArray[np.uint8], degrees: int) -> NDArray[np.uint8]:
     """``pixels`` rotated clockwise by 0, 90, 180 or 270 degrees (a new array unless 0)."""
     if degrees == 0:
         return pixels
-    return cv2.rotate(pixels, _CV2_ROTATION[degrees])
+    return u8(cv2.rotate(pixels, _CV2_ROTATION[degrees]))
 
 
 def unrotate_points(
@@ -45,9 +46,9 @@ def unrotate_points(
 
 def pad_image(pixels: NDArray[np.uint8], pad: int, value: int) -> NDArray[np.uint8]:
     """``pixels`` inside a constant border of ``pad`` pixels on every side."""
-    return cv2.copyMakeBorder(
+    return u8(cv2.copyMakeBorder(
         pixels, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(value, value, value)
-    )
+    ))
 
 
 def map_detections(

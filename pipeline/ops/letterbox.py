@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline.ops.cvtypes import u8
+
 CANVAS_MULTIPLE = 32
 """SCRFD's largest stride: canvas sides must be multiples of it for the anchor grid to fit."""
 
@@ -68,8 +70,8 @@ def letterbox(pixels: NDArray[np.uint8], plan: LetterboxPlan) -> NDArray[np.uint
     else:
         # Bilinear, as in SCRFD's training and InsightFace's reference pipeline: INTER_AREA
         # is smoother and shifts the scores of small faces near the threshold.
-        resized = cv2.resize(
+        resized = u8(cv2.resize(
             pixels, (plan.resized_width, plan.resized_height), interpolation=cv2.INTER_LINEAR
-        )
+        ))
     canvas[: plan.resized_height, : plan.resized_width] = resized
     return canvas

@@ -51,7 +51,9 @@ def estimate_pose(keypoints: NDArray[np.floating]) -> Pose:
     return Pose(yaw=math.degrees(yaw), pitch=math.degrees(pitch), roll=math.degrees(roll))
 
 
-def project_generic_face(yaw: float, pitch: float, roll: float, scale: float = 2.0) -> NDArray:
+def project_generic_face(
+    yaw: float, pitch: float, roll: float, scale: float = 2.0
+) -> NDArray[np.float64]:
     """Orthographic image of the generic eyes+nose model at a known pose (for tests and docs).
 
     Returns (3, 2): left eye, right eye, nose tip; the eye midpoint at the origin.
@@ -64,5 +66,5 @@ def project_generic_face(yaw: float, pitch: float, roll: float, scale: float = 2
     ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
     rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
     rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
-    rotated = model @ (rz @ ry @ rx).T
+    rotated: NDArray[np.float64] = model @ (rz @ ry @ rx).T
     return rotated[:, :2] * scale

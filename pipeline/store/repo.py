@@ -8,6 +8,7 @@ Vectors go in and out as NumPy arrays (pgvector's adapter is registered on every
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -332,9 +333,19 @@ def find_face(
     return None if row is None else int(row[0])
 
 
-def count_person_faces(conn: psycopg.Connection, person_id: str) -> int:
-    row = conn.execute("SELECT count(*) FROM faces WHERE person_id = %s", (person_id,)).fetchone()
-    return int(row[0]) if row else 0
+def person_face_tally(
+    conn: psycopg.Connection, person_id: str
+) -> tuple[int, tuple[int, float] | None]:
+    """How many faces a person has (any model), and its worst face: (face id, quality score) of
+    the lowest quality, the newest among equals (None without faces)."""
+    row = conn.execute(
+        "SELECT count(*), (array_agg(face_id ORDER BY quality_score ASC, face_id DESC))[1], "
+        "min(quality_score) FROM faces WHERE person_id = %s",
+        (person_id,),
+    ).fetchone()
+    if row is None or not row[0]:
+        return 0, None
+    return int(row[0]), (int(row[1]), float(row[2]))
 
 
 def person_face_ids(conn: psycopg.Connection, person_id: str) -> list[int]:
@@ -357,6 +368,22 @@ def person_embeddings(
     if not rows:
         return [], np.zeros((0, 0), dtype=np.float32)
     return [int(r[0]) for r in rows], np.stack([as_array(r[1]) for r in rows])
+
+
+def persons_vectors(
+    conn: psycopg.Connection, person_ids: Sequence[str], model_id: str
+) -> dict[str, NDArray[np.float32]]:
+    """person -> (n, dim) vectors of the person's faces made by ``model_id``."""
+    if not person_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT person_id, embedding FROM faces WHERE person_id = ANY(%s) AND model_id = %s",
+        (list(person_ids), model_id),
+    ).fetchall()
+    grouped: dict[str, list[NDArray[np.float32]]] = {}
+    for person, embedding in rows:
+        grouped.setdefault(person, []).append(as_array(embedding))
+    return {p: np.stack(v) for p, v in grouped.items()}
 
 
 def delete_faces(conn: psycopg.Connection, person_id: str, face_ids: Sequence[int]) -> list[int]:
@@ -429,6 +456,16 @@ def count_group_faces(
         "SELECT count(*) FROM (SELECT 1 FROM faces f WHERE f.model_id = %s AND f.person_id IN "
         "(SELECT m.person_id FROM memberships m WHERE m.group_id = ANY(%s)) LIMIT %s) t",
         (model_id, list(group_ids), cap + 1),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def count_group_persons(conn: psycopg.Connection, group_ids: Sequence[str], model_id: str) -> int:
+    """Persons of the groups with at least one face of ``model_id``."""
+    row = conn.execute(
+        "SELECT count(DISTINCT f.person_id) FROM faces f WHERE f.model_id = %s AND f.person_id"
+        " IN (SELECT m.person_id FROM memberships m WHERE m.group_id = ANY(%s))",
+        (model_id, list(group_ids)),
     ).fetchone()
     return int(row[0]) if row else 0
 
@@ -543,6 +580,38 @@ def best_person_face(
 
 
 # --- observed faces and matches --------------------------------------------------------------
+
+
+def observed_embeddings(
+    conn: psycopg.Connection, observed_ids: Sequence[int]
+) -> dict[int, NDArray[np.float32]]:
+    """The stored vectors of observed faces, by id (missing ids are left out)."""
+    rows = conn.execute(
+        "SELECT observed_id, embedding FROM observed_faces WHERE observed_id = ANY(%s)",
+        (list(observed_ids),),
+    ).fetchall()
+    return {int(i): as_array(e) for i, e in rows}
+
+
+def observed_ids_since(
+    conn: psycopg.Connection, since: datetime, after_id: int, limit: int
+) -> list[int]:
+    """Ids of the observed faces stored since ``since``, above ``after_id``, ascending (a page
+    of at most ``limit``)."""
+    rows = conn.execute(
+        "SELECT observed_id FROM observed_faces WHERE created_at >= %s AND observed_id > %s "
+        "ORDER BY observed_id LIMIT %s",
+        (since, after_id, limit),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def count_observed_since(conn: psycopg.Connection, since: datetime) -> int:
+    """How many observed faces were stored since ``since``."""
+    row = conn.execute(
+        "SELECT count(*) FROM observed_faces WHERE created_at >= %s", (since,)
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def upsert_observed_faces(conn: psycopg.Connection, rows: Sequence[dict[str, Any]]) -> list[int]:

@@ -27,12 +27,12 @@ import numpy as np
 import pytest
 import redis
 
-from pipeline.jobs import store
 from pipeline.jobs.model import ItemStatus, Job, JobKind, JobStatus
 from pipeline.jobs.runtime import get_runtime
+from pipeline.jobs.submit import submit_job
+from pipeline.store import jobs as store
 from tests.chaos.conftest import ChaosPostgres, ChaosRedis
 from tests.fixtures.services import apply_env, items_of, restore_env, wait_job
-from workers.submit import submit_job
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from pipeline.config import Settings
-from pipeline.jobs import store
 from pipeline.jobs.model import JobStatus
 from pipeline.jobs.reembed import (
     ReembedParams,
@@ -26,6 +25,7 @@ from pipeline.jobs.runtime import get_runtime
 from pipeline.library import FaceLibrary
 from pipeline.models.quantize import QuantizeReport, quantize_pack
 from pipeline.sources import load_image
+from pipeline.store import jobs as store
 from tests.chaos.conftest import ChaosRedis
 from tests.chaos.test_chaos import (
     FINISH_BOUND_S,
@@ -63,8 +63,12 @@ def _job_row(job_id: str) -> tuple[int, str | None, int]:
 
 
 def test_worker_killed_mid_reembed_resumes_without_anyone(
-    chaos_env: dict[str, str], chaos_redis: ChaosRedis, start_worker: Callable[..., Any],
-    engine: Any, players_jpg: Path, int8_pack: QuantizeReport,
+    chaos_env: dict[str, str],
+    chaos_redis: ChaosRedis,
+    start_worker: Callable[..., Any],
+    engine: Any,
+    players_jpg: Path,
+    int8_pack: QuantizeReport,
     record_property: Callable[[str, object], None],
 ) -> None:
     from workers.reembed_tasks import reembed_task
@@ -81,8 +85,13 @@ def test_worker_killed_mid_reembed_resumes_without_anyone(
     total = COPIES * len(players.faces)
     with db.connection() as conn:
         source = source_model_of(conn, "chaos")
-    params = ReembedParams("chaos", source, recognizer_model_id(int8_pack.folder, Settings()),
-                           str(int8_pack.folder), BATCH)
+    params = ReembedParams(
+        "chaos",
+        source,
+        recognizer_model_id(int8_pack.folder, Settings()),
+        str(int8_pack.folder),
+        BATCH,
+    )
     first = start_worker(**_worker_env(chaos_env))
     _wait_for_first_watchdog_pass(chaos_redis)
     job = create_reembed_job(db, params)  # created and sent at once, as the CLI does
@@ -103,8 +112,9 @@ def test_worker_killed_mid_reembed_resumes_without_anyone(
     done_s = time.monotonic() - killed_at
     record_property("reembed_kill_resent_s", round(resent_s, 1))
     record_property("reembed_kill_done_s", round(done_s, 1))
-    print(f"\nreembed worker kill: task re-sent after {resent_s:.1f} s, job done after "
-          f"{done_s:.1f} s")
+    print(
+        f"\nreembed worker kill: task re-sent after {resent_s:.1f} s, job done after {done_s:.1f} s"
+    )
 
     assert done.status is JobStatus.DONE, done.to_dict()
     assert (done.n_done, done.n_items, done.n_failed) == (total, total, 0)
@@ -112,7 +122,8 @@ def test_worker_killed_mid_reembed_resumes_without_anyone(
         assert active_model(conn, "chaos") == params.target_model
         twins = conn.execute(
             "SELECT count(*), count(DISTINCT (person_id, content_sha256, face_index)) "
-            "FROM faces WHERE model_id = %s", (params.target_model,)
+            "FROM faces WHERE model_id = %s",
+            (params.target_model,),
         ).fetchone()
         final = store.get_job(conn, done.id)
     assert twins is not None and twins[0] == twins[1] == total  # every face moved exactly once

@@ -1,4 +1,4 @@
--- 0007 (job lease): the hold of a job that runs as one long task (reembed), like item leases.
+-- 0008 (job lease): the hold of a job that runs as one long task (reembed), like item leases.
 --
 -- * jobs.lease_owner / lease_until: the run holding the job renews its lease while it works
 --   (pipeline/jobs/lease.py); a job still 'running' after its lease ended lost its worker, and

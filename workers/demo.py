@@ -17,22 +17,21 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import get_settings
+from pipeline.jobs.export import iter_job_matches
+from pipeline.jobs.exportdest import export_root
+from pipeline.jobs.model import JobKind, JobStatus
+from pipeline.jobs.progress import watch_job
 from pipeline.jobs.runtime import get_runtime
+from pipeline.jobs.sample import build_sample_archive
+from pipeline.jobs.submit import submit_job
+from pipeline.models.pack import vectron_model_dir
+from workers.process import start_worker, wait_ready
 
 DEMO_GROUP = "demo"
 
 
 def run_demo(console: Console, *, workdir: Path | None = None) -> int:
     """Run the demo; returns the process exit status."""
-    from pipeline.jobs.export import iter_job_matches
-    from pipeline.jobs.exportdest import export_root
-    from pipeline.jobs.model import JobKind, JobStatus
-    from pipeline.jobs.progress import watch_job
-    from pipeline.jobs.sample import build_sample_archive
-    from pipeline.models.pack import vectron_model_dir
-    from workers.process import start_worker, wait_ready
-    from workers.submit import submit_job
-
     started = time.perf_counter()
     settings = get_settings()
     home = Path(settings.home)
@@ -110,8 +109,8 @@ def _wait_for(path: Path, timeout_s: float) -> None:
 
 
 def _print_refusals(console: Console, job_id: str) -> None:
-    from pipeline.jobs import store
     from pipeline.jobs.model import ItemStatus
+    from pipeline.store import jobs as store
 
     with get_runtime().db.connection() as conn:
         items = store.list_items(conn, job_id, status=ItemStatus.FAILED, limit=10)

@@ -288,6 +288,13 @@ def fail_job(conn: Connection, job_id: str, error: dict[str, Any]) -> None:
     )
 
 
+def set_job_fields(conn: Connection, job_id: str, **fields: Any) -> None:
+    """Set columns of a job row directly (runs that manage their own job row, identify-batch);
+    the column names come from the caller's code, never from input."""
+    sets = ", ".join(f"{k} = %({k})s" for k in fields)
+    conn.execute(f"UPDATE jobs SET {sets} WHERE id = %(id)s", {**fields, "id": job_id})
+
+
 def cancel_job(conn: Connection, job_id: str) -> Job:
     """Cancel a pending or running job: chunks not yet started will skip their items."""
     job = get_job(conn, job_id)
@@ -486,3 +493,122 @@ def cleanup_items(conn: Connection, retention_days: float) -> int:
         (retention_days * 86400.0,),
     )
     return cur.rowcount
+
+
+# --- the lease of a job run as one task (reembed; migration 0008) ----------------------------
+
+
+def claim_job_lease(conn: Connection, job_id: str, owner: str, lease_s: float) -> bool:
+    """Take the job's lease for ``owner`` unless a live run holds it; whether it was taken."""
+    row = conn.execute(
+        "UPDATE jobs SET lease_owner = %s, lease_until = now() + make_interval(secs => %s) "
+        "WHERE id = %s AND (lease_owner IS NULL OR lease_owner = %s OR lease_until IS NULL "
+        "OR lease_until < now()) RETURNING id",
+        (owner, lease_s, job_id, owner),
+    ).fetchone()
+    return row is not None
+
+
+def renew_job_lease(conn: Connection, owner: str, lease_s: float) -> int:
+    """Extend the lease of the job ``owner`` holds; 0 when it lost it (a lease renewer, like
+    :func:`renew_leases` for items)."""
+    cur = conn.execute(
+        "UPDATE jobs SET lease_until = now() + make_interval(secs => %s) "
+        "WHERE lease_owner = %s AND status = 'running'",
+        (lease_s, owner),
+    )
+    return cur.rowcount
+
+
+def release_job_lease(conn: Connection, job_id: str, owner: str) -> None:
+    """Give the job's lease back (the run ended, or failed with an error it reported)."""
+    conn.execute(
+        "UPDATE jobs SET lease_owner = NULL, lease_until = NULL "
+        "WHERE id = %s AND lease_owner = %s",
+        (job_id, owner),
+    )
+
+
+# --- the watchdog ----------------------------------------------------------------------------
+
+
+def expire_leases(conn: Connection) -> list[tuple[str, int]]:
+    """Put back to pending every running item whose lease ran out; (job id, seq) of each."""
+    rows = conn.execute(
+        "UPDATE job_items SET status = 'pending', lease_until = NULL, lease_owner = NULL "
+        "WHERE status = 'running' AND lease_until < now() RETURNING job_id::text, seq"
+    ).fetchall()
+    return [(str(r[0]), int(r[1])) for r in rows]
+
+
+def unfinished_job_counts(conn: Connection) -> list[tuple[str, bool, int, int, float]]:
+    """Every pending or running job, oldest first: (id, listing done, pending items, running
+    items with a live lease, seconds since its last progress)."""
+    rows = conn.execute(
+        "SELECT j.id::text, j.listing_done, "
+        "  count(*) FILTER (WHERE i.status = 'pending'), "
+        "  count(*) FILTER (WHERE i.status = 'running' AND i.lease_until >= now()), "
+        "  extract(epoch FROM now() - coalesce(j.progress_at, j.created_at)) "
+        "FROM jobs j LEFT JOIN job_items i ON i.job_id = j.id "
+        "WHERE j.status IN ('pending', 'running') GROUP BY j.id ORDER BY j.created_at"
+    ).fetchall()
+    return [(str(r[0]), bool(r[1]), int(r[2]), int(r[3]), float(r[4])) for r in rows]
+
+
+def lock_resent_too_often(
+    conn: Connection, job_id: str, limit: int, seqs: Sequence[int] | None
+) -> list[tuple[int, str, int]]:
+    """Lock the job's pending items (among ``seqs``; None: all) re-sent ``limit`` times or
+    more: (item id, uri, resends) of each."""
+    rows = conn.execute(
+        "SELECT id, uri, resends FROM job_items WHERE job_id = %s AND status = 'pending' "
+        "AND resends >= %s AND (%s::int[] IS NULL OR seq = ANY(%s::int[])) FOR UPDATE",
+        (job_id, limit, seqs, seqs),
+    ).fetchall()
+    return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+def count_resend(conn: Connection, job_id: str, seqs: Sequence[int] | None) -> list[int]:
+    """Count one more re-send on the job's pending items (among ``seqs``; None: all); their
+    seqs, ascending."""
+    rows = conn.execute(
+        "UPDATE job_items SET resends = resends + 1 WHERE job_id = %s AND status = 'pending' "
+        "AND (%s::int[] IS NULL OR seq = ANY(%s::int[])) RETURNING seq",
+        (job_id, seqs, seqs),
+    ).fetchall()
+    return sorted(int(r[0]) for r in rows)
+
+
+def set_stalled_note(conn: Connection, job_id: str, note: dict[str, str]) -> None:
+    """Record on the job what the watchdog saw and did."""
+    conn.execute("UPDATE jobs SET stalled = %s WHERE id = %s", (json.dumps(note), job_id))
+
+
+def leased_job_states(
+    conn: Connection, kinds: Sequence[str]
+) -> list[tuple[str, bool, bool, float]]:
+    """Every pending or running job of ``kinds`` (jobs run as one task), oldest first: (id,
+    a run holds its lease, that lease ran out, seconds since its last progress)."""
+    rows = conn.execute(
+        "SELECT id::text, lease_owner IS NOT NULL, "
+        "  lease_owner IS NOT NULL AND coalesce(lease_until < now(), true), "
+        "  extract(epoch FROM now() - coalesce(progress_at, created_at)) "
+        "FROM jobs WHERE kind = ANY(%s) AND status IN ('pending', 'running') "
+        "ORDER BY created_at",
+        (list(kinds),),
+    ).fetchall()
+    return [(str(r[0]), bool(r[1]), bool(r[2]), float(r[3])) for r in rows]
+
+
+def take_back_job_lease(conn: Connection, job_id: str) -> int | None:
+    """Clear the lease of an unfinished job nobody holds any more and count one more re-send
+    of its task; the job's re-sends so far, or None when a run holds it (or it ended)."""
+    row = conn.execute(
+        "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, "
+        "lease_resends = lease_resends + 1 WHERE id = %s "
+        "AND status IN ('pending', 'running') "
+        "AND (lease_owner IS NULL OR lease_until IS NULL OR lease_until < now()) "
+        "RETURNING lease_resends",
+        (job_id,),
+    ).fetchone()
+    return None if row is None else int(row[0])

@@ -1,4 +1,5 @@
-"""SQL over the enrolled faces for indexing and searching (migrations 0001 and 0003).
+"""SQL over the enrolled faces for indexing and searching (migrations 0001 and 0003): the
+scopes FAISS snapshots are built from, the delta a snapshot lacks, tombstones.
 
 Every function takes the caller's psycopg connection. Vectors are streamed with a server-side
 (named) cursor, ``itersize`` rows per round trip, so building an index never holds the scope
@@ -10,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psycopg
 from numpy.typing import NDArray
 
-from pipeline.index.snapshot import Scope
+from pipeline.errors import ErrorCode, FacepipeError
+
+if TYPE_CHECKING:
+    from pipeline.index.snapshot import Scope
 
 
 def open_transactions_since(conn: psycopg.Connection) -> datetime:
@@ -35,7 +39,21 @@ def open_transactions_since(conn: psycopg.Connection) -> datetime:
         "WHERE datname = current_database() AND pid <> pg_backend_pid() "
         "AND xact_start IS NOT NULL"
     ).fetchone()
-    return row[0]  # type: ignore[index]
+    if row is None:  # an aggregate always answers one row
+        raise FacepipeError(ErrorCode.DATABASE_UNAVAILABLE, "pg_stat_activity answered nothing")
+    watermark: datetime = row[0]
+    return watermark
+
+
+def begin_repeatable_read(conn: psycopg.Connection) -> datetime:
+    """Make the connection's transaction REPEATABLE READ (one snapshot of the data for every
+    read of a build) and return its time."""
+    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    row = conn.execute("SELECT now()").fetchone()
+    if row is None:  # SELECT now() always answers one row
+        raise FacepipeError(ErrorCode.DATABASE_UNAVAILABLE, "SELECT now() answered nothing")
+    started: datetime = row[0]
+    return started
 
 
 def as_vector(value: Any) -> NDArray[np.float32]:
@@ -70,6 +88,46 @@ def scope_dim(conn: psycopg.Connection, scope: Scope) -> int | None:
         f"SELECT embedding_dim FROM faces f WHERE {where} LIMIT 1", params
     ).fetchone()
     return int(row[0]) if row else None
+
+
+def scope_changed_since(
+    conn: psycopg.Connection, scope: Scope, max_face_id: int | None, watermark: datetime
+) -> bool:
+    """Whether a face was added to the scope after ``max_face_id``, or anything deleted after
+    ``watermark`` (strictly newer: an unchanged scope is not rebuilt)."""
+    where, params = scope_where(scope)
+    added = conn.execute(
+        f"SELECT EXISTS (SELECT 1 FROM faces f WHERE {where} AND f.face_id > %(seq)s)",
+        {**params, "seq": max_face_id or 0},
+    ).fetchone()
+    deleted = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM index_tombstones WHERE deleted_at > %s)", (watermark,)
+    ).fetchone()
+    return bool((added and added[0]) or (deleted and deleted[0]))
+
+
+def large_groups(conn: psycopg.Connection, min_faces: int) -> list[tuple[str, str]]:
+    """(group, model) of every group holding at least ``min_faces`` faces of that model."""
+    rows = conn.execute(
+        "SELECT m.group_id, f.model_id FROM faces f JOIN memberships m USING (person_id) "
+        "GROUP BY m.group_id, f.model_id HAVING count(*) >= %s",
+        (min_faces,),
+    ).fetchall()
+    return [(str(g), str(m)) for g, m in rows]
+
+
+def most_common_model(conn: psycopg.Connection, group: str | None = None) -> str | None:
+    """The model of most enrolled faces (of the group), None without faces."""
+    scope_sql = (
+        "" if group is None
+        else "WHERE person_id IN (SELECT person_id FROM memberships WHERE group_id = %(g)s)"
+    )
+    row = conn.execute(
+        f"SELECT model_id FROM faces {scope_sql} GROUP BY model_id "
+        "ORDER BY count(*) DESC LIMIT 1",
+        {"g": group},
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def stream_scope(

@@ -37,6 +37,8 @@ class AddedFace:
     person_id: str
     created: bool
     box: Box
+    replaced_face_id: str | None = None
+    """The person's worst face this one replaced at the cap (``CapPolicy.REPLACE_WORST``)."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from pipeline.errors import FacepipeError
 from pipeline.jobs.aws import sqs_client
 from pipeline.jobs.model import ItemSpec, Job, JobKind
 from pipeline.jobs.runtime import Runtime, get_runtime
+from pipeline.jobs.submit import submit_items
 from pipeline.s3events import (
     ParsedMessage,
     Route,
@@ -33,7 +34,6 @@ from pipeline.s3events import (
     parse_rules,
     route_key,
 )
-from workers.submit import submit_items
 
 log = logging.getLogger(__name__)
 
