@@ -603,20 +603,23 @@ def main(argv: list[str] | None = None) -> int:
     after = machine_info()
     by_name = {r.name: r for r in runs}
     engine_det_rec = by_name[default_name]
-    engine_full = by_name.get(full_name, engine_det_rec)
+    engine_full = by_name.get(full_name)  # absent with --no-sweep-rows
     naive = by_name[naive_method.name]
     insight = by_name.get("insightface FaceAnalysis (det+rec)")
     ratios = {
         "engine det+rec / naive loop": engine_det_rec.images_per_s / naive.images_per_s,
-        "engine full pack / naive loop (det+rec)": engine_full.images_per_s / naive.images_per_s,
         "engine det+rec / ceiling det+rec": engine_det_rec.images_per_s
         / ceiling.images_per_s(False),
     }
-    # The stream runs the 106-point model only when configured to; compare like with like.
-    full_lmk = "landmarks" in engine_full.stages_ms
-    ratios[f"engine full pack / ceiling det+{'landmarks+' if full_lmk else ''}rec"] = (
-        engine_full.images_per_s / ceiling.images_per_s(full_lmk)
-    )
+    if engine_full is not None:
+        ratios["engine full pack / naive loop (det+rec)"] = (
+            engine_full.images_per_s / naive.images_per_s
+        )
+        # The stream runs the 106-point model only when configured to; compare like with like.
+        full_lmk = "landmarks" in engine_full.stages_ms
+        ratios[f"engine full pack / ceiling det+{'landmarks+' if full_lmk else ''}rec"] = (
+            engine_full.images_per_s / ceiling.images_per_s(full_lmk)
+        )
     if insight is not None:
         ratios["engine det+rec / insightface"] = engine_det_rec.images_per_s / insight.images_per_s
     for name in extra_names + openvino_names:
