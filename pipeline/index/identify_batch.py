@@ -169,7 +169,7 @@ class _Export:
         self.fh.close()
         try:
             if self.dest.startswith("s3://"):
-                from pipeline.index.snapshot import s3_client
+                from pipeline.aws import s3_client
 
                 bucket, _, key = self.dest[len("s3://") :].partition("/")
                 if not bucket or not key:

@@ -23,8 +23,8 @@ from typing import Any
 
 from psycopg import Connection
 
+from pipeline.aws import s3_client
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs.aws import s3_client
 from pipeline.jobs.exportdest import export_root, parse_export_destination, resolve_inside
 from pipeline.jobs.runtime import Runtime
 from pipeline.store.jobs import get_job
