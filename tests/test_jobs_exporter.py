@@ -4,6 +4,7 @@ checked destinations, all-or-nothing files, S3 uploads (moto server over HTTP)."
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,9 +39,16 @@ def test_records_land_under_the_export_folder_whole(settings: Settings, tmp_path
 
 
 def test_a_failed_export_leaves_nothing(settings: Settings, tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError), JsonLinesExport("x.jsonl", settings, Trust.OPERATOR) as out:
-        out.write(RECORDS[0])
+    def failing() -> Iterator[dict[str, object]]:
+        yield RECORDS[0]
         raise RuntimeError("the query failed")
+
+    with pytest.raises(RuntimeError):
+        export_records(failing(), "x.jsonl", settings, Trust.OPERATOR)
+    assert _files(tmp_path) == []
+    out = JsonLinesExport("y.jsonl", settings, Trust.OPERATOR)
+    out.write(RECORDS[0])
+    out.abort()
     assert _files(tmp_path) == []
 
 

@@ -16,7 +16,6 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from pipeline.aws import s3_client
@@ -29,11 +28,8 @@ CONTENT_TYPE = "application/x-ndjson"
 
 
 class JsonLinesExport:
-    """An export being written: :meth:`write` records, then :meth:`finish` (or :meth:`abort`).
-
-    As a context manager it finishes when the block ends normally and aborts (nothing is
-    written at the destination) when it raises.
-    """
+    """An export being written: :meth:`write` records, then :meth:`finish` (or :meth:`abort`:
+    nothing is written at the destination)."""
 
     def __init__(self, dest: str, settings: Settings, trust: Trust) -> None:
         self.target = parse_export_destination(dest, settings, trust)
@@ -88,26 +84,16 @@ class JsonLinesExport:
         if os.path.exists(self._tmp):
             os.unlink(self._tmp)
 
-    def __enter__(self) -> JsonLinesExport:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.finish()
-        else:
-            self.abort()
-
 
 def export_records(
     records: Iterable[dict[str, Any]], dest: str, settings: Settings, trust: Trust
 ) -> int:
     """Write ``records`` to ``dest`` (see the module docstring); returns their count."""
-    with JsonLinesExport(dest, settings, trust) as out:
+    out = JsonLinesExport(dest, settings, trust)
+    try:
         for record in records:
             out.write(record)
-    return out.count
+    except BaseException:
+        out.abort()
+        raise
+    return out.finish()
