@@ -192,9 +192,6 @@ class ItemPage:
     next_token: str | None
 
 
-S3Page = ItemPage
-
-
 def list_items_page(
     location: LocalLocation | S3Location,
     settings: Settings,
@@ -215,7 +212,9 @@ def list_items_page(
 def list_s3_page(
     location: S3Location, settings: Settings, *, token: str | None = None, page_size: int = 1000
 ) -> ItemPage:
-    """One page of image keys under ``s3://bucket/prefix`` (see :func:`list_items_page`)."""
+    """One page of image keys under ``s3://bucket/prefix``: :func:`list_items_page` for S3
+    (the name :mod:`pipeline.jobs.listing` calls, whose folder and S3 branches could both call
+    :func:`list_items_page`)."""
     return list_items_page(location, settings, token=token, page_size=page_size)
 
 
