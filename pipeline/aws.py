@@ -54,8 +54,12 @@ def _client(
     timeout = float(settings.download_timeout_s)
     with _client_lock:
         return _cached_client(
-            service, endpoint_url, settings.s3_region, timeout,
-            timeout if read_timeout_s is None else read_timeout_s, settings.aws_max_attempts,
+            service,
+            endpoint_url,
+            settings.s3_region,
+            timeout,
+            timeout if read_timeout_s is None else read_timeout_s,
+            settings.aws_max_attempts,
         )
 
 

@@ -52,15 +52,23 @@ def test_a_failed_export_leaves_nothing(settings: Settings, tmp_path: Path) -> N
     assert _files(tmp_path) == []
 
 
-@pytest.mark.parametrize("dest", [
-    "../outside.jsonl", "/tmp/elsewhere/x.jsonl", "file:///tmp/x.jsonl", "s3://bucket/",
-])
+@pytest.mark.parametrize(
+    "dest",
+    [
+        "../outside.jsonl",
+        "/tmp/elsewhere/x.jsonl",
+        "file:///tmp/x.jsonl",
+        "s3://bucket/",
+    ],
+)
 def test_destinations_outside_are_refused_before_writing(
     dest: str, settings: Settings, tmp_path: Path
 ) -> None:
     # identify-batch used to write wherever it was told: now it goes through the same checks
-    for trust, code in ((Trust.CALLER, ErrorCode.URL_FORBIDDEN),
-                        (Trust.OPERATOR, ErrorCode.ILLEGAL_PARAMETER)):
+    for trust, code in (
+        (Trust.CALLER, ErrorCode.URL_FORBIDDEN),
+        (Trust.OPERATOR, ErrorCode.ILLEGAL_PARAMETER),
+    ):
         with pytest.raises(FacepipeError) as info:
             export_records(iter(RECORDS), dest, settings, trust)
         assert info.value.code is code
@@ -75,8 +83,9 @@ def test_s3_export_is_uploaded_as_ndjson(
     settings = Settings(home=tmp_path, s3_endpoint_url=moto_server)
     client = s3_client(settings)
     client.create_bucket(Bucket="exporter-test")
-    assert export_records(iter(RECORDS), "s3://exporter-test/a/b.jsonl", settings,
-                          Trust.CALLER) == 5
+    assert (
+        export_records(iter(RECORDS), "s3://exporter-test/a/b.jsonl", settings, Trust.CALLER) == 5
+    )
     obj = client.get_object(Bucket="exporter-test", Key="a/b.jsonl")
     assert obj["ContentType"] == "application/x-ndjson"
     assert [json.loads(x) for x in obj["Body"].read().decode().splitlines()] == RECORDS

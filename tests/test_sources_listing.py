@@ -39,8 +39,12 @@ def _mixed_tree(root: Path) -> list[str]:
     _touch(root / "top.jpg")
     _touch(root / "bob" / "deep" / "1.webp")
     _touch(root / "bob" / "2.png")
-    return ["top.jpg", *(f"ann/{n}" for n in sorted((*names, *upper))), "bob/2.png",
-            "bob/deep/1.webp"]
+    return [
+        "top.jpg",
+        *(f"ann/{n}" for n in sorted((*names, *upper))),
+        "bob/2.png",
+        "bob/deep/1.webp",
+    ]
 
 
 def test_one_extension_list_from_the_decoder_formats() -> None:
@@ -77,8 +81,7 @@ def test_folder_pages_resume_from_any_token(tmp_path: Path) -> None:
     for previous, page in pairwise(pages):
         # the token is the last file of its page, and the next page starts right after it
         assert previous.next_token == os.path.relpath(previous.sources[-1], tmp_path)
-        again = list_page(LocalLocation(tmp_path), SETTINGS, page_size=5,
-                          token=previous.next_token)
+        again = list_page(LocalLocation(tmp_path), SETTINGS, page_size=5, token=previous.next_token)
         assert again == page
     for i, rel in enumerate(expected):
         assert list(walk_folder(tmp_path, after=rel)) == expected[i + 1 :]

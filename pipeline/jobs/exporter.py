@@ -60,7 +60,9 @@ class JsonLinesExport:
             if self.target.s3 is not None:
                 try:
                     s3_client(self.settings).upload_file(
-                        self._tmp, self.target.s3.bucket, self.target.s3.key,
+                        self._tmp,
+                        self.target.s3.bucket,
+                        self.target.s3.key,
                         ExtraArgs={"ContentType": CONTENT_TYPE},
                     )
                 except Exception as exc:  # boto3 raises several unrelated types for one failure

@@ -103,8 +103,7 @@ def walk_folder(root: Path, after: str | None = None) -> Iterator[str]:
     """Relative paths (``/``-separated) of the image files under ``root`` in listing order,
     lazily, starting after the file ``after`` (a previous page's token)."""
     if not root.is_dir():
-        raise FacepipeError(ErrorCode.SOURCE_NOT_FOUND, f"{root} is not a folder",
-                            source=str(root))
+        raise FacepipeError(ErrorCode.SOURCE_NOT_FOUND, f"{root} is not a folder", source=str(root))
     stop = _walk_key(after) if after else None
     yield from _walk(root, (), stop)
 
