@@ -418,7 +418,7 @@ def run_size(db: Database, n: int, args: argparse.Namespace, real) -> dict[str, 
     e2e = {}
     for eng, job in ((SearchEngine.FAISS, "bench-faiss"), (SearchEngine.PGVECTOR, "bench-pg")):
         r = identify_batch(db, [GROUP], probe_job=job, top_n=5, settings=settings,
-                           force_engine=eng, export=str(Path(args.work) / f"{job}.jsonl"))
+                           force_engine=eng, export=f"{job}.jsonl")  # under work/exports
         e2e[eng.value] = {"probes": r.probes, "seconds": round(r.seconds, 2),
                           "probes_per_s": round(r.probes / r.seconds, 1), "stats": r.stats}
         print(f"[{n}] identify-batch {eng.value}: {e2e[eng.value]}", flush=True)

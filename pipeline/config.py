@@ -60,6 +60,13 @@ class Settings(BaseSettings):
         default=None, description="S3 endpoint (MinIO, moto...); None means AWS."
     )
     s3_region: str = Field(default="us-east-1", description="S3/SQS region.")
+    aws_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Attempts per S3, SQS or CloudWatch call, the first included (botocore "
+        "standard retry mode: throttling and transient errors are retried with backoff).",
+    )
 
     # --- models and engine (pipeline/models, pipeline/ops) -------------------------------
     model_dir: Path | None = Field(

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.config import Settings
+from pipeline.config import Settings, get_settings
 from pipeline.index.identify_batch import identify_batch
 from pipeline.index.planner import SearchEngine, Thresholds, choose_engine
 from pipeline.index.reindex import reindex
 from pipeline.index.search import SnapshotCache, identify_faiss
 from pipeline.index.snapshot import Scope
+from pipeline.jobs.exportdest import export_root
 from pipeline.library import FaceLibrary
 from pipeline.sources import load_image
 from pipeline.store.observations import record_observed_faces
@@ -96,7 +97,7 @@ def test_identify_batch_writes_matches_and_exports_the_same_with_both_engines(
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     s3.create_bucket(Bucket="exports")
     settings = Settings(home=tmp_path, snapshot_uri=str(tmp_path / "snaps"),
-                        s3_endpoint_url=moto_server, search_batch_size=8)
+                        s3_endpoint_url=moto_server, search_batch_size=8, export_dir=tmp_path)
     _, mirrored = analyses
     with db.transaction() as conn:
         for a in mirrored:
@@ -156,9 +157,10 @@ def test_celery_worker_reindexes_and_identifies(enrolled, analyses, start_worker
     out = runner.invoke(app, ["reindex", "--group", GROUP, "--wait", "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["snapshots"][0]["scope"] == f"group={GROUP}"
-    dest = tmp_path / "worker.jsonl"
+    # a name under the export folder (FACEPIPE_HOME/exports, the worker's too)
+    dest = export_root(get_settings()) / "worker.jsonl"
     out = runner.invoke(app, ["identify-batch", "--group", GROUP, "--job", "night-2",
-                              "--engine", "faiss", "--export", str(dest), "--wait", "--json"])
+                              "--engine", "faiss", "--export", "worker.jsonl", "--wait", "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["status"] == "done"
     assert len(dest.read_text().splitlines()) == len(probe_matrix(analyses))

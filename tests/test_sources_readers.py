@@ -82,7 +82,8 @@ def test_expand_directory_recursive_sorted(tmp_path: Path) -> None:
     (tmp_path / ".cache" / "thumb.jpg").write_bytes(b"x")
     expanded = list(expand_sources([str(tmp_path)]))
     rel = [str(Path(p).relative_to(tmp_path)) for p in expanded]
-    assert rel == ["a.PNG", "a2/x.bmp", "anim.gif", "b.jpg", "sub/deeper/c.jpeg", "sub/z.webp"]
+    # the jobs' listing order: in each folder its files (sorted) before its subfolders (sorted)
+    assert rel == ["a.PNG", "anim.gif", "b.jpg", "a2/x.bmp", "sub/z.webp", "sub/deeper/c.jpeg"]
 
 
 def test_expand_passes_other_sources_through(tmp_path: Path) -> None:

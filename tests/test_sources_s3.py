@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pipeline.aws import s3_client
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.sources import expand_sources, load_image, read_source_bytes
-from pipeline.sources.s3 import s3_client
 
 BUCKET = "facepipe-sources-test"
 DUMMY_AWS_ENV = {
@@ -150,3 +150,27 @@ def test_one_client_per_settings(s3_settings: Settings) -> None:
     assert s3_client(s3_settings) is s3_client(s3_settings.model_copy())
     other_region = s3_settings.model_copy(update={"s3_region": "eu-west-1"})
     assert s3_client(other_region) is not s3_client(s3_settings)
+
+
+def test_detect_and_enroll_listings_see_the_same_keys(bucket: str, s3_settings: Settings) -> None:
+    from pipeline.jobs.producers import list_s3_page
+    from pipeline.sources.location import S3Location
+
+    client = s3_client(s3_settings)
+    keys = ["same/top.jpg", "same/ann/1.JPEG", "same/ann/2.jfif", "same/ann/3.heic",
+            "same/ann/4.gif", "same/ann/5.tiff", "same/ann/notes.txt", "same/bob/",
+            "same/bob/6.webp", "same/bob/7.dib"]
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+    detect = list(expand_sources([f"s3://{bucket}/same/"], s3_settings, s3_page_size=3))
+    enroll, persons, token = [], [], None
+    while True:  # what the ingest task does, one page per call
+        page = list_s3_page(S3Location(bucket, "same/"), s3_settings, token=token, page_size=3)
+        enroll += [s.uri for s in page.specs]
+        persons += [s.person_id for s in page.specs]
+        if (token := page.next_token) is None:
+            break
+    expected = [f"s3://{bucket}/{k}" for k in sorted(keys)
+                if not k.endswith(("/", ".txt"))]
+    assert detect == enroll == expected
+    assert persons == ["ann"] * 5 + ["bob"] * 2 + ["same"]

@@ -63,11 +63,8 @@ def queue_metrics(
     ] = None,
 ) -> None:
     """Publish the Celery queue depths as CloudWatch metric facepipe/QueueDepth{Queue=...}."""
-    from pipeline.observability.cloudwatch import (
-        cloudwatch_client,
-        publish_queue_depths,
-        run_publisher,
-    )
+    from pipeline.aws import cloudwatch_client
+    from pipeline.observability.cloudwatch import publish_queue_depths, run_publisher
     from pipeline.observability.logging import configure_logging
 
     settings = get_settings()

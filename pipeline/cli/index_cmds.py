@@ -120,7 +120,7 @@ def identify_batch_cmd(
     ] = None,
     top: Annotated[int | None, typer.Option("--top", min=1, help="Persons per face.")] = None,
     export: Annotated[
-        str | None, typer.Option("--export", help="Also write JSON Lines here (path or s3://).")
+        str | None, typer.Option("--export", help="Also JSON Lines to s3:// or the export folder.")
     ] = None,
     engine: Annotated[
         str | None, typer.Option(help="Force pgvector or faiss (default: the planner).")

@@ -6,22 +6,19 @@ points at a stored probe). The planner picks pgvector or FAISS for the whole run
 read with a server-side cursor and searched ``search_batch_size`` at a time; each batch's
 matches are written in one transaction (``matches``: rank 1..N per observed face and job,
 replaced on a re-run, so a retried task never duplicates) and appended to the JSON Lines
-export, which is moved into place (local path) or uploaded (``s3://bucket/key``) at the end.
+export (:mod:`pipeline.jobs.exporter`: ``s3://bucket/key`` or a file under the export folder,
+checked under the trust of whoever started the run), put in place at the end.
 
 The run is a row in ``jobs`` (kind ``identify-batch``) so ``facepipe jobs list/show`` see it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +30,7 @@ from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError, error_dict
 from pipeline.index.planner import Plan, SearchEngine, plan_identify
 from pipeline.index.search import SearchStats, identify_faiss
+from pipeline.jobs.exporter import JsonLinesExport
 from pipeline.store import observations
 from pipeline.store.db import Database
 from pipeline.store.gallery import as_vector
@@ -148,50 +146,13 @@ def _write_matches(
     )
 
 
-class _Export:
-    """JSON Lines written to a temporary file, moved or uploaded at the end."""
+def _open_export(db: Database, job_id: str, dest: str, settings: Settings) -> JsonLinesExport:
+    """The run's export, its destination checked under the trust of whoever made the run."""
+    from pipeline.store import jobs as job_store
 
-    def __init__(self, dest: str, settings: Settings) -> None:
-        self.dest = dest
-        self.settings = settings
-        local_dir = None if dest.startswith("s3://") else Path(dest).expanduser().resolve().parent
-        if local_dir is not None:
-            local_dir.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(suffix=".jsonl.part", dir=local_dir)
-        self.fh = os.fdopen(fd, "w", encoding="utf-8")
-        self.count = 0
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.fh.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self.count += 1
-
-    def finish(self) -> None:
-        self.fh.close()
-        try:
-            if self.dest.startswith("s3://"):
-                from pipeline.index.snapshot import s3_client
-
-                bucket, _, key = self.dest[len("s3://") :].partition("/")
-                if not bucket or not key:
-                    raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"bad S3 key {self.dest!r}")
-                try:
-                    s3_client(self.settings).upload_file(
-                        self.tmp, bucket, key, ExtraArgs={"ContentType": "application/x-ndjson"}
-                    )
-                except Exception as exc:  # boto3 raises many unrelated types for one failure
-                    raise FacepipeError(
-                        ErrorCode.OBJECT_STORE_UNAVAILABLE, f"upload to {self.dest} failed: {exc}"
-                    ) from exc
-            else:
-                os.replace(self.tmp, Path(self.dest).expanduser().resolve())
-        finally:
-            if os.path.exists(self.tmp):
-                os.unlink(self.tmp)
-
-    def abort(self) -> None:
-        self.fh.close()
-        if os.path.exists(self.tmp):
-            os.unlink(self.tmp)
+    with db.connection() as conn:
+        trust = job_store.get_job(conn, job_id).origin.trust
+    return JsonLinesExport(dest, settings, trust)
 
 
 def create_run(db: Database, params: dict[str, Any], job_id: str | None = None) -> str:
@@ -292,7 +253,7 @@ def _run(
     from pipeline.library import FaceLibrary
 
     library = FaceLibrary(db, None, settings)
-    out = _Export(export, settings) if export else None
+    out = _open_export(db, job_id, export, settings) if export else None
     stats = SearchStats()
     probes = matched = written = 0
     search_s = write_s = 0.0

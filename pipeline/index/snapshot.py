@@ -230,24 +230,27 @@ class S3SnapshotStore:
         return f"s3://{self.bucket}/{self._key(prefix)}"
 
 
-def s3_client(settings: Settings) -> Any:
-    """A boto3 S3 client for the configured endpoint and region."""
-    import boto3
-
-    return boto3.client(
-        "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region
-    )
-
-
 def store_for(settings: Settings, uri: str | None = None) -> SnapshotStore:
-    """The snapshot store for ``uri`` (default ``settings.snapshot_uri``, else HOME/snapshots)."""
+    """The snapshot store for ``uri`` (default ``settings.snapshot_uri``, else HOME/snapshots).
+
+    The location is an operator's (configuration or a stored snapshot record), parsed once by
+    :mod:`pipeline.sources.location`: ``s3://bucket/prefix``, a path or ``file://``.
+    """
+    from pipeline.aws import s3_client
+    from pipeline.sources.location import LocalLocation, S3Location, Trust, parse_location
+
     uri = uri or settings.snapshot_uri
-    if uri and uri.startswith("s3://"):
-        bucket, _, prefix = uri[len("s3://") :].partition("/")
-        if not bucket:
-            raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"no bucket in {uri!r}")
-        return S3SnapshotStore(bucket, prefix, s3_client(settings))
-    return LocalSnapshotStore(Path(uri) if uri else Path(settings.home) / "snapshots")
+    if not uri:
+        return LocalSnapshotStore(Path(settings.home) / "snapshots")
+    location = parse_location(uri, Trust.OPERATOR, inline=False)
+    if isinstance(location, S3Location):
+        return S3SnapshotStore(location.bucket, location.key, s3_client(settings))
+    if isinstance(location, LocalLocation):
+        return LocalSnapshotStore(location.path)
+    raise FacepipeError(
+        ErrorCode.ILLEGAL_PARAMETER,
+        f"{uri}: snapshots go to s3://bucket/prefix or a local folder (FACEPIPE_SNAPSHOT_URI)",
+    )
 
 
 def snapshot_prefix(meta: SnapshotMeta) -> str:

@@ -7,25 +7,20 @@ One line per observed face::
      "matches": [{"rank": 1, "person_id": "ann", "face_id": 4, "confidence": 93.1,
                   "score": 0.71}, ...]}
 
-Rows are streamed from a server-side cursor into a temporary file, then moved into place (local)
-or uploaded (S3), so a large job's export never sits in memory and a reader never sees a
-half-written file.
+Rows are streamed from a server-side cursor to :mod:`pipeline.jobs.exporter` (the one JSON Lines
+exporter: a temporary file moved into place or uploaded), so a large job's export never sits in
+memory and a reader never sees a half-written file.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 from psycopg import Connection
 
-from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs.aws import s3_client
-from pipeline.jobs.exportdest import export_root, parse_export_destination, resolve_inside
+from pipeline.jobs.exporter import export_records
 from pipeline.jobs.runtime import Runtime
 from pipeline.store.jobs import get_job
 from pipeline.store.observations import job_match_rows
@@ -56,37 +51,9 @@ def export_matches(rt: Runtime, job_id: str, dest: str) -> int:
     """
     with rt.db.connection() as conn:
         job = get_job(conn, job_id)
-    target = parse_export_destination(dest, rt.settings, job.origin.trust)
-    tmp_dir = None
-    if target.path is not None:
-        root = export_root(rt.settings)
-        root.mkdir(parents=True, exist_ok=True)
-        target.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_dir = resolve_inside(root, str(target.path)).parent
-    fd, tmp = tempfile.mkstemp(suffix=".jsonl.part", dir=tmp_dir)
-    count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh, rt.db.connection() as conn:
-            for record in iter_job_matches(conn, job_id):
-                fh.write(json.dumps(record, separators=(",", ":")) + "\n")
-                count += 1
-        if target.s3 is not None:
-            try:
-                s3_client(rt.settings).upload_file(
-                    tmp, target.s3.bucket, target.s3.key,
-                    ExtraArgs={"ContentType": "application/x-ndjson"},
-                )
-            except Exception as exc:  # boto3 raises several unrelated types for one failure
-                raise FacepipeError(
-                    ErrorCode.OBJECT_STORE_UNAVAILABLE, f"upload to {dest} failed: {exc}"
-                ) from exc
-        else:
-            assert target.path is not None and tmp_dir is not None
-            # rename() replaces a symlink at the destination itself, never its target
-            os.replace(tmp, tmp_dir / target.path.name)
-            tmp = ""
-    finally:
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
+    with rt.db.connection() as conn:
+        count = export_records(
+            iter_job_matches(conn, job_id), dest, rt.settings, job.origin.trust
+        )
     log.info("job %s: exported %d observed faces to %s", job_id, count, dest)
     return count

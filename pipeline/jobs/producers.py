@@ -1,8 +1,8 @@
 """Producers: turn a source (folder, S3 prefix, URL list, CSV manifest) into job items.
 
-Listing is lazy and paged, so a source of millions of images never sits in memory: folders are
-walked in sorted order, S3 prefixes are listed one ``list_objects_v2`` page at a time (the
-ingest task carries the continuation token from page to page).
+Listing is lazy and paged, so a source of millions of images never sits in memory: folders and
+S3 prefixes are listed by :mod:`pipeline.sources.listing` (the lister ``facepipe detect DIR``
+uses too) one page at a time, and the ingest task carries the page's token to the next.
 
 Person ids for enrolment: the parent folder name (or the key segment before the file name),
 unless a CSV manifest names the person. Manifest columns: ``uri,person_id,name,groups`` where
@@ -18,12 +18,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
+from pipeline.aws import s3_client
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs.aws import s3_client
 from pipeline.jobs.model import ItemSpec
+from pipeline.sources.formats import has_image_extension
+from pipeline.sources.listing import list_page, walk_folder
 from pipeline.sources.location import (
     HttpLocation,
     InlineLocation,
@@ -34,8 +35,6 @@ from pipeline.sources.location import (
     parse_location,
 )
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
-"""File name endings listed from folders and prefixes (GIF is listed, then refused per item)."""
 URL_LIST_SUFFIXES = frozenset({".txt", ".urls", ".list", ".lst"})
 _GROUP_SPLIT = re.compile(r"[;|]")
 
@@ -56,7 +55,7 @@ def source_type(source: str | Location, trust: Trust = Trust.OPERATOR) -> Source
     """
     location = parse_location(source, trust) if isinstance(source, str) else source
     if isinstance(location, S3Location):
-        if location.is_prefix or Path(location.key).suffix.lower() not in IMAGE_SUFFIXES:
+        if location.is_prefix or not has_image_extension(location.key):
             return SourceType.S3_PREFIX
         return SourceType.SINGLE
     if isinstance(location, HttpLocation | InlineLocation):
@@ -169,81 +168,67 @@ def read_url_list(path: Path) -> Iterator[ItemSpec]:
 
 
 def walk_directory(root: Path) -> Iterator[ItemSpec]:
-    """Image files under ``root``, recursively, in sorted order; person = parent folder name."""
+    """Image files under ``root`` in listing order; person = parent folder name."""
     for _, spec in walk_directory_from(root):
         yield spec
 
 
 def walk_directory_from(root: Path, after: str | None = None) -> Iterator[tuple[str, ItemSpec]]:
-    """``(relative path, item)`` of the image files under ``root`` in walk order, after ``after``.
+    """``(relative path, item)`` of the image files under ``root`` after ``after``, lazily.
 
-    Walk order: in each folder its files (sorted) come before its subfolders (sorted), i.e. the
-    order of the key ``((1, dir), ..., (0, file))``. ``after`` is the relative path of the last
-    item a previous page listed: subfolders wholly before it are pruned unread, so a listing can
-    resume page by page (the ingest task carries it like an S3 continuation token) and no task
-    walks for longer than a page.
+    The order and the resume token (``after``: the relative path of the last item a previous
+    page listed) are those of :func:`pipeline.sources.listing.walk_folder`.
     """
-    if not root.is_dir():
-        raise FacepipeError(ErrorCode.SOURCE_NOT_FOUND, f"{root} is not a folder")
-    stop = _walk_key(after) if after else None
-    for dirpath, dirnames, filenames in os.walk(root):
-        parent = Path(dirpath)
-        rel_dir = parent.relative_to(root).parts
-        prefix = tuple((1, d) for d in rel_dir)
-        dirnames.sort()
-        if stop is not None:
-            level = stop[: len(prefix) + 1]
-            dirnames[:] = [d for d in dirnames if (*prefix, (1, d)) >= level]
-        for name in sorted(filenames):
-            if Path(name).suffix.lower() not in IMAGE_SUFFIXES or name.startswith("."):
-                continue
-            if stop is not None and (*prefix, (0, name)) <= stop:
-                continue
-            # abspath, not resolve(): see _resolve
-            spec = ItemSpec(uri=os.path.abspath(parent / name), person_id=parent.name)
-            yield "/".join((*rel_dir, name)), spec
-
-
-def _walk_key(rel: str) -> tuple[tuple[int, str], ...]:
-    parts = rel.split("/")
-    return (*((1, p) for p in parts[:-1]), (0, parts[-1]))
+    for rel in walk_folder(root, after):
+        yield rel, _folder_item(os.path.join(root, *rel.split("/")))
 
 
 @dataclass(frozen=True)
-class S3Page:
-    """One page of an S3 listing and where the next one starts (None: last page)."""
+class ItemPage:
+    """One page of a folder or S3 listing as items, and where the next one starts (None: last
+    page)."""
 
     specs: list[ItemSpec]
     next_token: str | None
 
 
+def list_items_page(
+    location: LocalLocation | S3Location,
+    settings: Settings,
+    *,
+    token: str | None = None,
+    page_size: int = 1000,
+) -> ItemPage:
+    """One page of the image files of a folder or S3 prefix, from ``token`` on, as items."""
+    page = list_page(location, settings, page_size=page_size, token=token)
+    if isinstance(location, S3Location):
+        in_bucket = len(S3Location(location.bucket, "").uri)  # "s3://bucket/"
+        specs = [_s3_item(uri, uri[in_bucket:]) for uri in page.sources]
+    else:
+        specs = [_folder_item(path) for path in page.sources]
+    return ItemPage(specs, page.next_token)
+
+
 def list_s3_page(
     location: S3Location, settings: Settings, *, token: str | None = None, page_size: int = 1000
-) -> S3Page:
-    """One ``list_objects_v2`` page of image keys under ``s3://bucket/prefix``."""
-    uri, bucket, prefix = location.uri, location.bucket, location.key
-    args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
-    if token:
-        args["ContinuationToken"] = token
-    try:
-        resp = s3_client(settings).list_objects_v2(**args)
-    except Exception as exc:  # botocore raises many types; all mean the listing failed
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-        if code in ("NoSuchBucket", "AccessDenied"):
-            raise FacepipeError(ErrorCode.SOURCE_NOT_FOUND, f"{uri}: {code}") from exc
-        raise FacepipeError(
-            ErrorCode.OBJECT_STORE_UNAVAILABLE, f"listing {uri} failed: {exc}"
-        ) from exc
-    specs = []
-    for obj in resp.get("Contents", []):
-        key = obj["Key"]
-        if Path(key).suffix.lower() not in IMAGE_SUFFIXES or key.endswith("/"):
-            continue
-        parts = key.split("/")
-        person = parts[-2] if len(parts) >= 2 else None
-        specs.append(ItemSpec(uri=f"s3://{bucket}/{key}", person_id=person))
-    token_out = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
-    return S3Page(specs, token_out)
+) -> ItemPage:
+    """One page of image keys under ``s3://bucket/prefix``: :func:`list_items_page` for S3
+    (the name :mod:`pipeline.jobs.listing` calls, whose folder and S3 branches could both call
+    :func:`list_items_page`)."""
+    return list_items_page(location, settings, token=token, page_size=page_size)
+
+
+def _folder_item(path: str) -> ItemSpec:
+    """A listed file as an item, its person the folder it lies in (``abspath``, not
+    ``resolve``: see :func:`_resolve`)."""
+    path = os.path.abspath(path)
+    return ItemSpec(uri=path, person_id=Path(path).parent.name)
+
+
+def _s3_item(uri: str, key: str) -> ItemSpec:
+    """A listed object as an item, its person the key segment before the file name."""
+    parts = key.split("/")
+    return ItemSpec(uri=uri, person_id=parts[-2] if len(parts) >= 2 else None)
 
 
 def iter_local_source(source: str, manifest: str | None = None) -> Iterator[ItemSpec]:

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.aws import sqs_client
 from pipeline.config import Settings, get_settings
 from pipeline.errors import FacepipeError
-from pipeline.jobs.aws import sqs_client
 from pipeline.jobs.model import ItemSpec, Job, JobKind
 from pipeline.jobs.runtime import Runtime, get_runtime
 from pipeline.jobs.submit import submit_items

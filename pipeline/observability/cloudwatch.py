@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline.aws import cloudwatch_client
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.observability.queues import QUEUES, queue_depths
@@ -71,12 +71,6 @@ def put_queue_depths(
         raise FacepipeError(
             ErrorCode.STORAGE_FAILED, f"CloudWatch refused the queue depths: {exc}"
         ) from exc
-
-
-def cloudwatch_client(settings: Settings | None = None, endpoint_url: str | None = None) -> Any:
-    """A boto3 CloudWatch client in the configured region (credentials from the usual chain)."""
-    settings = settings or get_settings()
-    return boto3.client("cloudwatch", region_name=settings.s3_region, endpoint_url=endpoint_url)
 
 
 def publish_queue_depths(

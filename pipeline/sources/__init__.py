@@ -7,8 +7,8 @@ Public API: :func:`load_image`, :func:`decode_image`, :func:`read_source_bytes`,
 from __future__ import annotations
 
 from pipeline.sources.decode import content_sha256, decode_image
-from pipeline.sources.expand import IMAGE_EXTENSIONS, expand_sources
-from pipeline.sources.formats import ImageFormat, sniff_format
+from pipeline.sources.expand import expand_sources
+from pipeline.sources.formats import IMAGE_EXTENSIONS, ImageFormat, sniff_format
 from pipeline.sources.reader import load_image, read_source_bytes, source_label
 
 __all__ = [

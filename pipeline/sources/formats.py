@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 
 from pipeline.errors import ErrorCode, FacepipeError
@@ -14,6 +15,34 @@ class ImageFormat(StrEnum):
     PNG = "png"
     BMP = "bmp"
     WEBP = "webp"
+
+
+# The file name endings of each format, for listings only (decoding reads the magic bytes).
+ACCEPTED_EXTENSIONS: dict[ImageFormat, tuple[str, ...]] = {
+    ImageFormat.JPEG: (".jpg", ".jpeg", ".jpe", ".jfif"),
+    ImageFormat.PNG: (".png",),
+    ImageFormat.BMP: (".bmp", ".dib"),
+    ImageFormat.WEBP: (".webp",),
+}
+# Photo formats the decoder recognises only to refuse them by name (see ``_REFUSED``).
+REFUSED_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "GIF": (".gif",),
+    "TIFF": (".tif", ".tiff"),
+    "HEIC": (".heic", ".heif"),
+    "AVIF": (".avif",),
+}
+IMAGE_EXTENSIONS = frozenset(
+    ext for table in (ACCEPTED_EXTENSIONS, REFUSED_EXTENSIONS) for exts in table.values()
+    for ext in exts
+)
+"""What folder and S3 listings yield (every listing: ``detect DIR``, enrol and re-identify
+jobs). The refused photo formats are listed too, so such a file is reported per item
+("GIF is not supported") instead of being skipped unseen."""
+
+
+def has_image_extension(name: str) -> bool:
+    """True when the name ends in one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -1,19 +1,17 @@
-"""``s3://bucket/key`` sources through boto3: one cached client per process, capped reads,
-lazy paginated listings.
+"""``s3://bucket/key`` sources: capped reads and listings one page at a time.
+
+The client comes from :mod:`pipeline.aws` (one per process and configuration).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
-from functools import lru_cache
+from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline.aws import s3_client
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.sources.location import S3Location
@@ -22,29 +20,6 @@ logger = logging.getLogger(__name__)
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
 _DENIED_CODES = frozenset({"AccessDenied", "403", "Forbidden", "AllAccessDisabled"})
-_client_lock = threading.Lock()
-
-
-@lru_cache(maxsize=8)
-def _cached_client(endpoint_url: str | None, region: str, timeout_s: float) -> Any:
-    # boto3's default session is not thread-safe; a client made from its own session is.
-    config = Config(
-        region_name=region,
-        connect_timeout=timeout_s,
-        read_timeout=timeout_s,
-        retries={"max_attempts": 3, "mode": "standard"},
-        max_pool_connections=32,
-        s3={"addressing_style": "path"} if endpoint_url else {},
-    )
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
-
-
-def s3_client(settings: Settings) -> Any:
-    """The process-wide S3 client for these settings (endpoint, region, timeout)."""
-    with _client_lock:
-        return _cached_client(
-            settings.s3_endpoint_url, settings.s3_region, float(settings.download_timeout_s)
-        )
 
 
 def _translate(exc: Exception, what: str) -> FacepipeError:
@@ -94,22 +69,30 @@ def read_s3(loc: S3Location, settings: Settings) -> bytes:
     return data
 
 
-def iter_s3_keys(location: S3Location, settings: Settings, page_size: int = 1000) -> Iterator[str]:
-    """Keys under a prefix, page by page as they are consumed (never the whole listing at once).
+@dataclass(frozen=True)
+class S3KeyPage:
+    """The object keys of one ``list_objects_v2`` page and the token of the next (None: last)."""
+
+    keys: tuple[str, ...]
+    next_token: str | None
+
+
+def list_s3_keys(
+    location: S3Location, settings: Settings, *, token: str | None = None, page_size: int = 1000
+) -> S3KeyPage:
+    """One page of the keys under a prefix, from ``token`` (S3's continuation token) on.
 
     Folder markers (keys ending in ``/``) are skipped.
     """
-    paginator = s3_client(settings).get_paginator("list_objects_v2")
-    pages = paginator.paginate(
-        Bucket=location.bucket,
-        Prefix=location.key,
-        PaginationConfig={"PageSize": page_size},
-    )
+    args: dict[str, Any] = {"Bucket": location.bucket, "Prefix": location.key, "MaxKeys": page_size}
+    if token:
+        args["ContinuationToken"] = token
     try:
-        for page in pages:
-            for item in page.get("Contents", ()):
-                key = item["Key"]
-                if not key.endswith("/"):
-                    yield key
+        resp = s3_client(settings).list_objects_v2(**args)
     except (ClientError, BotoCoreError) as exc:
         raise _translate(exc, location.uri) from exc
+    keys = tuple(
+        item["Key"] for item in resp.get("Contents", ()) if not item["Key"].endswith("/")
+    )
+    next_token = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
+    return S3KeyPage(keys, next_token)
