@@ -14,9 +14,7 @@ from collections.abc import Sequence
 import redis
 
 from pipeline.errors import ErrorCode, FacepipeError
-
-QUEUES: tuple[str, ...] = ("ingest", "infer", "index", "search")
-"""The Celery queues facepipe routes tasks to."""
+from pipeline.jobs.dispatch import QUEUES
 UNACKED = "unacked"
 """The pseudo-queue name under which messages in flight are reported."""
 
