@@ -15,6 +15,7 @@ import redis
 
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.jobs.dispatch import QUEUES
+
 UNACKED = "unacked"
 """The pseudo-queue name under which messages in flight are reported."""
 
