@@ -230,10 +230,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT / "api.json")
     args = parser.parse_args()
 
-    from pipeline import apikeys
+
     from pipeline.apikeys import SecretCipher
     from pipeline.config import Settings
     from pipeline.models.pack import vectron_model_dir
+    from pipeline.store import apikeys as key_store
     from pipeline.store.db import Database
 
     image_path = args.image or vectron_model_dir() / "yaoming.jpg"
@@ -245,7 +246,7 @@ def main() -> None:
     results = []
     try:
         with db.transaction() as conn:
-            key = apikeys.create_key(conn, "bench", SecretCipher(SERVER_KEY))
+            key = key_store.create_key(conn, "bench", SecretCipher(SERVER_KEY))
         for workers in (int(w) for w in args.workers.split(",")):
             proc, url = start_server(db.url, args.redis_url, workers)
             try:

@@ -21,6 +21,7 @@ from pipeline.apikeys import SecretCipher
 from pipeline.config import Settings
 from pipeline.engine import FaceEngine
 from pipeline.errors import FacepipeError
+from pipeline.store import apikeys as key_store
 from pipeline.store.db import Database
 from tests.fixtures.services import REDIS_BROKER
 
@@ -90,7 +91,7 @@ def test_keys_cli_create_list_revoke(database: Database) -> None:
 
 def test_v1_bearer_by_key_and_revocation(keyed: TestClient, database: Database) -> None:
     with database.transaction() as conn:
-        key = apikeys.create_key(conn, "bearer test", SecretCipher(SERVER_KEY))
+        key = key_store.create_key(conn, "bearer test", SecretCipher(SERVER_KEY))
     ok = keyed.get("/v1/groups", headers={"Authorization": f"Bearer {key.secret}"})
     assert ok.status_code == 200, ok.text
     for header in ({}, {"Authorization": f"Bearer {key.secret}x"},
@@ -101,7 +102,7 @@ def test_v1_bearer_by_key_and_revocation(keyed: TestClient, database: Database) 
         "paths"
     ]
     with database.transaction() as conn:
-        apikeys.revoke_key(conn, key.key_id)
+        key_store.revoke_key(conn, key.key_id)
     gone = keyed.get("/v1/groups", headers={"Authorization": f"Bearer {key.secret}"})
     assert gone.status_code == 401
 
@@ -126,7 +127,7 @@ def test_v1_credentials_are_checked_before_the_body_is_read(
         )
         assert resp.status_code == 401 and resp.json()["error"]["code"] == -1313
         with database.transaction() as conn:
-            key = apikeys.create_key(conn, "body order", SecretCipher(SERVER_KEY))
+            key = key_store.create_key(conn, "body order", SecretCipher(SERVER_KEY))
         resp = client.post(
             "/v1/detect", content=body(),
             headers={"content-type": "multipart/form-data; boundary=xyz",
@@ -139,8 +140,8 @@ def test_rate_limit_per_key(engine: FaceEngine, database: Database) -> None:
     settings = keyed_settings(engine, api_rate_per_s=0.5, api_rate_burst=3)
     app = create_app(settings, engine=engine, database=database, preload=False)
     with database.transaction() as conn:
-        a = apikeys.create_key(conn, "rate a", SecretCipher(SERVER_KEY))
-        b = apikeys.create_key(conn, "rate b", SecretCipher(SERVER_KEY))
+        a = key_store.create_key(conn, "rate a", SecretCipher(SERVER_KEY))
+        b = key_store.create_key(conn, "rate b", SecretCipher(SERVER_KEY))
     with TestClient(app) as client:
         codes = [
             client.get("/v1/groups", headers={"Authorization": f"Bearer {a.secret}"}).status_code
@@ -158,18 +159,18 @@ def test_access_tokens_expire_and_die_with_their_key(database: Database) -> None
     from datetime import timedelta
 
     with database.transaction() as conn:
-        key = apikeys.create_key(conn, "token test", SecretCipher(SERVER_KEY))
-        token, _ = apikeys.issue_token(conn, key.key_id, timedelta(hours=1))
-        stale, _ = apikeys.issue_token(conn, key.key_id, timedelta(seconds=-1))
+        key = key_store.create_key(conn, "token test", SecretCipher(SERVER_KEY))
+        token, _ = key_store.issue_token(conn, key.key_id, timedelta(hours=1))
+        stale, _ = key_store.issue_token(conn, key.key_id, timedelta(seconds=-1))
     with database.connection() as conn:
-        assert apikeys.key_by_token(conn, token) is not None
-        assert apikeys.key_by_token(conn, stale) is None
+        assert key_store.key_by_token(conn, token) is not None
+        assert key_store.key_by_token(conn, stale) is None
         row = conn.execute("SELECT count(*) FROM api_tokens WHERE token_sha256 = %s", (token,))
         assert row.fetchone() == (0,)  # stored hashed only
     with database.transaction() as conn:
-        apikeys.revoke_key(conn, key.key_id)
+        key_store.revoke_key(conn, key.key_id)
     with database.connection() as conn:
-        assert apikeys.key_by_token(conn, token) is None
+        assert key_store.key_by_token(conn, token) is None
 
 
 # --- scoped keys ---------------------------------------------------------------------------------
@@ -220,9 +221,9 @@ def test_v1_scoped_keys(keyed: TestClient, clean_database: Database, yaoming_jpg
 
     cipher = SecretCipher(SERVER_KEY)
     with clean_database.transaction() as conn:
-        admin = apikeys.create_key(conn, "admin", cipher)
-        ro = apikeys.create_key(conn, "ro", cipher, KeyScope(read_only=True))
-        mine = apikeys.create_key(conn, "mine", cipher, KeyScope(frozenset({"g1"})))
+        admin = key_store.create_key(conn, "admin", cipher)
+        ro = key_store.create_key(conn, "ro", cipher, KeyScope(read_only=True))
+        mine = key_store.create_key(conn, "mine", cipher, KeyScope(frozenset({"g1"})))
 
     def as_(key: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {key.secret}"}

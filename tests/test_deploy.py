@@ -459,8 +459,8 @@ def test_container_commands_exist(compose_config: dict[str, Any]) -> None:
         _check_invocation(root, json.loads(cmd.group(1)))
 
 
-def test_metric_queues_are_the_celery_queues() -> None:
-    from pipeline.observability.queues import QUEUES
-    from workers.app import QUEUES as CELERY_QUEUES
+def test_every_route_goes_to_a_known_queue() -> None:
+    from pipeline.jobs.dispatch import QUEUES
+    from workers.app import ROUTES
 
-    assert set(QUEUES) == set(CELERY_QUEUES)
+    assert {route["queue"] for route in ROUTES.values()} == set(QUEUES)

@@ -13,7 +13,7 @@ from pipeline.index.reindex import reindex
 from pipeline.index.search import SnapshotCache, identify_faiss
 from pipeline.index.snapshot import Scope
 from pipeline.library import FaceLibrary
-from pipeline.observability.exporter import read_job_stats
+from pipeline.store.stats import read_job_stats
 from tests.test_index_engines import GROUP, analyses, enrolled, probe_matrix  # noqa: F401
 
 

@@ -16,10 +16,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.observability.exporter import JobStats, job_families, queue_families
+from pipeline.observability.exporter import job_families, queue_families
 from pipeline.observability.http import protocol_of, request_id_of, route_of
 from pipeline.observability.logging import configure_logging, dict_config, log_context
 from pipeline.observability.metrics import exposed_names
+from pipeline.store.stats import JobStats
 from workers.errors import PermanentTaskError
 from workers.observability import log_ids, named_args, task_outcome
 

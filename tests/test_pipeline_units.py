@@ -50,16 +50,15 @@ def test_directory_walk_resumes_after_any_listed_file(tmp_path: Path) -> None:
     for rel in ("z.jpg", "a/1.jpg", "a/b/2.jpg", "a/b/c/3.png", "a/d/4.jpg", "a/e.txt",
                 "b/5.jpg", "b0/6.jpg", "b/c/7.jpg", "c/.hidden.jpg", "c/8.JPG"):
         _touch(tmp_path / rel)
-    from pipeline.jobs.producers import walk_directory_from
+    from pipeline.sources.listing import walk_folder
 
-    full = list(walk_directory_from(tmp_path))
-    rels = [r for r, _ in full]
+    rels = list(walk_folder(tmp_path))
     # in each folder its files first, then its subfolders, all sorted
     assert rels == ["z.jpg", "a/1.jpg", "a/b/2.jpg", "a/b/c/3.png", "a/d/4.jpg", "b/5.jpg",
                     "b/c/7.jpg", "b0/6.jpg", "c/8.JPG"]
-    assert [s.uri for _, s in full] == [s.uri for s in walk_directory(tmp_path)]
+    assert [s.uri for s in walk_directory(tmp_path)] == [str(tmp_path / r) for r in rels]
     for i, rel in enumerate(rels):
-        assert [r for r, _ in walk_directory_from(tmp_path, after=rel)] == rels[i + 1 :]
+        assert list(walk_folder(tmp_path, rel)) == rels[i + 1 :]
 
 
 def test_manifest_overrides_folder_names_and_splits_groups(tmp_path: Path) -> None:

@@ -153,7 +153,7 @@ def test_one_client_per_settings(s3_settings: Settings) -> None:
 
 
 def test_detect_and_enroll_listings_see_the_same_keys(bucket: str, s3_settings: Settings) -> None:
-    from pipeline.jobs.producers import list_s3_page
+    from pipeline.jobs.producers import list_items_page
     from pipeline.sources.location import S3Location
 
     client = s3_client(s3_settings)
@@ -165,7 +165,8 @@ def test_detect_and_enroll_listings_see_the_same_keys(bucket: str, s3_settings: 
     detect = list(expand_sources([f"s3://{bucket}/same/"], s3_settings, s3_page_size=3))
     enroll, persons, token = [], [], None
     while True:  # what the ingest task does, one page per call
-        page = list_s3_page(S3Location(bucket, "same/"), s3_settings, token=token, page_size=3)
+        page = list_items_page(S3Location(bucket, "same/"), s3_settings, token=token,
+                               page_size=3)
         enroll += [s.uri for s in page.specs]
         persons += [s.person_id for s in page.specs]
         if (token := page.next_token) is None:

@@ -19,12 +19,12 @@ from celery.signals import worker_process_init
 from kombu import Exchange, Queue
 
 from pipeline.config import Settings, get_settings
+from pipeline.jobs.dispatch import QUEUES
 from pipeline.jobs.runtime import reset_runtime
 from workers import observability
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("ingest", "infer", "index", "search")
 ROUTES = {
     "facepipe.ingest.*": {"queue": "ingest"},
     "facepipe.schedule.*": {"queue": "ingest"},

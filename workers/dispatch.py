@@ -27,15 +27,13 @@ from redis.exceptions import RedisError
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.jobs.dispatch import BrokerState, TaskName
+from pipeline.observability.queues import queue_depths
 from workers.errors import PermanentTaskError
 
 log = logging.getLogger(__name__)
 
 CANARY_KEY = "facepipe:broker-canary"
-UNACKED_KEY = "unacked"  # kombu's Redis transport: messages delivered but not acknowledged
 LISTING_SOFT_LIMIT_S = 600.0
-# kombu's Redis transport keeps priority levels in extra lists named <queue>\x06\x16<level>
-_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
 def celery_dispatcher(settings: Settings) -> CeleryDispatcher:
@@ -127,14 +125,10 @@ class CeleryDispatcher:
         with self._redis("broker state") as client:
             if client is None:
                 return BrokerState(queued=None, lost=False)
-            pipe = client.pipeline()
-            for queue in self.queues:
-                for suffix in _PRIORITY_SUFFIXES:
-                    pipe.llen(queue + suffix)
-            pipe.hlen(UNACKED_KEY)
-            pipe.exists(CANARY_KEY)
-            *lengths, canary = pipe.execute()
-        return BrokerState(queued=sum(int(n) for n in lengths), lost=not canary)
+            canary = client.exists(CANARY_KEY)
+        # waiting in every queue (all priority lists) plus delivered but unacknowledged
+        depths = queue_depths(str(self.app.conf.broker_url), self.queues)
+        return BrokerState(queued=sum(depths.values()), lost=not canary)
 
     def broker_state_handled(self) -> None:
         # Written back only after a watchdog pass re-sent everything: a pass that fails half

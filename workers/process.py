@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-log = logging.getLogger(__name__)
+from pipeline.jobs.dispatch import QUEUES
 
-ALL_QUEUES = ("ingest", "infer", "index", "search")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,7 +60,7 @@ class WorkerProcess:
 
 def start_worker(
     *,
-    queues: Sequence[str] = ALL_QUEUES,
+    queues: Sequence[str] = QUEUES,
     concurrency: int = 1,
     pool: str = "prefork",
     env: Mapping[str, str] | None = None,

@@ -136,8 +136,7 @@ def create_app(
         saturated the model slots are."""
 
         def check() -> dict[str, Any]:
-            with state.db.connection() as conn:
-                conn.execute("SELECT 1")
+            state.db.ping()
             return {"status": "ok", "model": state.engine.model_id, "database": "ok"}
 
         try:

@@ -15,10 +15,10 @@ from datetime import timedelta
 
 from starlette.responses import Response
 
-from pipeline import apikeys
 from pipeline.apikeys import UNLIMITED, ApiKey, KeyScope, SecretCipher
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.store import apikeys as key_store
 from pipeline.store.db import Database
 
 
@@ -103,21 +103,21 @@ class KeyRing:
         if not secret:
             return None
         with self.db.connection() as conn:
-            key = apikeys.key_by_secret(conn, secret)
+            key = key_store.key_by_secret(conn, secret)
         return Caller(key) if key else None
 
     def signing_secret(self, key_id: str) -> tuple[ApiKey, str] | None:
         with self.db.connection() as conn:
-            return apikeys.signing_secret(conn, key_id, self.cipher)
+            return key_store.signing_secret(conn, key_id, self.cipher)
 
     def issue_token(self, key_id: str, ttl: timedelta) -> tuple[str, int]:
         with self.db.transaction() as conn:
-            token, _expires = apikeys.issue_token(conn, key_id, ttl)
+            token, _expires = key_store.issue_token(conn, key_id, ttl)
         return token, int(ttl.total_seconds())
 
     def token(self, token: str) -> Caller | None:
         with self.db.connection() as conn:
-            key = apikeys.key_by_token(conn, token)
+            key = key_store.key_by_token(conn, token)
         return Caller(key) if key else None
 
     def allow(self, caller: Caller) -> bool:

@@ -37,7 +37,7 @@ from pipeline.api.state import ApiState
 from pipeline.api_io import caller_location, inline_source
 from pipeline.attributes_vendor import iai_attributes, iai_quality
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.library.results import FaceRect
+from pipeline.library.results import FaceRect, IdentifyResult
 from pipeline.similarity import tencent_score
 from pipeline.sources.location import Location
 from pipeline.store.records import GroupDetails
@@ -616,7 +616,7 @@ async def CompareFace(state: ApiState, p: Params) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-async def _search(state: ApiState, p: Params) -> tuple[Any, int, float | None]:
+async def _search(state: ApiState, p: Params) -> tuple[IdentifyResult, int, float | None]:
     groups = p.strings("GroupIds")
     if not groups:
         raise FacepipeError(ErrorCode.EMPTY_PARAMETER, "GroupIds is required")
@@ -628,7 +628,7 @@ async def _search(state: ApiState, p: Params) -> tuple[Any, int, float | None]:
     source = p.image(state.settings)
     fetched = await state.blocking(lambda: fetch(source, state.settings))
 
-    def run() -> Any:
+    def run() -> IdentifyResult:
         return state.library.identify(
             fetched.decode(state.settings), groups, top_n, all_faces=max_faces > 1
         )

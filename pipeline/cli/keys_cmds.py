@@ -67,7 +67,8 @@ def create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a key and print its id, secret and appid (the secret is shown only now)."""
-    from pipeline.apikeys import KeyScope, SecretCipher, create_key, parse_scope_groups
+    from pipeline.apikeys import KeyScope, SecretCipher, parse_scope_groups
+    from pipeline.store.apikeys import create_key
 
     with _transaction(as_json) as conn:
         scope = KeyScope(parse_scope_groups(groups), read_only)
@@ -87,7 +88,7 @@ def create(
 @keys_app.command("list")
 def list_(as_json: JsonOpt = False) -> None:
     """Every key (never its secret), oldest first, with when it was revoked and its scope."""
-    from pipeline.apikeys import list_keys
+    from pipeline.store.apikeys import list_keys
 
     with _transaction(as_json) as conn:
         keys = list_keys(conn)  # type: ignore[arg-type]
@@ -104,7 +105,7 @@ def revoke(
     key_id: Annotated[str, typer.Argument(help="The key to revoke.")], as_json: JsonOpt = False
 ) -> None:
     """Revoke a key: its secret, signatures and access tokens are refused from now on."""
-    from pipeline.apikeys import revoke_key
+    from pipeline.store.apikeys import revoke_key
 
     with _transaction(as_json) as conn:
         key = revoke_key(conn, key_id)  # type: ignore[arg-type]

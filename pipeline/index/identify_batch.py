@@ -236,20 +236,32 @@ def identify_batch(
                  finished_at=datetime.now().astimezone())
         raise
     seconds = time.perf_counter() - started
-    _set_job(db, job_id, status="done", listing_done=True, n_items=result[0], n_done=result[0],
-             n_failed=len(errors), finished_at=datetime.now().astimezone())
-    probes, matched, written, exported, stats = result
+    _set_job(db, job_id, status="done", listing_done=True, n_items=result.probes,
+             n_done=result.probes, n_failed=len(errors),
+             finished_at=datetime.now().astimezone())
     return IdentifyBatchResult(
-        job_id=job_id, plan=plan, probes=probes, matched=matched, matches_written=written,
-        exported=exported, export=export, seconds=seconds, errors=errors, stats=stats,
+        job_id=job_id, plan=plan, probes=result.probes, matched=result.matched,
+        matches_written=result.written, exported=result.exported, export=export,
+        seconds=seconds, errors=errors, stats=result.stats,
     )
+
+
+@dataclass(frozen=True)
+class _Searched:
+    """What searching every probe batch did."""
+
+    probes: int
+    matched: int
+    written: int
+    exported: int
+    stats: dict[str, Any]
 
 
 def _run(
     db: Database, groups: Sequence[str], model_id: str, probe_job: str | None,
     since: datetime | None, top_n: int, export: str | None, plan: Plan, job_id: str,
     settings: Settings,
-) -> tuple[int, int, int, int, dict[str, Any]]:
+) -> _Searched:
     from pipeline.library import FaceLibrary
 
     library = FaceLibrary(db, None, settings)
@@ -293,4 +305,4 @@ def _run(
             out.abort()
         raise
     info = {"search_s": round(search_s, 3), "write_s": round(write_s, 3), **stats.to_dict()}
-    return probes, matched, written, out.count if out else 0, info
+    return _Searched(probes, matched, written, out.count if out else 0, info)

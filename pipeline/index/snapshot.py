@@ -209,7 +209,9 @@ class S3SnapshotStore:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            return bytes(
+                self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            )
         except (BotoCoreError, ClientError) as exc:
             raise self._fail(exc, key) from exc
 

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 DISPATCHER_ENTRY_POINTS = "facepipe.dispatchers"
 
 
+QUEUES: tuple[str, ...] = ("ingest", "infer", "index", "search")
+"""The queues facepipe routes tasks to: a task named ``facepipe.<queue>.<what>`` goes to
+``<queue>`` (the scheduled ones to ``ingest``)."""
+
+
 class TaskName(StrEnum):
     """Every facepipe Celery task, by queue (``facepipe.<queue>.<what>``)."""
 

@@ -25,11 +25,10 @@ from pipeline.jobs.producers import (
     SourceType,
     apply_override,
     iter_local_source,
-    list_s3_page,
+    list_items_page,
     read_manifest,
     read_s3_manifest,
     source_type,
-    walk_directory_from,
 )
 from pipeline.jobs.runtime import Runtime
 from pipeline.sources.location import LocalLocation, S3Location, parse_location
@@ -83,24 +82,19 @@ def list_step(
     else:
         location = parse_location(source, trust, inline=False)
         kind = source_type(location, trust)
-        if kind == SourceType.S3_PREFIX:
-            assert isinstance(location, S3Location)
-            page_size = int(job.params.get("page_size") or S3_PAGE_SIZE)
-            page = list_s3_page(location, rt.settings, token=token, page_size=page_size)
-            specs = _with_defaults(job, _override(rt, job, page.specs, None))
+        if kind in (SourceType.S3_PREFIX, SourceType.DIRECTORY) and isinstance(
+            location, S3Location | LocalLocation
+        ):
+            # one page of the one lister (pipeline/sources/listing.py) a task run
+            is_s3 = isinstance(location, S3Location)
+            page_size = int(
+                job.params.get("page_size") or (S3_PAGE_SIZE if is_s3 else DIRECTORY_PAGE_SIZE)
+            )
+            page = list_items_page(location, rt.settings, token=token, page_size=page_size)
+            base = None if isinstance(location, S3Location) else location.path
+            specs = _with_defaults(job, _override(rt, job, page.specs, base))
             listed = _add_pages(rt, job.id, specs, next_seq, chunk, on_chunk)
             step = ListingStep(listed, next_seq + listed, page.next_token)
-        elif kind == SourceType.DIRECTORY:
-            assert isinstance(location, LocalLocation)
-            page_size = int(job.params.get("page_size") or DIRECTORY_PAGE_SIZE)
-            walked = list(islice(walk_directory_from(location.path, after=token), page_size + 1))
-            more = len(walked) > page_size
-            walked = walked[:page_size]
-            specs = _with_defaults(
-                job, _override(rt, job, [s for _, s in walked], location.path)
-            )
-            listed = _add_pages(rt, job.id, specs, next_seq, chunk, on_chunk)
-            step = ListingStep(listed, next_seq + listed, walked[-1][0] if more else None)
         elif isinstance(location, LocalLocation):
             specs_iter = _with_defaults(
                 job, iter_local_source(str(location.path), job.params.get("manifest"))

@@ -168,19 +168,10 @@ def read_url_list(path: Path) -> Iterator[ItemSpec]:
 
 
 def walk_directory(root: Path) -> Iterator[ItemSpec]:
-    """Image files under ``root`` in listing order; person = parent folder name."""
-    for _, spec in walk_directory_from(root):
-        yield spec
-
-
-def walk_directory_from(root: Path, after: str | None = None) -> Iterator[tuple[str, ItemSpec]]:
-    """``(relative path, item)`` of the image files under ``root`` after ``after``, lazily.
-
-    The order and the resume token (``after``: the relative path of the last item a previous
-    page listed) are those of :func:`pipeline.sources.listing.walk_folder`.
-    """
-    for rel in walk_folder(root, after):
-        yield rel, _folder_item(os.path.join(root, *rel.split("/")))
+    """Image files under ``root`` in listing order (that of
+    :func:`pipeline.sources.listing.walk_folder`); person = parent folder name."""
+    for rel in walk_folder(root):
+        yield _folder_item(os.path.join(root, *rel.split("/")))
 
 
 @dataclass(frozen=True)
@@ -207,15 +198,6 @@ def list_items_page(
     else:
         specs = [_folder_item(path) for path in page.sources]
     return ItemPage(specs, page.next_token)
-
-
-def list_s3_page(
-    location: S3Location, settings: Settings, *, token: str | None = None, page_size: int = 1000
-) -> ItemPage:
-    """One page of image keys under ``s3://bucket/prefix``: :func:`list_items_page` for S3
-    (the name :mod:`pipeline.jobs.listing` calls, whose folder and S3 branches could both call
-    :func:`list_items_page`)."""
-    return list_items_page(location, settings, token=token, page_size=page_size)
 
 
 def _folder_item(path: str) -> ItemSpec:

@@ -134,11 +134,11 @@ class PersonsAndGroups(LibraryCore):
             raise person_not_found(person_id)
         return PersonInfo(
             person_id=person_id,
-            name=row[0],
-            tag=row[1],
+            name=row.name,
+            tag=row.tag,
             group_ids=tuple(repo.person_groups(conn, person_id)),
             face_ids=tuple(str(f) for f in repo.person_face_ids(conn, person_id)),
-            created_at=row[2],
+            created_at=row.created_at,
         )
 
     def list_persons(self, group_id: str, offset: int = 0, limit: int = 100) -> Page[PersonSummary]:

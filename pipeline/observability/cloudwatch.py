@@ -22,7 +22,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipeline.aws import cloudwatch_client
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.observability.queues import QUEUES, queue_depths
+from pipeline.jobs.dispatch import QUEUES
+from pipeline.observability.queues import queue_depths
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 import redis
 
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.jobs.dispatch import QUEUES
 
-QUEUES: tuple[str, ...] = ("ingest", "infer", "index", "search")
-"""The Celery queues facepipe routes tasks to."""
 UNACKED = "unacked"
 """The pseudo-queue name under which messages in flight are reported."""
 

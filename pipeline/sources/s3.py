@@ -59,7 +59,7 @@ def read_s3(loc: S3Location, settings: Settings) -> bytes:
                     ErrorCode.IMAGE_TOO_LARGE,
                     f"{source}: {size} bytes is above the cap of {cap} (FACEPIPE_MAX_IMAGE_BYTES)",
                 )
-            data = body.read(cap + 1)
+            data = bytes(body.read(cap + 1))
         finally:
             body.close()
     except (ClientError, BotoCoreError) as exc:

@@ -213,6 +213,11 @@ class Database:
         with self.connection() as conn, conn.transaction():
             yield conn
 
+    def ping(self) -> None:
+        """One round trip to the database (DATABASE_UNAVAILABLE when it does not answer)."""
+        with self.connection() as conn:
+            conn.execute("SELECT 1")
+
     def close(self) -> None:
         """Close the pool (the embedded server keeps running for other processes)."""
         if self._opened:

@@ -8,6 +8,7 @@ Vectors go in and out as NumPy arrays (pgvector's adapter is registered on every
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -65,12 +66,21 @@ def person_exists(conn: psycopg.Connection, person_id: str) -> bool:
     return row is not None
 
 
-def get_person(conn: psycopg.Connection, person_id: str) -> tuple[str, str, Any] | None:
-    """(name, tag, created_at) of a person, or None."""
+@dataclass(frozen=True)
+class PersonRow:
+    """A person's own columns."""
+
+    name: str
+    tag: str
+    created_at: datetime
+
+
+def get_person(conn: psycopg.Connection, person_id: str) -> PersonRow | None:
+    """A person's name, tag and creation time, or None."""
     row = conn.execute(
         "SELECT name, tag, created_at FROM persons WHERE person_id = %s", (person_id,)
     ).fetchone()
-    return None if row is None else (row[0], row[1], row[2])
+    return None if row is None else PersonRow(row[0], row[1], row[2])
 
 
 def update_person(
