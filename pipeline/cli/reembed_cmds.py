@@ -84,10 +84,9 @@ def reembed(
                 result = run_reembed(db, job.id, settings, on_progress=report)
             out = result.to_dict()
         else:
-            from pipeline.jobs.dispatch import TaskName
             from pipeline.jobs.runtime import get_runtime
 
-            get_runtime().dispatcher.send(TaskName.REEMBED, {"job_id": job.id})
+            get_runtime().dispatcher.send_reembed(job.id)
             out = {"job_id": job.id, "submitted": True}
             if wait:
                 from pipeline.jobs.progress import watch_job
