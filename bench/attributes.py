@@ -143,8 +143,7 @@ def chips_for(model: DlibAgeGender, s: Sample, variant: str) -> tuple[np.ndarray
         return model.chips(FaceRef(s.pixels, s.box, s.keypoints))
     if variant == "scrfd-meanface":
         g, a = (
-            extract_chip(s.pixels, s.keypoints, n, template=DLIB_MEAN_FACE_TEMPLATE)
-            for n in sizes
+            extract_chip(s.pixels, s.keypoints, n, template=DLIB_MEAN_FACE_TEMPLATE) for n in sizes
         )
         return g, a
     if variant == "no-pyramid":
@@ -285,9 +284,7 @@ def main() -> None:
     parser.add_argument("--dlib-reference", type=Path)
     parser.add_argument("--fit-template", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--cache", type=Path, help="an .npz keeping the detections between runs"
-    )
+    parser.add_argument("--cache", type=Path, help="an .npz keeping the detections between runs")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT / "attributes")
     args = parser.parse_args()
 

@@ -72,8 +72,11 @@ def compare(full: dict[str, ImageAnalysis], reduced: dict[str, ImageAnalysis]) -
         unmatched = list(b.faces)
         for fa in a.faces:
             side = max(1.0, min(fa.box[2] - fa.box[0], fa.box[3] - fa.box[1]))
-            best = min(unmatched, default=None,
-                       key=lambda f: float(np.linalg.norm(_centre(f.box) - _centre(fa.box))))
+            best = min(
+                unmatched,
+                default=None,
+                key=lambda f: float(np.linalg.norm(_centre(f.box) - _centre(fa.box))),
+            )
             if best is None or np.linalg.norm(_centre(best.box) - _centre(fa.box)) > side / 2:
                 only_full += 1
                 continue
@@ -88,11 +91,15 @@ def compare(full: dict[str, ImageAnalysis], reduced: dict[str, ImageAnalysis]) -
         "faces_matched": len(cosines),
         "faces_only_full_decode": only_full,
         "faces_only_reduced_decode": only_reduced,
-        "embedding_cosine": {"min": round(float(np.min(cos)), 4),
-                             "p01": round(float(np.percentile(cos, 1)), 4),
-                             "mean": round(float(np.mean(cos)), 4)},
-        "box_deviation_share_of_face": {"max": round(float(np.max(dev)), 4),
-                                        "mean": round(float(np.mean(dev)), 4)},
+        "embedding_cosine": {
+            "min": round(float(np.min(cos)), 4),
+            "p01": round(float(np.percentile(cos, 1)), 4),
+            "mean": round(float(np.mean(cos)), 4),
+        },
+        "box_deviation_share_of_face": {
+            "max": round(float(np.max(dev)), 4),
+            "mean": round(float(np.mean(dev)), 4),
+        },
     }
 
 
@@ -108,14 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--online", action="store_true",
-                        help="the API's path: decode as an API call does, analyze one image "
-                        "per call with landmarks and attributes")
+    parser.add_argument(
+        "--online",
+        action="store_true",
+        help="the API's path: decode as an API call does, analyze one image "
+        "per call with landmarks and attributes",
+    )
     args = parser.parse_args(argv)
     if not (args.faces / "dev").is_dir():
         parser.error(f"{args.faces}/dev is missing (the shared photos)")
-    corpus = build_corpus(args.faces, args.cache / f"bigphotos-{args.megapixels:g}mp",
-                          args.megapixels, args.limit)
+    corpus = build_corpus(
+        args.faces, args.cache / f"bigphotos-{args.megapixels:g}mp", args.megapixels, args.limit
+    )
     base = get_settings()
     before = machine_info()
     engines = {
@@ -153,18 +164,23 @@ def main(argv: list[str] | None = None) -> int:
     decode_ms = {"full": 0.0, "reduced": 0.0}
     for path in corpus:
         data = path.read_bytes()
-        for key, fn in (("full", lambda d=data: decode_image(d, "x", base)),
-                        ("reduced", lambda d=data: decode_image_reduced(d, "x", base,
-                                                                        base.det_size))):
+        for key, fn in (
+            ("full", lambda d=data: decode_image(d, "x", base)),
+            ("reduced", lambda d=data: decode_image_reduced(d, "x", base, base.det_size)),
+        ):
             start = time.process_time()
             fn()
             decode_ms[key] += (time.process_time() - start) * 1000.0
     n = len(corpus)
     report = {
-        "path": "online (API decode, analyze per image, landmarks + attributes)" if args.online
+        "path": "online (API decode, analyze per image, landmarks + attributes)"
+        if args.online
         else "bulk (analyze_stream)",
-        "corpus": {"images": n, "megapixels": args.megapixels,
-                   "built_from": "dev/deepface/*.jpg + hard/*.jpg, bicubic upscale, JPEG q90"},
+        "corpus": {
+            "images": n,
+            "megapixels": args.megapixels,
+            "built_from": "dev/deepface/*.jpg + hard/*.jpg, bicubic upscale, JPEG q90",
+        },
         "runs": {
             name: {
                 "images_per_s": round(n / wall[name], 3),
@@ -179,8 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine_before": before,
         "machine_after": machine_info(),
     }
-    report["speedup"] = round(report["runs"]["reduced decode"]["images_per_s"]
-                              / report["runs"]["full decode"]["images_per_s"], 3)
+    report["speedup"] = round(
+        report["runs"]["reduced decode"]["images_per_s"]
+        / report["runs"]["full decode"]["images_per_s"],
+        3,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     name = "bigphotos-online.json" if args.online else "bigphotos.json"
     (args.out / name).write_text(dumps(report) + "\n")
@@ -190,10 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(machine_line(before) + "\n")
     sys.stdout.write(f"corpus: {n} images of ~{args.megapixels:g} MP; path: {report['path']}\n")
     for name, run in report["runs"].items():
-        sys.stdout.write(f"{name:16s} {run['images_per_s']:7.3f} img/s  "
-                         f"{run['cpu_ms_per_image']:8.1f} CPU ms/img  {run['faces']} faces\n")
-    sys.stdout.write(f"speed-up: {report['speedup']:.2f}x; decode CPU ms/img: "
-                     f"{report['decode_cpu_ms_per_image']}\n")
+        sys.stdout.write(
+            f"{name:16s} {run['images_per_s']:7.3f} img/s  "
+            f"{run['cpu_ms_per_image']:8.1f} CPU ms/img  {run['faces']} faces\n"
+        )
+    sys.stdout.write(
+        f"speed-up: {report['speedup']:.2f}x; decode CPU ms/img: "
+        f"{report['decode_cpu_ms_per_image']}\n"
+    )
     sys.stdout.write(f"agreement: {report['agreement']}\n")
     return 0
 

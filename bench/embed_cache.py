@@ -132,11 +132,19 @@ def embed_labelled(labels: Path, rule: str = "centre", use_cache: bool = True) -
 
 def save_cached(path: Path, data: EmbeddedSet) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"paths": data.paths, "identities": data.identities, "missing": data.missing,
-            "model_id": data.model_id}
+    meta = {
+        "paths": data.paths,
+        "identities": data.identities,
+        "missing": data.missing,
+        "model_id": data.model_id,
+    }
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, embeddings=data.embeddings, det_scores=data.det_scores,
-             meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    np.savez(
+        tmp,
+        embeddings=data.embeddings,
+        det_scores=data.det_scores,
+        meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+    )
     tmp.replace(path)
 
 
@@ -159,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--face", choices=FACE_RULES, default="centre")
     args = parser.parse_args(argv)
     data = embed_labelled(args.labels, args.face)
-    sys.stdout.write(f"{len(data.paths)} embedded, {len(data.missing)} missing, "
-                     f"model {data.model_id}, cache {cache_dir()}\n")
+    sys.stdout.write(
+        f"{len(data.paths)} embedded, {len(data.missing)} missing, "
+        f"model {data.model_id}, cache {cache_dir()}\n"
+    )
     return 0
 
 

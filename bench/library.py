@@ -77,12 +77,16 @@ def group_sizes(n: int) -> list[int]:
 
 
 def reset(conn: psycopg.Connection) -> None:
-    conn.execute("TRUNCATE matches, observed_faces, faces, memberships, persons, groups "
-                 "RESTART IDENTITY CASCADE")
+    conn.execute(
+        "TRUNCATE matches, observed_faces, faces, memberships, persons, groups "
+        "RESTART IDENTITY CASCADE"
+    )
 
 
 def load_gallery(
-    conn: psycopg.Connection, vecs: NDArray[np.float32], groups: dict[str, int],
+    conn: psycopg.Connection,
+    vecs: NDArray[np.float32],
+    groups: dict[str, int],
     hnsw: bool = True,
 ) -> dict[str, Any]:
     """COPY persons, memberships (group g holds persons 0..size-1) and one face per person."""
@@ -100,13 +104,28 @@ def load_gallery(
                     copy.write_row((g, f"p{i}"))
     t1 = time.perf_counter()
     box, lms = [0.0, 0.0, 112.0, 112.0], [50.0] * 10
-    with conn.cursor() as cur, cur.copy(
-        "COPY faces (person_id, model_id, embedding_dim, embedding, box, landmarks, det_score,"
-        " quality_score, quality_level, content_sha256, face_index) FROM STDIN WITH (FORMAT BINARY)"
-    ) as copy:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY faces (person_id, model_id, embedding_dim, embedding, box, landmarks, det_score,"
+            " quality_score, quality_level, content_sha256, face_index)"
+            " FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy,
+    ):
         copy.set_types(
-            ["text", "text", "int2", "vector", "float4[]", "float4[]", "float4", "float4", "int2",
-             "text", "int4"]
+            [
+                "text",
+                "text",
+                "int2",
+                "vector",
+                "float4[]",
+                "float4[]",
+                "float4",
+                "float4",
+                "int2",
+                "text",
+                "int4",
+            ]
         )
         for i in range(n):
             copy.write_row(
@@ -228,17 +247,21 @@ def storage_comparison(
     """Exact-scan latency and size of the same vectors stored as ``vector`` with default storage
     (2 KiB values get TOASTed), ``vector`` with STORAGE PLAIN (migration 0001) and ``halfvec``."""
     out: dict[str, Any] = {"rows": len(vecs)}
-    variants = (("vector_toast", "vector", None), ("vector_plain", "vector", "PLAIN"),
-                ("halfvec", "halfvec", None))
+    variants = (
+        ("vector_toast", "vector", None),
+        ("vector_plain", "vector", "PLAIN"),
+        ("halfvec", "halfvec", None),
+    )
     for name, typ, storage in variants:
         table = f"bench_{name}"
         conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.execute(f"CREATE TABLE {table} (id int, person_id text, e {typ}(512))")
         if storage:
             conn.execute(f"ALTER TABLE {table} ALTER COLUMN e SET STORAGE {storage}")
-        with conn.cursor() as cur, cur.copy(
-            f"COPY {table} (id, person_id, e) FROM STDIN WITH (FORMAT BINARY)"
-        ) as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy(f"COPY {table} (id, person_id, e) FROM STDIN WITH (FORMAT BINARY)") as copy,
+        ):
             copy.set_types(["int4", "text", typ])
             for i, v in enumerate(vecs):
                 copy.write_row((i, f"p{i}", HalfVector(v) if typ == "halfvec" else v))
@@ -246,18 +269,26 @@ def storage_comparison(
         conn.commit()
         sql = f"SELECT id FROM {table} ORDER BY e <=> %s::{typ}(512) LIMIT 5"
         it = iter(range(len(probes)))
-        lat, _ = timed(lambda sql=sql, it=it: conn.execute(sql, (probes[next(it)],)).fetchall(),
-                       len(probes))
+        lat, _ = timed(
+            lambda sql=sql, it=it: conn.execute(sql, (probes[next(it)],)).fetchall(), len(probes)
+        )
         size = conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0]
-        out[name] = {"exact_p50_ms": round(float(np.percentile(lat, 50)), 2),
-                     "total_mb": round(size / 2**20, 1)}
+        out[name] = {
+            "exact_p50_ms": round(float(np.percentile(lat, 50)), 2),
+            "total_mb": round(size / 2**20, 1),
+        }
         conn.execute(f"DROP TABLE {table}")
         conn.commit()
     return out
 
 
 def run_size(
-    db: Database, n: int, queries: int, ef_list: Sequence[int], seed: int, comparisons: bool,
+    db: Database,
+    n: int,
+    queries: int,
+    ef_list: Sequence[int],
+    seed: int,
+    comparisons: bool,
     hnsw: bool = True,
 ) -> dict:
     rng = np.random.default_rng(seed)
@@ -310,13 +341,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--database-url", default=None, help="use this database (tables emptied!)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument(
-        "--skip-comparisons", action="store_true",
+        "--skip-comparisons",
+        action="store_true",
         help="skip the vector-vs-halfvec index and storage comparisons (saves an index build)",
     )
     ap.add_argument(
-        "--no-hnsw", dest="hnsw", action="store_false",
+        "--no-hnsw",
+        dest="hnsw",
+        action="store_false",
         help="skip the HNSW build and HNSW rows (long at 1M faces on 2 cores); exact plans "
-             "only, the table scan for every group (implies --skip-comparisons)",
+        "only, the table scan for every group (implies --skip-comparisons)",
     )
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT / "library.json")
     args = ap.parse_args(argv)
@@ -332,8 +366,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             "machine": machine_info(),
             "probe_cosine": PROBE_COSINE,
             "sizes": [
-                run_size(db, int(n), args.queries, [int(e) for e in args.ef_search.split(",")],
-                         args.seed, not args.skip_comparisons and args.hnsw, args.hnsw)
+                run_size(
+                    db,
+                    int(n),
+                    args.queries,
+                    [int(e) for e in args.ef_search.split(",")],
+                    args.seed,
+                    not args.skip_comparisons and args.hnsw,
+                    args.hnsw,
+                )
                 for n in args.sizes.split(",")
             ],
         }

@@ -56,8 +56,9 @@ async def requests_per_s(app: Any, n: int) -> float:
 
 @dataclass
 class _Analysis:
-    timings_ms: dict[str, float] = field(default_factory=lambda: {
-        "decode": 8.0, "detect": 20.0, "align": 0.5, "embed": 6.0})
+    timings_ms: dict[str, float] = field(
+        default_factory=lambda: {"decode": 8.0, "detect": 20.0, "align": 0.5, "embed": 6.0}
+    )
 
 
 @dataclass
@@ -105,13 +106,16 @@ def main() -> None:
         for flag, app in ((False, plain), (True, instrumented)):
             http[flag].append(asyncio.run(requests_per_s(app, args.requests)))
             chunk[flag].append(chunk_cost(args.chunk_items, args.chunks, flag))
+
     def us(values: list[float]) -> str:
         return f"{statistics.median(values) * 1e6:8.1f} us (min {min(values) * 1e6:.1f})"
 
     print(f"HTTP request, no middleware     {us(http[False])}")
     print(f"HTTP request, MetricsMiddleware {us(http[True])}")
-    print(f"  middleware cost per request   "
-          f"{(statistics.median(http[True]) - statistics.median(http[False])) * 1e6:8.1f} us")
+    print(
+        f"  middleware cost per request   "
+        f"{(statistics.median(http[True]) - statistics.median(http[False])) * 1e6:8.1f} us"
+    )
     print(f"chunk of {args.chunk_items} items, loop only     {us(chunk[False])}")
     print(f"chunk of {args.chunk_items} items, record_chunk  {us(chunk[True])}")
 

@@ -92,8 +92,10 @@ def top1(scores: NDArray[np.float32]) -> tuple[NDArray[np.intp], NDArray[np.floa
 
 
 def fnir_at_fpir(
-    mated_ok: NDArray[np.bool_], mated_conf: NDArray[np.float64],
-    non_mated_conf: NDArray[np.float64], fpir: float,
+    mated_ok: NDArray[np.bool_],
+    mated_conf: NDArray[np.float64],
+    non_mated_conf: NDArray[np.float64],
+    fpir: float,
 ) -> tuple[float, float]:
     """(DIR, threshold confidence) at the lowest threshold whose FPIR is at most ``fpir``."""
     ordered = np.sort(non_mated_conf)[::-1]
@@ -114,8 +116,9 @@ def evaluate_open_set(
 ) -> dict[str, Any]:
     """All open-set figures (see the module doc), plus the curves for the DET plot."""
     split = split_identities(identities, per_person, seed)
-    sizes = sorted({min(n, len(split.gallery_person)) for n in gallery_sizes}
-                   | {len(split.gallery_person)})
+    sizes = sorted(
+        {min(n, len(split.gallery_person)) for n in gallery_sizes} | {len(split.gallery_person)}
+    )
     mated_all = np.asarray(split.mated)
     non_mated = embeddings[split.non_mated]
     rows: list[dict[str, Any]] = []
@@ -128,10 +131,14 @@ def evaluate_open_set(
         truth = np.asarray([index[identities[i]] for i in mated_idx])
         faces_in_gallery = sum(len(split.gallery_faces[p]) for p in persons)
         for template in TEMPLATES:
-            m_best, m_score = top1(person_scores(
-                embeddings[mated_idx], embeddings, persons, split.gallery_faces, template))
-            _, n_score = top1(person_scores(
-                non_mated, embeddings, persons, split.gallery_faces, template))
+            m_best, m_score = top1(
+                person_scores(
+                    embeddings[mated_idx], embeddings, persons, split.gallery_faces, template
+                )
+            )
+            _, n_score = top1(
+                person_scores(non_mated, embeddings, persons, split.gallery_faces, template)
+            )
             m_conf = calibration.confidence(m_score.astype(np.float64))
             n_conf = calibration.confidence(n_score.astype(np.float64))
             ok = m_best == truth
@@ -150,23 +157,27 @@ def evaluate_open_set(
             for f in (1e-1, 1e-2, 1e-3):
                 dir_, thr = fnir_at_fpir(ok, m_conf, n_conf, f)
                 at_fpir[f"{f:g}"] = {"dir": dir_, "threshold": round(thr, 2)}
-            rows.append({
-                "gallery_persons": size,
-                "gallery_faces": faces_in_gallery,
-                "template": template,
-                "mated_probes": int(mated_idx.size),
-                "non_mated_probes": int(n_conf.size),
-                "rank1": float(np.mean(ok)),
-                "dir_at_fpir": at_fpir,
-                "per_threshold": per_threshold,
-            })
+            rows.append(
+                {
+                    "gallery_persons": size,
+                    "gallery_faces": faces_in_gallery,
+                    "template": template,
+                    "mated_probes": int(mated_idx.size),
+                    "non_mated_probes": int(n_conf.size),
+                    "rank1": float(np.mean(ok)),
+                    "dir_at_fpir": at_fpir,
+                    "per_threshold": per_threshold,
+                }
+            )
             grid = np.linspace(0.0, 100.0, 401)
-            curves.append({
-                "gallery_persons": size,
-                "template": template,
-                "fpir": [float(np.mean(n_conf >= t)) for t in grid],
-                "fnir": [1.0 - float(np.mean(ok & (m_conf >= t))) for t in grid],
-            })
+            curves.append(
+                {
+                    "gallery_persons": size,
+                    "template": template,
+                    "fpir": [float(np.mean(n_conf >= t)) for t in grid],
+                    "fnir": [1.0 - float(np.mean(ok & (m_conf >= t))) for t in grid],
+                }
+            )
     return {
         "per_person": per_person,
         "seed": seed,
@@ -191,8 +202,13 @@ def plot_det(curves: list[dict[str, Any]], path: Any, title: str) -> None:
         color = f"C{sizes.index(c['gallery_persons'])}"
         fpir = np.maximum(np.asarray(c["fpir"]), 1e-4)
         fnir = np.maximum(np.asarray(c["fnir"]), 1e-4)
-        ax.plot(fpir, fnir, styles[c["template"]], color=color,
-                label=f"{c['gallery_persons']} persons, {c['template']}")
+        ax.plot(
+            fpir,
+            fnir,
+            styles[c["template"]],
+            color=color,
+            label=f"{c['gallery_persons']} persons, {c['template']}",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("FPIR (strangers matched to someone)")

@@ -58,7 +58,9 @@ def _start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
     with log.open("wb") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     for _ in range(150):
@@ -80,13 +82,18 @@ def _wait(job_id: str, timeout_s: float = 900.0) -> Any:
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     rates = [r["images_per_s"] for r in runs]
-    cpu_key = "worker_cpu_ms_per_image" if "worker_cpu_ms_per_image" in runs[0] else (
-        "cpu_ms_per_image")
-    return {**runs[0], "seconds": [r["seconds"] for r in runs],
-            cpu_key: round(statistics.median(r[cpu_key] for r in runs), 1),
-            "images_per_s_runs": rates,
-            "images_per_s": round(statistics.median(rates), 2), "images_per_s_best": max(rates),
-            "load_avg_1min": [round(r["load_1min"], 2) for r in runs]}
+    cpu_key = (
+        "worker_cpu_ms_per_image" if "worker_cpu_ms_per_image" in runs[0] else ("cpu_ms_per_image")
+    )
+    return {
+        **runs[0],
+        "seconds": [r["seconds"] for r in runs],
+        cpu_key: round(statistics.median(r[cpu_key] for r in runs), 1),
+        "images_per_s_runs": rates,
+        "images_per_s": round(statistics.median(rates), 2),
+        "images_per_s_best": max(rates),
+        "load_avg_1min": [round(r["load_1min"], 2) for r in runs],
+    }
 
 
 def _tree_cpu_s(pid: int) -> float:
@@ -104,15 +111,17 @@ def _tree_cpu_s(pid: int) -> float:
     return total
 
 
-def _pipeline_run(folder: Path, warm: Path, processes: int, chunk: int,
-                  home: Path) -> dict[str, Any]:
+def _pipeline_run(
+    folder: Path, warm: Path, processes: int, chunk: int, home: Path
+) -> dict[str, Any]:
     """Start a worker with ``processes`` pool processes, warm it, time one job, stop it."""
     from pipeline.jobs.model import JobKind
     from pipeline.jobs.submit import submit_job
     from workers.process import start_worker, wait_ready
 
-    worker = start_worker(queues=("ingest", "infer"), concurrency=processes,
-                          logfile=home / f"worker-{processes}.log")
+    worker = start_worker(
+        queues=("ingest", "infer"), concurrency=processes, logfile=home / f"worker-{processes}.log"
+    )
     try:
         wait_ready(worker, 120)
         # one image per chunk: every pool process loads its models before the timed job
@@ -126,11 +135,17 @@ def _pipeline_run(folder: Path, warm: Path, processes: int, chunk: int,
         worker.stop()
     stages = _chunk_stages(worker.log_text(), job.id)
     n = job.n_done + job.n_failed
-    return {"processes": processes, "images": n, "faces": job.n_faces, "failed": job.n_failed,
-            "seconds": round(wall, 2), "images_per_s": round(n / wall, 2),
-            "worker_cpu_ms_per_image": round(1000.0 * cpu / max(1, n), 1),
-            "chunk_stages_ms": stages,
-            "load_1min": os.getloadavg()[0]}
+    return {
+        "processes": processes,
+        "images": n,
+        "faces": job.n_faces,
+        "failed": job.n_failed,
+        "seconds": round(wall, 2),
+        "images_per_s": round(n / wall, 2),
+        "worker_cpu_ms_per_image": round(1000.0 * cpu / max(1, n), 1),
+        "chunk_stages_ms": stages,
+        "load_1min": os.getloadavg()[0],
+    }
 
 
 def _chunk_stages(log_text: str, job_id: str) -> dict[str, float]:
@@ -166,10 +181,15 @@ class _InProcess:
                 faces += len(outcome.analysis.faces)
         wall = time.perf_counter() - start
         cpu = time.process_time() - cpu_start
-        return {"images": len(paths), "faces": faces, "failed": failed,
-                "seconds": round(wall, 2), "images_per_s": round(len(paths) / wall, 2),
-                "cpu_ms_per_image": round(1000.0 * cpu / max(1, len(paths)), 1),
-                "load_1min": os.getloadavg()[0]}
+        return {
+            "images": len(paths),
+            "faces": faces,
+            "failed": failed,
+            "seconds": round(wall, 2),
+            "images_per_s": round(len(paths) / wall, 2),
+            "cpu_ms_per_image": round(1000.0 * cpu / max(1, len(paths)), 1),
+            "load_1min": os.getloadavg()[0],
+        }
 
 
 def _s3_latency(home: Path, photo: Path, repeats: int) -> dict[str, Any]:
@@ -185,20 +205,21 @@ def _s3_latency(home: Path, photo: Path, repeats: int) -> dict[str, Any]:
 
     get_settings.cache_clear()
     get_runtime().settings = get_settings()
-    worker = start_worker(queues=("ingest", "infer"), concurrency=1,
-                          logfile=home / "worker-s3.log")
+    worker = start_worker(queues=("ingest", "infer"), concurrency=1, logfile=home / "worker-s3.log")
     stop = threading.Event()
     try:
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
         s3.create_bucket(Bucket="bench")
         queue = sqs.create_queue(QueueName="bench-events")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
-            "Attributes"]["QueueArn"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         s3.put_bucket_notification_configuration(
             Bucket="bench",
-            NotificationConfiguration={"QueueConfigurations": [
-                {"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
+            NotificationConfiguration={
+                "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]
+            },
         )
         wait_ready(worker, 120)
         listener = SqsListener(queue, settings=get_settings())
@@ -248,16 +269,28 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=16)
     parser.add_argument("--s3-events", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--processes", type=lambda v: [int(x) for x in v.split(",")],
-                        default=[1, 2], help="worker pool sizes to time, e.g. 1 or 1,2")
+    parser.add_argument(
+        "--processes",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1, 2],
+        help="worker pool sizes to time, e.g. 1 or 1,2",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT / "pipeline.json")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="facepipe-bench-"))
-    os.environ.update({"FACEPIPE_HOME": str(home), "FACEPIPE_BROKER_URL": BROKER,
-                       "FACEPIPE_RESULT_BACKEND": RESULTS, "AWS_ACCESS_KEY_ID": "bench",
-                       "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-                       "FACEPIPE_SQS_WAIT_TIME_S": "1", "FACEPIPE_REIDENTIFY_GROUPS": '["bench"]'})
+    os.environ.update(
+        {
+            "FACEPIPE_HOME": str(home),
+            "FACEPIPE_BROKER_URL": BROKER,
+            "FACEPIPE_RESULT_BACKEND": RESULTS,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "FACEPIPE_SQS_WAIT_TIME_S": "1",
+            "FACEPIPE_REIDENTIFY_GROUPS": '["bench"]',
+        }
+    )
     import redis
 
     for url in (BROKER, RESULTS):
@@ -288,33 +321,49 @@ def main() -> None:
         for rep in range(args.repeats):
             raw["in_process"].append(engine.run(sorted(folder.iterdir())))
             for n in args.processes:
-                raw[f"celery_{n}"].append(
-                    _pipeline_run(folder, warm, n, args.chunk_size, home))
-            print(f"repeat {rep + 1}: " + ", ".join(
-                f"{k} {v[-1]['images_per_s']} img/s "
-                f"({v[-1].get('cpu_ms_per_image', v[-1].get('worker_cpu_ms_per_image'))} CPU "
-                f"ms/img, load {v[-1]['load_1min']:.1f})" for k, v in raw.items()), flush=True)
+                raw[f"celery_{n}"].append(_pipeline_run(folder, warm, n, args.chunk_size, home))
+            print(
+                f"repeat {rep + 1}: "
+                + ", ".join(
+                    f"{k} {v[-1]['images_per_s']} img/s "
+                    f"({v[-1].get('cpu_ms_per_image', v[-1].get('worker_cpu_ms_per_image'))} CPU "
+                    f"ms/img, load {v[-1]['load_1min']:.1f})"
+                    for k, v in raw.items()
+                ),
+                flush=True,
+            )
         baseline = _summary(raw["in_process"])
         print(f"in-process engine: {baseline}", flush=True)
         runs = []
         for n in args.processes:
             run = _summary(raw[f"celery_{n}"])
             # in-process / pipeline within each repeat (same load), then the median
-            paired = [a["images_per_s"] / b["images_per_s"]
-                      for a, b in zip(raw["in_process"], raw[f"celery_{n}"], strict=True)]
+            paired = [
+                a["images_per_s"] / b["images_per_s"]
+                for a, b in zip(raw["in_process"], raw[f"celery_{n}"], strict=True)
+            ]
             run["overhead_ratio_per_repeat"] = [round(x, 2) for x in paired]
             run["overhead_ratio"] = round(statistics.median(paired), 2)
             # load-independent: the worker's CPU per image over the engine's (the rest of the
             # pipeline's work: Postgres writes, the chunk bookkeeping, Celery)
-            run["cpu_ratio"] = round(run["worker_cpu_ms_per_image"]
-                                     / max(1e-9, baseline["cpu_ms_per_image"]), 3)
+            run["cpu_ratio"] = round(
+                run["worker_cpu_ms_per_image"] / max(1e-9, baseline["cpu_ms_per_image"]), 3
+            )
             print(f"celery, {n} worker process(es): {run}", flush=True)
             runs.append(run)
         s3 = _s3_latency(home, paths[0], args.s3_events) if args.s3_events > 0 else None
         print(f"S3 event -> job done: {s3}", flush=True)
-        write_json(args.out, {"machine": info, "photos": str(args.photos), "in_process": baseline,
-                              "celery": runs, "s3_event_latency": s3,
-                              "chunk_size": args.chunk_size})
+        write_json(
+            args.out,
+            {
+                "machine": info,
+                "photos": str(args.photos),
+                "in_process": baseline,
+                "celery": runs,
+                "s3_event_latency": s3,
+                "chunk_size": args.chunk_size,
+            },
+        )
         print(json.dumps({"written": str(args.out)}))
     finally:
         get_runtime().close()

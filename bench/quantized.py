@@ -83,13 +83,14 @@ def detection_counts(settings: Settings, folders: list[Path]) -> dict[str, Any]:
     engine = FaceEngine.from_settings(settings)
     out: dict[str, Any] = {}
     for folder in folders:
-        photos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in
-                        {".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+        photos = sorted(
+            p
+            for p in folder.rglob("*")
+            if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+        )
         counts = {}
         for outcome in engine.analyze_stream([str(p) for p in photos], embed=False):
-            counts[outcome.source] = (
-                -1 if outcome.analysis is None else len(outcome.analysis.faces)
-            )
+            counts[outcome.source] = -1 if outcome.analysis is None else len(outcome.analysis.faces)
         out[folder.name] = counts
     return out
 
@@ -104,8 +105,9 @@ def _cpu_ms(fn: Callable[[], object], repeats: int) -> list[float]:
     return times
 
 
-def runtime_speed(fp32: Settings, int8: Settings, crops: NDArray[np.uint8],
-                  repeats: int) -> dict[str, Any]:
+def runtime_speed(
+    fp32: Settings, int8: Settings, crops: NDArray[np.uint8], repeats: int
+) -> dict[str, Any]:
     """Least single-thread CPU ms per run: detector on a 640x480 canvas, recognizer on 1 and 8
     faces; every runtime and model takes its turn in each round."""
     from pipeline.models.base import OnnxModel
@@ -114,8 +116,11 @@ def runtime_speed(fp32: Settings, int8: Settings, crops: NDArray[np.uint8],
     from pipeline.models.recognizer import ArcFaceRecognizer
 
     one = {"intra_op_threads": 1}
-    runners: dict[str, dict[str, Callable[[], object]]] = {"detector": {}, "recognizer b1": {},
-                                                          "recognizer b8": {}}
+    runners: dict[str, dict[str, Callable[[], object]]] = {
+        "detector": {},
+        "recognizer b1": {},
+        "recognizer b8": {},
+    }
     canvas = np.zeros((480, 640, 3), np.uint8)
     canvas[:, :] = crops[0].mean()
     for label, settings in (("onnxruntime fp32", fp32), ("onnxruntime int8", int8)):
@@ -133,11 +138,14 @@ def runtime_speed(fp32: Settings, int8: Settings, crops: NDArray[np.uint8],
             continue
         core = ov.Core()
         ov_label = label.replace("onnxruntime", "openvino")
-        for stage, model, blob in (("detector", pack.detector, det_blob),
-                                   ("recognizer b1", pack.recognizer, b1),
-                                   ("recognizer b8", pack.recognizer, b8)):
+        for stage, model, blob in (
+            ("detector", pack.detector, det_blob),
+            ("recognizer b1", pack.recognizer, b1),
+            ("recognizer b8", pack.recognizer, b8),
+        ):
             compiled = core.compile_model(
-                core.read_model(str(model.path)), "CPU",
+                core.read_model(str(model.path)),
+                "CPU",
                 {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"},
             )
             request = compiled.create_infer_request()
@@ -155,17 +163,28 @@ def runtime_speed(fp32: Settings, int8: Settings, crops: NDArray[np.uint8],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--int8", type=Path, required=True, help="the INT8 pack's folder")
-    parser.add_argument("--faces", type=Path, default=SHARED_FACES,
-                        help=f"the shared photo sets (default {SHARED_FACES})")
+    parser.add_argument(
+        "--faces",
+        type=Path,
+        default=SHARED_FACES,
+        help=f"the shared photo sets (default {SHARED_FACES})",
+    )
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--skip-lfw", action="store_true", help="detection counts and speed only")
-    parser.add_argument("--identities", type=int, default=None,
-                        help="only every k-th lfw-dev identity, k chosen to keep about this many "
-                        "(all of its photos; default: all)")
-    parser.add_argument("--recognizer-only", action="store_true",
-                        help="on lfw-dev, only the INT8 recognizer on the fp32 pack's crops (no "
-                        "INT8 end-to-end pass)")
+    parser.add_argument(
+        "--identities",
+        type=int,
+        default=None,
+        help="only every k-th lfw-dev identity, k chosen to keep about this many "
+        "(all of its photos; default: all)",
+    )
+    parser.add_argument(
+        "--recognizer-only",
+        action="store_true",
+        help="on lfw-dev, only the INT8 recognizer on the fp32 pack's crops (no "
+        "INT8 end-to-end pass)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -192,13 +211,15 @@ def main(argv: list[str] | None = None) -> int:
             kept8, vec8, _, id8 = lfw_faces(int8, samples, cache)
             ids8 = [samples[i].identity for i in kept8]
             report["lfw_dev"][f"int8 pack ({id8})"] = verification(vec8, ids8)
-        report["lfw_dev"].update({
-            "int8 recognizer on the fp32 pack's crops": verification(rec8, ids32),
-            "fp32/int8 cosine of the same crop": {
-                "min": round(float(np.min(np.sum(rec8 * vec32, axis=1))), 4),
-                "mean": round(float(np.mean(np.sum(rec8 * vec32, axis=1))), 4),
-            },
-        })
+        report["lfw_dev"].update(
+            {
+                "int8 recognizer on the fp32 pack's crops": verification(rec8, ids32),
+                "fp32/int8 cosine of the same crop": {
+                    "min": round(float(np.min(np.sum(rec8 * vec32, axis=1))), 4),
+                    "mean": round(float(np.mean(np.sum(rec8 * vec32, axis=1))), 4),
+                },
+            }
+        )
     sets = [args.faces / "dev", args.faces / "hard"]
     if all(s.is_dir() for s in sets):
         c32, c8 = detection_counts(fp32, sets), detection_counts(int8, sets)
@@ -219,8 +240,9 @@ def main(argv: list[str] | None = None) -> int:
 
         engine = FaceEngine.from_settings(fp32)
         photo = next(iter(sorted((args.faces / "dev").rglob("*.jpg"))))
-        crops = np.stack([f.aligned_crop for f in engine.analyze([load_image(str(photo))])[0]
-                          .faces] * 8)
+        crops = np.stack(
+            [f.aligned_crop for f in engine.analyze([load_image(str(photo))])[0].faces] * 8
+        )
     report["cpu_ms_1thread"] = runtime_speed(fp32, int8, crops, args.repeats)
     report["machine_after"] = machine_info()
     args.out.mkdir(parents=True, exist_ok=True)

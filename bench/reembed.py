@@ -43,11 +43,16 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--int8", type=Path, required=True)
-    parser.add_argument("--faces-cache", type=Path, required=True,
-                        help="an lfw-*.npz file written by bench/quantized.py")
+    parser.add_argument(
+        "--faces-cache",
+        type=Path,
+        required=True,
+        help="an lfw-*.npz file written by bench/quantized.py",
+    )
     parser.add_argument("--labels", type=Path, default=SHARED_FACES / "lfw-dev" / "labels.csv")
-    parser.add_argument("--identities", type=int, default=None,
-                        help="the --identities given to bench/quantized.py")
+    parser.add_argument(
+        "--identities", type=int, default=None, help="the --identities given to bench/quantized.py"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     data = np.load(args.faces_cache)
@@ -77,13 +82,24 @@ def main(argv: list[str] | None = None) -> int:
             for k, (person, vector, crop) in enumerate(
                 zip(identities, data["vectors"], data["crops"], strict=True)
             ):
-                repo.insert_face(conn, NewFace(
-                    person_id=person, model_id=source, embedding=vector,
-                    box=(0.0, 0.0, 112.0, 112.0), landmarks=np.zeros((5, 2), np.float32),
-                    det_score=1.0, quality_score=100.0, quality_level=0, quality={},
-                    content_sha256=f"lfw-{k:06d}", face_index=0, crop=encode_crop(crop),
-                    crop_format="png",
-                ))
+                repo.insert_face(
+                    conn,
+                    NewFace(
+                        person_id=person,
+                        model_id=source,
+                        embedding=vector,
+                        box=(0.0, 0.0, 112.0, 112.0),
+                        landmarks=np.zeros((5, 2), np.float32),
+                        det_score=1.0,
+                        quality_score=100.0,
+                        quality_level=0,
+                        quality={},
+                        content_sha256=f"lfw-{k:06d}",
+                        face_index=0,
+                        crop=encode_crop(crop),
+                        crop_format="png",
+                    ),
+                )
         target = recognizer_model_id(args.int8, settings)
         job = create_reembed_job(db, ReembedParams("lfw", source, target, str(args.int8), 64))
         start = time.perf_counter()
@@ -93,11 +109,16 @@ def main(argv: list[str] | None = None) -> int:
             with db.connection() as conn:
                 rows = conn.execute(
                     "SELECT f.person_id, f.embedding FROM faces f WHERE f.model_id = %s "
-                    "ORDER BY f.content_sha256", (model,)).fetchall()
+                    "ORDER BY f.content_sha256",
+                    (model,),
+                ).fetchall()
             vectors = np.stack([repo.as_array(r[1]) for r in rows])
             correct, probes, _ = rank1_identification(vectors, [r[0] for r in rows])
-            report[f"rank1 {label}"] = {"correct": correct, "probes": probes,
-                                        "accuracy": round(correct / probes, 4)}
+            report[f"rank1 {label}"] = {
+                "correct": correct,
+                "probes": probes,
+                "accuracy": round(correct / probes, 4),
+            }
     finally:
         db.close()
         stop_embedded_server(pgdata)

@@ -180,8 +180,10 @@ def parse(model: type[M], fields: dict[str, Any]) -> M:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        code = ErrorCode.EMPTY_PARAMETER if first.get("type") == "missing" else (
-            ErrorCode.ILLEGAL_PARAMETER
+        code = (
+            ErrorCode.EMPTY_PARAMETER
+            if first.get("type") == "missing"
+            else (ErrorCode.ILLEGAL_PARAMETER)
         )
         raise FacepipeError(code, f"{where}: {first.get('msg')}") from exc
 

@@ -76,8 +76,10 @@ class KeyScope:
 
     def describe(self) -> str:
         """``all groups, read-write`` / ``groups a,b, read-only`` (for ``keys list``)."""
-        groups = "all groups" if self.group_ids is None else (
-            "groups " + ",".join(sorted(self.group_ids))
+        groups = (
+            "all groups"
+            if self.group_ids is None
+            else ("groups " + ",".join(sorted(self.group_ids)))
         )
         return f"{groups}, {'read-only' if self.read_only else 'read-write'}"
 
@@ -148,7 +150,5 @@ def check_key_name(name: str) -> str:
     """A key's name, stripped: 1-64 printable characters."""
     name = name.strip()
     if not name or len(name) > 64 or not name.isprintable():
-        raise FacepipeError(
-            ErrorCode.ILLEGAL_PARAMETER, "a key name is 1-64 printable characters"
-        )
+        raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, "a key name is 1-64 printable characters")
     return name

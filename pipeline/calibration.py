@@ -144,8 +144,7 @@ class Calibration:
     def confidence(self, cos: NDArray[np.floating]) -> NDArray[np.float64]: ...
     def confidence(self, cos: float | NDArray[np.floating]) -> float | NDArray[np.float64]:
         """Confidence 0-100 of a cosine (clamped outside [-1, 1])."""
-        out = np.interp(np.asarray(cos, dtype=np.float64), self.cosine_knots,
-                        self.confidence_knots)
+        out = np.interp(np.asarray(cos, dtype=np.float64), self.cosine_knots, self.confidence_knots)
         return float(out) if np.ndim(out) == 0 else out
 
     @overload
@@ -155,8 +154,9 @@ class Calibration:
     def cosine(self, confidence: float | NDArray[np.floating]) -> float | NDArray[np.float64]:
         """The cosine whose confidence is ``confidence``: the exact inverse of
         :meth:`confidence` (clamped outside [0, 100])."""
-        out = np.interp(np.asarray(confidence, dtype=np.float64), self.confidence_knots,
-                        self.cosine_knots)
+        out = np.interp(
+            np.asarray(confidence, dtype=np.float64), self.confidence_knots, self.cosine_knots
+        )
         return float(out) if np.ndim(out) == 0 else out
 
     def to_json(self) -> dict[str, Any]:
@@ -280,9 +280,7 @@ def fit_calibration(
     # the fit and the data meet at the splice; keep the knots strictly increasing and inside
     # (-1, 1) (a bounded fitted tail can end before cosine 1)
     cos = np.maximum.accumulate(cos)
-    keep = np.concatenate([[True], np.diff(cos) > 1e-6]) & (cos > -1.0 + 1e-6) & (
-        cos < 1.0 - 1e-6
-    )
+    keep = np.concatenate([[True], np.diff(cos) > 1e-6]) & (cos > -1.0 + 1e-6) & (cos < 1.0 - 1e-6)
     cos, levels = cos[keep], levels[keep]
     check = {
         f"{level:g}": {
@@ -338,7 +336,9 @@ def calibration_for(model_id: str | None, directory: str | None = None) -> Calib
     logger.warning(
         "no calibration for recognizer %s (looked in %s); using %s's: its confidences only "
         "approximate the Tencent scale. Compute one with `python -m bench.accuracy --calibrate`.",
-        wanted, directory or "-", DEFAULT_MODEL_ID,
+        wanted,
+        directory or "-",
+        DEFAULT_MODEL_ID,
     )
     return fallback
 

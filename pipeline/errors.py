@@ -130,16 +130,12 @@ CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.STORAGE_FAILED: ErrorSpec(-1200, True, "storing the result failed"),
     ErrorCode.DATABASE_UNAVAILABLE: ErrorSpec(-1200, True, "the database is unavailable"),
     ErrorCode.BROKER_UNAVAILABLE: ErrorSpec(-1906, True, "the message broker is unavailable"),
-    ErrorCode.SERVICE_BUSY: ErrorSpec(
-        -1907, True, "every model slot is busy; retry later"
-    ),
+    ErrorCode.SERVICE_BUSY: ErrorSpec(-1907, True, "every model slot is busy; retry later"),
     ErrorCode.RATE_LIMITED: ErrorSpec(-1908, True, "too many requests for this key; slow down"),
     ErrorCode.PERMISSION_DENIED: ErrorSpec(
         -1911, False, "the key is limited to other groups or to read-only calls"
     ),
-    ErrorCode.OBJECT_STORE_UNAVAILABLE: ErrorSpec(
-        -1403, True, "the object store is unavailable"
-    ),
+    ErrorCode.OBJECT_STORE_UNAVAILABLE: ErrorSpec(-1403, True, "the object store is unavailable"),
     ErrorCode.ITEM_LOST: ErrorSpec(
         -1910, False, "the item's work was lost too often (workers died or the broker lost it)"
     ),

@@ -92,9 +92,7 @@ def parse_rules(rules: Sequence[Mapping[str, Any]]) -> list[KeyRule]:
     return out
 
 
-def route_key(
-    key: str, rules: Sequence[KeyRule], default_groups: Sequence[str]
-) -> Route | None:
+def route_key(key: str, rules: Sequence[KeyRule], default_groups: Sequence[str]) -> Route | None:
     """The route of a decoded key under ``rules``; None when no rule applies."""
     for rule in rules:
         if not key.startswith(rule.prefix):

@@ -26,9 +26,7 @@ def parse_cron(expr: str) -> crontab:
             ErrorCode.ILLEGAL_PARAMETER, f"cron {expr!r} needs 5 fields: m h dom mon dow"
         )
     minute, hour, dom, month, dow = fields
-    return crontab(
-        minute=minute, hour=hour, day_of_month=dom, month_of_year=month, day_of_week=dow
-    )
+    return crontab(minute=minute, hour=hour, day_of_month=dom, month_of_year=month, day_of_week=dow)
 
 
 def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

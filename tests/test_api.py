@@ -94,8 +94,12 @@ def _png(pixels: np.ndarray) -> str:
     [
         ({"image": "@@not*base64@@"}, 400, -1102, "DECODE_FAILED"),
         ({"image": ""}, 400, -1300, "EMPTY_IMAGE"),
-        ({"image": base64.b64encode(b"GIF89a" + b"\0" * 64).decode()}, 400, -1400,
-         "ILLEGAL_FORMAT"),
+        (
+            {"image": base64.b64encode(b"GIF89a" + b"\0" * 64).decode()},
+            400,
+            -1400,
+            "ILLEGAL_FORMAT",
+        ),
         ({}, 400, -1301, "EMPTY_PARAMETER"),
         # a caller's local location is refused as forbidden, not merely malformed
         ({"url": "file:///etc/passwd"}, 400, -1313, "URL_FORBIDDEN"),
@@ -143,8 +147,13 @@ def test_compare(client: TestClient, yaoming_jpg: Path, gdp_jpg: Path) -> None:
 def test_person_round_trip(api: TestClient, yaoming_jpg: Path, gdp_jpg: Path) -> None:
     created = api.post(
         "/v1/persons",
-        json={"person_id": "yao", "group_ids": ["nba", "tall"], "name": "Yao Ming",
-              "tag": "center", "image": b64(yaoming_jpg)},
+        json={
+            "person_id": "yao",
+            "group_ids": ["nba", "tall"],
+            "name": "Yao Ming",
+            "tag": "center",
+            "image": b64(yaoming_jpg),
+        },
     )
     assert created.status_code == 201, created.text
     body = created.json()
@@ -165,12 +174,15 @@ def test_person_round_trip(api: TestClient, yaoming_jpg: Path, gdp_jpg: Path) ->
     crop = api.get(f"/v1/faces/{face_id}/crop")
     assert crop.headers["content-type"] == "image/png"
     assert cv2.imdecode(np.frombuffer(crop.content, np.uint8), cv2.IMREAD_COLOR).shape == (
-        112, 112, 3
+        112,
+        112,
+        3,
     )
 
     with yaoming_jpg.open("rb") as fh:
         ident = api.post(
-            "/v1/identify", files={"image": ("y.jpg", fh, "image/jpeg")},
+            "/v1/identify",
+            files={"image": ("y.jpg", fh, "image/jpeg")},
             data={"group_ids": "nba,other"},
         )
     assert ident.status_code == 200, ident.text
@@ -231,8 +243,11 @@ def test_unknown_person_is_1303(api: TestClient, yaoming_jpg: Path) -> None:
 def test_person_with_faceless_image_is_not_created(api: TestClient) -> None:
     resp = api.post(
         "/v1/persons",
-        json={"person_id": "ghost", "group_ids": ["g"],
-              "image": _png(np.full((200, 200, 3), 90, np.uint8))},
+        json={
+            "person_id": "ghost",
+            "group_ids": ["g"],
+            "image": _png(np.full((200, 200, 3), 90, np.uint8)),
+        },
     )
     assert resp.status_code == 422 and error_of(resp)["code"] == -1101
     assert api.get("/v1/persons/ghost").status_code == 404
@@ -294,7 +309,9 @@ def test_facepipe_api_command_serves(database: Database) -> None:
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "api", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 60
@@ -332,8 +349,9 @@ def test_reidentify_job_threshold_options_are_checked(api: TestClient) -> None:
     """A re-identify job takes a match threshold or a target false-match rate, not both; bad
     values are refused before any job exists."""
     base = {"source": "s3://bucket/new/a.jpg", "group_ids": ["g"]}
-    both = api.post("/v1/jobs/reidentify",
-                    json={**base, "match_threshold": 70, "false_match_rate": 0.01})
+    both = api.post(
+        "/v1/jobs/reidentify", json={**base, "match_threshold": 70, "false_match_rate": 0.01}
+    )
     assert both.status_code == 400 and "not both" in error_of(both)["message"]
     bad_rate = api.post("/v1/jobs/reidentify", json={**base, "false_match_rate": 2})
     assert bad_rate.status_code == 400 and error_of(bad_rate)["name"] == "ILLEGAL_PARAMETER"

@@ -37,7 +37,7 @@ def sdk_at(api_server: ApiServer) -> Iterator[Any]:
         for name, value in list(vars(cls).items()):
             if name.endswith("Url") and isinstance(value, str) and value.startswith(BAIDU):
                 patched[(cls, name)] = value
-                setattr(cls, name, api_server.url + value[len(BAIDU):])
+                setattr(cls, name, api_server.url + value[len(BAIDU) :])
 
     def make(api_key: str, secret_key: str) -> Any:
         return AipFace("appid", api_key, secret_key)
@@ -86,8 +86,9 @@ def test_users_groups_and_recognition_through_the_sdk(
     assert set(scores) == {(0, 1), (0, 2), (1, 2)} and scores[(0, 2)] > 99
     assert scores[(0, 1)] < scores[(0, 2)]
 
-    detected = ok(client.detect(players_jpg.read_bytes(), {"max_face_num": 30,
-                                                           "face_fields": "landmark,age"}))
+    detected = ok(
+        client.detect(players_jpg.read_bytes(), {"max_face_num": 30, "face_fields": "landmark,age"})
+    )
     assert detected["result_num"] == 22
     face = detected["result"][0]
     assert len(face["landmark"]) == 4 and face["location"]["width"] > 0
@@ -114,12 +115,12 @@ def test_baidu_error_codes(client: Any, yaoming_jpg: Path) -> None:
     assert client.detect(b"")["error_code"] == 216200
     assert client.identifyUser(f"none_{run}", yaoming_jpg.read_bytes())["error_code"] == 216618
     assert client.verifyUser(f"none_{run}", "g", yaoming_jpg.read_bytes())["error_code"] == 216611
-    assert client.updateUser(f"none_{run}", "x", "g", yaoming_jpg.read_bytes())[
-        "error_code"
-    ] == 216611
-    assert client.addUser(f"bad id {run}", "x", "g", yaoming_jpg.read_bytes())[
-        "error_code"
-    ] == 216100
+    assert (
+        client.updateUser(f"none_{run}", "x", "g", yaoming_jpg.read_bytes())["error_code"] == 216611
+    )
+    assert (
+        client.addUser(f"bad id {run}", "x", "g", yaoming_jpg.read_bytes())["error_code"] == 216100
+    )
     assert client.addUser(f"ghost_{run}", "x", "g", grey.tobytes())["error_code"] == 216402
     assert client.getUser(f"ghost_{run}")["error_code"] == 216611
 
@@ -127,22 +128,36 @@ def test_baidu_error_codes(client: Any, yaoming_jpg: Path) -> None:
 def test_tokens(sdk_at: Any, api_server: ApiServer, yaoming_jpg: Path) -> None:
     key = api_server.key
     url = api_server.url + "/oauth/2.0/token"
-    issued = httpx.get(url, params={"grant_type": "client_credentials", "client_id": key.key_id,
-                                    "client_secret": key.secret}).json()
+    issued = httpx.get(
+        url,
+        params={
+            "grant_type": "client_credentials",
+            "client_id": key.key_id,
+            "client_secret": key.secret,
+        },
+    ).json()
     assert issued["expires_in"] == 30 * 24 * 3600 and "brain_all_scope" in issued["scope"]
-    bad = httpx.post(url, data={"grant_type": "client_credentials", "client_id": key.key_id,
-                                "client_secret": key.secret + "x"})
+    bad = httpx.post(
+        url,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": key.key_id,
+            "client_secret": key.secret + "x",
+        },
+    )
     assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
     assert httpx.get(url, params={"grant_type": "password"}).status_code == 400
 
     detect = api_server.url + "/rest/2.0/face/v2/detect"
     image = base64.b64encode(yaoming_jpg.read_bytes()).decode()
-    with_token = httpx.post(detect, params={"access_token": issued["access_token"]},
-                            data={"image": image}).json()
+    with_token = httpx.post(
+        detect, params={"access_token": issued["access_token"]}, data={"image": image}
+    ).json()
     assert with_token["result_num"] == 1
     assert httpx.post(detect, data={"image": image}).json()["error_code"] == 100
-    forged = httpx.post(detect, params={"access_token": issued["access_token"] + "0"},
-                        data={"image": image}).json()
+    forged = httpx.post(
+        detect, params={"access_token": issued["access_token"] + "0"}, data={"image": image}
+    ).json()
     assert forged["error_code"] == 110
 
     # A revoked key's tokens stop at once; the SDK's wrong secret gets no token at all.
@@ -160,7 +175,10 @@ def test_tokens(sdk_at: Any, api_server: ApiServer, yaoming_jpg: Path) -> None:
 
 
 def test_one_library_behind_every_protocol(
-    client: Any, api_server: ApiServer, monkeypatch: pytest.MonkeyPatch, yaoming_jpg: Path,
+    client: Any,
+    api_server: ApiServer,
+    monkeypatch: pytest.MonkeyPatch,
+    yaoming_jpg: Path,
     gdp_jpg: Path,
 ) -> None:
     """A photo enrolled through one protocol is found through the three others."""
@@ -180,14 +198,20 @@ def test_one_library_behind_every_protocol(
     b64 = base64.b64encode
 
     def found_everywhere(group: str, uid: str, photo: bytes) -> None:
-        assert youtu.face_identify(group, CIBuffer(photo))["data"]["candidates"][0][
-            "person_id"] == uid
+        assert (
+            youtu.face_identify(group, CIBuffer(photo))["data"]["candidates"][0]["person_id"] == uid
+        )
         assert ok(client.identifyUser(group, photo))["result"][0]["uid"] == uid
-        persons = call(iai, models_2020, "SearchPersons", GroupIds=[group],
-                       Image=b64(photo).decode())
+        persons = call(
+            iai, models_2020, "SearchPersons", GroupIds=[group], Image=b64(photo).decode()
+        )
         assert persons.Results[0].Candidates[0].PersonId == uid
-        native = httpx.post(api_server.url + "/v1/identify", headers=bearer, timeout=60,
-                            json={"group_ids": [group], "image": b64(photo).decode()}).json()
+        native = httpx.post(
+            api_server.url + "/v1/identify",
+            headers=bearer,
+            timeout=60,
+            json={"group_ids": [group], "image": b64(photo).decode()},
+        ).json()
         assert native["candidates"][0]["person_id"] == uid
 
     # Through Baidu, found by YouTu, IAI and /v1.
@@ -198,8 +222,15 @@ def test_one_library_behind_every_protocol(
     found_everywhere(f"yg_{run}", f"y_{run}", gdp)
     # Through IAI (an explicit group first).
     call(iai, models_2020, "CreateGroup", GroupId=f"ig_{run}", GroupName="iai")
-    call(iai, models_2020, "CreatePerson", GroupId=f"ig_{run}", PersonId=f"i_{run}",
-         PersonName="via iai", Image=b64(yao).decode())
+    call(
+        iai,
+        models_2020,
+        "CreatePerson",
+        GroupId=f"ig_{run}",
+        PersonId=f"i_{run}",
+        PersonName="via iai",
+        Image=b64(yao).decode(),
+    )
     found_everywhere(f"ig_{run}", f"i_{run}", yao)
 
 

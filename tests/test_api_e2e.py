@@ -56,16 +56,22 @@ def test_jobs_and_s3_webhook_over_http(
     with TestClient(app) as client:
         submitted = client.post(
             "/v1/jobs/enroll",
-            json={"source": f"s3://{bucket}/archive/", "group_ids": ["staff"],
-                  "idempotency_key": f"api-test-{bucket}"},
+            json={
+                "source": f"s3://{bucket}/archive/",
+                "group_ids": ["staff"],
+                "idempotency_key": f"api-test-{bucket}",
+            },
         )
         assert submitted.status_code == 202, submitted.text
         job = wait_done(client, submitted.json()["id"])
         assert (job["status"], job["items"], job["done"], job["failed"]) == ("done", 2, 2, 0)
         again = client.post(
             "/v1/jobs/enroll",
-            json={"source": f"s3://{bucket}/archive/", "group_ids": ["staff"],
-                  "idempotency_key": f"api-test-{bucket}"},
+            json={
+                "source": f"s3://{bucket}/archive/",
+                "group_ids": ["staff"],
+                "idempotency_key": f"api-test-{bucket}",
+            },
         )
         assert again.json()["id"] == job["id"]
 
@@ -80,12 +86,18 @@ def test_jobs_and_s3_webhook_over_http(
             "eventName": "s3:ObjectCreated:Put",
             "s3": {
                 "bucket": {"name": bucket},
-                "object": {"key": "enroll/vip/yao2/a.jpg", "size": yaoming_jpg.stat().st_size,
-                           "sequencer": "17A1B2C3D4E5F6"},
+                "object": {
+                    "key": "enroll/vip/yao2/a.jpg",
+                    "size": yaoming_jpg.stat().st_size,
+                    "sequencer": "17A1B2C3D4E5F6",
+                },
             },
         }
-        event = {"EventName": "s3:ObjectCreated:Put", "Key": f"{bucket}/enroll/vip/yao2/a.jpg",
-                 "Records": [record]}
+        event = {
+            "EventName": "s3:ObjectCreated:Put",
+            "Key": f"{bucket}/enroll/vip/yao2/a.jpg",
+            "Records": [record],
+        }
         posted = client.post("/v1/events/s3", json=event)
         assert posted.status_code == 200, posted.text
         (event_job,) = posted.json()["jobs"]

@@ -69,9 +69,7 @@ def test_json_depth_is_counted_without_recursion() -> None:
 def test_deeply_nested_json_is_400(small: TestClient) -> None:
     for depth in (MAX_JSON_DEPTH + 1, 100_000):
         body = '{"image": ' + "[" * depth + "]" * depth + "}"
-        resp = small.post(
-            "/v1/detect", content=body, headers={"content-type": "application/json"}
-        )
+        resp = small.post("/v1/detect", content=body, headers={"content-type": "application/json"})
         assert resp.status_code == 400, resp.text
         assert _error(resp)["name"] == "ILLEGAL_PARAMETER" and "nested" in _error(resp)["message"]
 
@@ -88,8 +86,10 @@ def _stream(total: int, chunk: bytes = b"A" * 65536) -> Iterator[bytes]:
     [
         ("application/json", b'{"image": "'),
         ("application/x-www-form-urlencoded", b"image="),
-        ("multipart/form-data; boundary=xyz", b'--xyz\r\nContent-Disposition: form-data; '
-         b'name="image"; filename="a.jpg"\r\n\r\n'),
+        (
+            "multipart/form-data; boundary=xyz",
+            b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n',
+        ),
     ],
 )
 def test_oversized_streamed_body_is_413(small: TestClient, ctype: str, prefix: bytes) -> None:
@@ -221,7 +221,10 @@ def test_facepipe_api_refuses_open_trial_beyond_loopback(database: Database) -> 
     )
     proc = subprocess.run(
         [sys.executable, "-c", code, "api", "--host", "0.0.0.0", "--port", "1"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2 and "FACEPIPE_API_AUTH=false" in proc.stderr
 

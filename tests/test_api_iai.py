@@ -38,7 +38,8 @@ def make_client(
     module, _ = VERSIONS[version]
     http = HttpProfile(endpoint=server.host_port, protocol="http", reqMethod=method)
     return module.IaiClient(
-        credential.Credential(secret_id, secret_key), "ap-guangzhou",
+        credential.Credential(secret_id, secret_key),
+        "ap-guangzhou",
         ClientProfile(httpProfile=http),
     )
 
@@ -61,7 +62,11 @@ def b64(path: Path) -> str:
 
 @pytest.mark.parametrize("version", sorted(VERSIONS))
 def test_iai_library_and_search_through_the_sdk(
-    api_server: ApiServer, version: str, photo_server: str, yaoming_jpg: Path, gdp_jpg: Path,
+    api_server: ApiServer,
+    version: str,
+    photo_server: str,
+    yaoming_jpg: Path,
+    gdp_jpg: Path,
     players_jpg: Path,
 ) -> None:
     key = api_server.key
@@ -69,43 +74,87 @@ def test_iai_library_and_search_through_the_sdk(
     run = uuid.uuid4().hex[:8]
     group, other, pid = f"iai-{run}", f"iai2-{run}", f"p-{run}"
 
-    made = call(client, models, "CreateGroup", GroupId=group, GroupName="Staff", Tag="hq",
-                GroupExDescriptions=["badge"])
+    made = call(
+        client,
+        models,
+        "CreateGroup",
+        GroupId=group,
+        GroupName="Staff",
+        Tag="hq",
+        GroupExDescriptions=["badge"],
+    )
     assert made.FaceModelVersion and made.RequestId
     assert code_of(client, models, "CreateGroup", GroupId=group, GroupName="x") == (
         "InvalidParameterValue.GroupIdAlreadyExist"
     )
     info = call(client, models, "GetGroupInfo", GroupId=group)
     assert (info.GroupName, info.Tag, info.GroupExDescriptions) == ("Staff", "hq", ["badge"])
-    call(client, models, "ModifyGroup", GroupId=group, GroupName="Team",
-         GroupExDescriptionInfos=[{"GroupExDescriptionIndex": 1, "GroupExDescription": "floor"}])
+    call(
+        client,
+        models,
+        "ModifyGroup",
+        GroupId=group,
+        GroupName="Team",
+        GroupExDescriptionInfos=[{"GroupExDescriptionIndex": 1, "GroupExDescription": "floor"}],
+    )
     assert call(client, models, "GetGroupInfo", GroupId=group).GroupExDescriptions == [
-        "badge", "floor"
+        "badge",
+        "floor",
     ]
     listed = call(client, models, "GetGroupList", Offset=0, Limit=1000)
     assert group in [g.GroupId for g in listed.GroupInfos] and listed.GroupNum >= 1
     call(client, models, "CreateGroup", GroupId=other, GroupName="Other")
 
-    person = call(client, models, "CreatePerson", GroupId=group, PersonId=pid,
-                  PersonName="Yao", Image=b64(yaoming_jpg),
-                  PersonExDescriptionInfos=[{"PersonExDescriptionIndex": 0,
-                                             "PersonExDescription": "B-17"}])
-    assert person.FaceId and person.FaceRect.Width > 20
-    assert code_of(client, models, "CreatePerson", GroupId=group, PersonId=pid,
-                   PersonName="Yao", Url=photo_server + "yaoming.jpg") == (
-        "InvalidParameterValue.PersonIdAlreadyExist"
+    person = call(
+        client,
+        models,
+        "CreatePerson",
+        GroupId=group,
+        PersonId=pid,
+        PersonName="Yao",
+        Image=b64(yaoming_jpg),
+        PersonExDescriptionInfos=[{"PersonExDescriptionIndex": 0, "PersonExDescription": "B-17"}],
     )
-    no_group = code_of(client, models, "CreatePerson", GroupId=f"none-{run}",
-                       PersonId=f"q-{run}", PersonName="Q", Image=b64(yaoming_jpg))
+    assert person.FaceId and person.FaceRect.Width > 20
+    assert code_of(
+        client,
+        models,
+        "CreatePerson",
+        GroupId=group,
+        PersonId=pid,
+        PersonName="Yao",
+        Url=photo_server + "yaoming.jpg",
+    ) == ("InvalidParameterValue.PersonIdAlreadyExist")
+    no_group = code_of(
+        client,
+        models,
+        "CreatePerson",
+        GroupId=f"none-{run}",
+        PersonId=f"q-{run}",
+        PersonName="Q",
+        Image=b64(yaoming_jpg),
+    )
     assert no_group == "InvalidParameterValue.GroupIdNotExist"
-    faceless = code_of(client, models, "CreatePerson", GroupId=group, PersonId=f"g-{run}",
-                       PersonName="G", Url=photo_server + "missing.jpg")
+    faceless = code_of(
+        client,
+        models,
+        "CreatePerson",
+        GroupId=group,
+        PersonId=f"g-{run}",
+        PersonName="G",
+        Url=photo_server + "missing.jpg",
+    )
     assert faceless == "FailedOperation.ImageDownloadError"
 
     # CreateFace exactly as the reference: a code per image, in order.
-    added = call(client, models, "CreateFace", PersonId=pid,
-                 Urls=[photo_server + "gdp.jpg", photo_server + "missing.jpg"],
-                 QualityControl=0)
+    added = call(
+        client,
+        models,
+        "CreateFace",
+        PersonId=pid,
+        Urls=[photo_server + "gdp.jpg", photo_server + "missing.jpg"],
+        QualityControl=0,
+    )
     assert len(added.RetCode) == 2 and added.RetCode[1] != 0
     assert added.SucFaceNum == len(added.SucFaceIds) == added.RetCode.count(0)
     assert added.SucIndexes == [i for i, c in enumerate(added.RetCode) if c == 0]
@@ -121,12 +170,24 @@ def test_iai_library_and_search_through_the_sdk(
     call(client, models, "ModifyPersonBaseInfo", PersonId=pid, PersonName="Yao Ming")
     copied = call(client, models, "CopyPerson", PersonId=pid, GroupIds=[other])
     assert copied.SucGroupNum == 1 and copied.SucGroupIds == [other]
-    call(client, models, "ModifyPersonGroupInfo", GroupId=group, PersonId=pid,
-         PersonExDescriptionInfos=[{"PersonExDescriptionIndex": 1,
-                                    "PersonExDescription": "floor 3"}])
-    assert code_of(client, models, "ModifyPersonGroupInfo", GroupId=other, PersonId=pid,
-                   PersonExDescriptionInfos=[{"PersonExDescriptionIndex": 0,
-                                              "PersonExDescription": "x"}]) == (
+    call(
+        client,
+        models,
+        "ModifyPersonGroupInfo",
+        GroupId=group,
+        PersonId=pid,
+        PersonExDescriptionInfos=[
+            {"PersonExDescriptionIndex": 1, "PersonExDescription": "floor 3"}
+        ],
+    )
+    assert code_of(
+        client,
+        models,
+        "ModifyPersonGroupInfo",
+        GroupId=other,
+        PersonId=pid,
+        PersonExDescriptionInfos=[{"PersonExDescriptionIndex": 0, "PersonExDescription": "x"}],
+    ) == (
         "InvalidParameter.InvalidParameter"  # the other group has no custom fields
     )
     groups = call(client, models, "GetPersonGroupInfo", PersonId=pid)
@@ -139,28 +200,39 @@ def test_iai_library_and_search_through_the_sdk(
     assert (nums.PersonNum, nums.FaceNum) == (1, 1)
 
     # Recognition.
-    detected = call(client, models, "DetectFace", Image=b64(players_jpg), MaxFaceNum=30,
-                    NeedFaceAttributes=1, NeedQualityDetection=1)
+    detected = call(
+        client,
+        models,
+        "DetectFace",
+        Image=b64(players_jpg),
+        MaxFaceNum=30,
+        NeedFaceAttributes=1,
+        NeedQualityDetection=1,
+    )
     assert len(detected.FaceInfos) == 22 and detected.ImageWidth > 0
     first = detected.FaceInfos[0]
     assert first.FaceAttributesInfo.Yaw is not None and first.FaceQualityInfo.Score > 0
     one = call(client, models, "DetectFace", Url=photo_server + "players.jpg")
     assert len(one.FaceInfos) == 1 and one.FaceInfos[0].X == first.X
-    compared = call(client, models, "CompareFace", ImageA=b64(yaoming_jpg),
-                    UrlB=photo_server + "yaoming.jpg")
+    compared = call(
+        client, models, "CompareFace", ImageA=b64(yaoming_jpg), UrlB=photo_server + "yaoming.jpg"
+    )
     assert compared.Score > 99
     different = call(client, models, "CompareFace", ImageA=b64(yaoming_jpg), ImageB=b64(gdp_jpg))
     assert different.Score < compared.Score
-    found = call(client, models, "SearchFaces", GroupIds=[group], Image=b64(yaoming_jpg),
-                 NeedPersonInfo=1)
+    found = call(
+        client, models, "SearchFaces", GroupIds=[group], Image=b64(yaoming_jpg), NeedPersonInfo=1
+    )
     top = found.Results[0].Candidates[0]
     assert (top.PersonId, top.FaceId, top.PersonName) == (pid, person.FaceId, "Yao Ming")
     assert top.Score > 90 and found.FaceNum == 1
-    persons = call(client, models, "SearchPersons", GroupIds=[group, other],
-                   Url=photo_server + "yaoming.jpg")
+    persons = call(
+        client, models, "SearchPersons", GroupIds=[group, other], Url=photo_server + "yaoming.jpg"
+    )
     assert persons.Results[0].Candidates[0].PersonId == pid and persons.PersonNum == 1
-    by_group = call(client, models, "SearchFacesReturnsByGroup", GroupIds=[group, other],
-                    Image=b64(yaoming_jpg))
+    by_group = call(
+        client, models, "SearchFacesReturnsByGroup", GroupIds=[group, other], Image=b64(yaoming_jpg)
+    )
     cands = by_group.ResultsReturnsByGroup[0].GroupCandidates
     assert [c.GroupId for c in cands] == [group, other]
     assert all(c.Candidates[0].PersonId == pid for c in cands)
@@ -181,8 +253,9 @@ def test_iai_library_and_search_through_the_sdk(
 
     # Removal: out of one group, then the whole person; the explicit group stays, empty.
     call(client, models, "DeletePersonFromGroup", PersonId=pid, GroupId=other)
-    assert [g.GroupId for g in
-            call(client, models, "GetPersonGroupInfo", PersonId=pid).PersonGroupInfos] == [group]
+    assert [
+        g.GroupId for g in call(client, models, "GetPersonGroupInfo", PersonId=pid).PersonGroupInfos
+    ] == [group]
     call(client, models, "DeletePerson", PersonId=pid)
     assert code_of(client, models, "GetPersonBaseInfo", PersonId=pid) == (
         "InvalidParameterValue.PersonIdNotExist"
@@ -200,27 +273,55 @@ def test_query_string_form_through_the_sdk(api_server: ApiServer, yaoming_jpg: P
     key = api_server.key
     client = make_client(api_server, "2020-03-03", key.key_id, key.secret, method="GET")
     run = uuid.uuid4().hex[:8]
-    call(client, models_2020, "CreateGroup", GroupId=f"q-{run}", GroupName="Q",
-         GroupExDescriptions=["a", "b"])
+    call(
+        client,
+        models_2020,
+        "CreateGroup",
+        GroupId=f"q-{run}",
+        GroupName="Q",
+        GroupExDescriptions=["a", "b"],
+    )
     info = call(client, models_2020, "GetGroupInfo", GroupId=f"q-{run}")
     assert info.GroupExDescriptions == ["a", "b"]
     call(client, models_2020, "DeleteGroup", GroupId=f"q-{run}")
 
 
-def _signed_post(server: ApiServer, secret_id: str, secret_key: str, body: bytes, *,
-                 timestamp: int, send: bytes | None = None, action: str = "GetGroupList") -> Any:
+def _signed_post(
+    server: ApiServer,
+    secret_id: str,
+    secret_key: str,
+    body: bytes,
+    *,
+    timestamp: int,
+    send: bytes | None = None,
+    action: str = "GetGroupList",
+) -> Any:
     headers = {"content-type": "application/json", "host": server.host_port}
     signature = tc3.signature(
-        secret_key, method="POST", uri="/", query="", headers=headers,
-        signed_headers=("content-type", "host"), payload=body, timestamp=timestamp,
+        secret_key,
+        method="POST",
+        uri="/",
+        query="",
+        headers=headers,
+        signed_headers=("content-type", "host"),
+        payload=body,
+        timestamp=timestamp,
         service="iai",
     )
-    auth = (f"TC3-HMAC-SHA256 Credential={secret_id}/{tc3.date_of(timestamp)}/iai/tc3_request, "
-            f"SignedHeaders=content-type;host, Signature={signature}")
+    auth = (
+        f"TC3-HMAC-SHA256 Credential={secret_id}/{tc3.date_of(timestamp)}/iai/tc3_request, "
+        f"SignedHeaders=content-type;host, Signature={signature}"
+    )
     return httpx.post(
-        server.url + "/", content=send if send is not None else body,
-        headers={**headers, "Authorization": auth, "X-TC-Action": action,
-                 "X-TC-Version": "2020-03-03", "X-TC-Timestamp": str(timestamp)},
+        server.url + "/",
+        content=send if send is not None else body,
+        headers={
+            **headers,
+            "Authorization": auth,
+            "X-TC-Action": action,
+            "X-TC-Version": "2020-03-03",
+            "X-TC-Timestamp": str(timestamp),
+        },
     ).json()["Response"]
 
 
@@ -229,8 +330,9 @@ def test_tc3_signatures_refused_and_accepted(api_server: ApiServer) -> None:
     now = int(time.time())
     body = b'{"Offset": 0, "Limit": 1}'
     assert "GroupNum" in _signed_post(api_server, key.key_id, key.secret, body, timestamp=now)
-    tampered = _signed_post(api_server, key.key_id, key.secret, body, timestamp=now,
-                            send=b'{"Offset": 0, "Limit": 2}')
+    tampered = _signed_post(
+        api_server, key.key_id, key.secret, body, timestamp=now, send=b'{"Offset": 0, "Limit": 2}'
+    )
     assert tampered["Error"]["Code"] == "AuthFailure.SignatureFailure"
     wrong = _signed_post(api_server, key.key_id, key.secret + "x", body, timestamp=now)
     assert wrong["Error"]["Code"] == "AuthFailure.SignatureFailure"
@@ -240,8 +342,9 @@ def test_tc3_signatures_refused_and_accepted(api_server: ApiServer) -> None:
     assert "GroupNum" in within
     unknown = _signed_post(api_server, "AKIDnobody", key.secret, body, timestamp=now)
     assert unknown["Error"]["Code"] == "AuthFailure.SecretIdNotFound"
-    bad_action = _signed_post(api_server, key.key_id, key.secret, body, timestamp=now,
-                              action="DoSomethingElse")
+    bad_action = _signed_post(
+        api_server, key.key_id, key.secret, body, timestamp=now, action="DoSomethingElse"
+    )
     assert bad_action["Error"]["Code"] == "InvalidAction"
     plain = httpx.post(api_server.url + "/", json={}, headers={"X-TC-Action": "GetGroupList"})
     assert plain.status_code == 200
@@ -270,10 +373,24 @@ def test_scoped_keys_through_the_sdk(
     mine, theirs, pid, other = f"mine-{run}", f"theirs-{run}", f"p-{run}", f"q-{run}"
     for group in (mine, theirs):
         call(admin, models, "CreateGroup", GroupId=group, GroupName=group)
-    call(admin, models, "CreatePerson", GroupId=mine, PersonId=pid, PersonName="Yao",
-         Image=b64(yaoming_jpg))
-    call(admin, models, "CreatePerson", GroupId=theirs, PersonId=other, PersonName="G",
-         Image=b64(gdp_jpg))
+    call(
+        admin,
+        models,
+        "CreatePerson",
+        GroupId=mine,
+        PersonId=pid,
+        PersonName="Yao",
+        Image=b64(yaoming_jpg),
+    )
+    call(
+        admin,
+        models,
+        "CreatePerson",
+        GroupId=theirs,
+        PersonId=other,
+        PersonName="G",
+        Image=b64(gdp_jpg),
+    )
 
     ro = api_server.new_key("iai read-only", KeyScope(read_only=True))
     reader = make_client(api_server, version, ro.key_id, ro.secret)
@@ -281,8 +398,18 @@ def test_scoped_keys_through_the_sdk(
     found = call(reader, models, "SearchFaces", GroupIds=[mine], Image=b64(yaoming_jpg))
     assert found.Results[0].Candidates[0].PersonId == pid
     assert call(reader, models, "GetPersonBaseInfo", PersonId=pid).PersonName == "Yao"
-    assert code_of(reader, models, "CreatePerson", GroupId=mine, PersonId=f"n-{run}",
-                   PersonName="N", Image=b64(gdp_jpg)) == denied
+    assert (
+        code_of(
+            reader,
+            models,
+            "CreatePerson",
+            GroupId=mine,
+            PersonId=f"n-{run}",
+            PersonName="N",
+            Image=b64(gdp_jpg),
+        )
+        == denied
+    )
     assert code_of(reader, models, "DeletePerson", PersonId=pid) == denied
     assert code_of(reader, models, "CreateGroup", GroupId=f"g-{run}", GroupName="g") == denied
     assert code_of(reader, models, "CreateFace", PersonId=pid, Images=[b64(gdp_jpg)]) == denied
@@ -290,8 +417,10 @@ def test_scoped_keys_through_the_sdk(
     limited = api_server.new_key("iai mine", KeyScope(frozenset({mine})))
     scoped = make_client(api_server, version, limited.key_id, limited.secret)
     assert call(scoped, models, "SearchPersons", GroupIds=[mine], Image=b64(yaoming_jpg))
-    assert code_of(scoped, models, "SearchFaces", GroupIds=[mine, theirs],
-                   Image=b64(yaoming_jpg)) == denied
+    assert (
+        code_of(scoped, models, "SearchFaces", GroupIds=[mine, theirs], Image=b64(yaoming_jpg))
+        == denied
+    )
     assert code_of(scoped, models, "GetPersonBaseInfo", PersonId=other) == denied
     assert code_of(scoped, models, "VerifyFace", PersonId=other, Image=b64(gdp_jpg)) == denied
     assert code_of(scoped, models, "DeletePerson", PersonId=other) == denied

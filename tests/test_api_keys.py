@@ -39,14 +39,21 @@ def keys_cli(database: Database, *args: str, server_key: str | None = SERVER_KEY
     )
     return subprocess.run(
         [sys.executable, "-c", code, "keys", *args],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def keyed_settings(engine: FaceEngine, **changes: Any) -> Settings:
     return Settings(
-        **{**engine.settings.model_dump(), "secret_key": SERVER_KEY, "broker_url": REDIS_BROKER,
-           **changes}
+        **{
+            **engine.settings.model_dump(),
+            "secret_key": SERVER_KEY,
+            "broker_url": REDIS_BROKER,
+            **changes,
+        }
     )
 
 
@@ -94,8 +101,12 @@ def test_v1_bearer_by_key_and_revocation(keyed: TestClient, database: Database) 
         key = key_store.create_key(conn, "bearer test", SecretCipher(SERVER_KEY))
     ok = keyed.get("/v1/groups", headers={"Authorization": f"Bearer {key.secret}"})
     assert ok.status_code == 200, ok.text
-    for header in ({}, {"Authorization": f"Bearer {key.secret}x"},
-                   {"Authorization": f"Bearer {key.key_id}"}, {"Authorization": key.secret}):
+    for header in (
+        {},
+        {"Authorization": f"Bearer {key.secret}x"},
+        {"Authorization": f"Bearer {key.key_id}"},
+        {"Authorization": key.secret},
+    ):
         refused = keyed.get("/v1/groups", headers=header)
         assert refused.status_code == 401 and refused.json()["error"]["code"] == -1313
     assert keyed.get("/openapi.json", headers={"Authorization": f"Bearer {key.secret}"}).json()[
@@ -122,16 +133,20 @@ def test_v1_credentials_are_checked_before_the_body_is_read(
 
     with TestClient(app) as client:
         resp = client.post(
-            "/v1/detect", content=body(),
+            "/v1/detect",
+            content=body(),
             headers={"content-type": "multipart/form-data; boundary=xyz"},
         )
         assert resp.status_code == 401 and resp.json()["error"]["code"] == -1313
         with database.transaction() as conn:
             key = key_store.create_key(conn, "body order", SecretCipher(SERVER_KEY))
         resp = client.post(
-            "/v1/detect", content=body(),
-            headers={"content-type": "multipart/form-data; boundary=xyz",
-                     "Authorization": f"Bearer {key.secret}"},
+            "/v1/detect",
+            content=body(),
+            headers={
+                "content-type": "multipart/form-data; boundary=xyz",
+                "Authorization": f"Bearer {key.secret}",
+            },
         )
         assert resp.status_code == 413 and resp.json()["error"]["name"] == "IMAGE_TOO_LARGE"
 
@@ -213,8 +228,9 @@ def test_keys_cli_scopes(database: Database) -> None:
     assert bad.returncode == 1 and "group ids" in bad.stderr
 
 
-def test_v1_scoped_keys(keyed: TestClient, clean_database: Database, yaoming_jpg: Path,
-                        gdp_jpg: Path) -> None:
+def test_v1_scoped_keys(
+    keyed: TestClient, clean_database: Database, yaoming_jpg: Path, gdp_jpg: Path
+) -> None:
     """/v1 with a read-only key and a key limited to one group: 403 PERMISSION_DENIED for
     every call beyond them, the others answered as usual."""
     from pipeline.apikeys import KeyScope
@@ -233,48 +249,68 @@ def test_v1_scoped_keys(keyed: TestClient, clean_database: Database, yaoming_jpg
 
     yao = base64.b64encode(yaoming_jpg.read_bytes()).decode()
     gdp = base64.b64encode(gdp_jpg.read_bytes()).decode()
-    made = keyed.post("/v1/persons", headers=as_(admin),
-                      json={"person_id": "p1", "group_ids": ["g1"], "image": yao})
+    made = keyed.post(
+        "/v1/persons",
+        headers=as_(admin),
+        json={"person_id": "p1", "group_ids": ["g1"], "image": yao},
+    )
     assert made.status_code == 201, made.text
     face_id = made.json()["SucFaceIds"][0]
-    assert keyed.post("/v1/persons", headers=as_(admin),
-                      json={"person_id": "p2", "group_ids": ["g2"], "image": gdp}).is_success
+    assert keyed.post(
+        "/v1/persons",
+        headers=as_(admin),
+        json={"person_id": "p2", "group_ids": ["g2"], "image": gdp},
+    ).is_success
 
     # Read-only: detect, identify, reads; no change.
     assert keyed.post("/v1/detect", headers=as_(ro), json={"image": yao}).status_code == 200
     found = keyed.post("/v1/identify", headers=as_(ro), json={"image": yao, "group_ids": ["g1"]})
     assert found.json()["candidates"][0]["person_id"] == "p1"
     assert keyed.get("/v1/persons/p2", headers=as_(ro)).status_code == 200
-    assert denied(keyed.post("/v1/persons", headers=as_(ro),
-                             json={"person_id": "p3", "group_ids": ["g1"]}))
+    assert denied(
+        keyed.post("/v1/persons", headers=as_(ro), json={"person_id": "p3", "group_ids": ["g1"]})
+    )
     assert denied(keyed.delete("/v1/persons/p1", headers=as_(ro)))
     assert denied(keyed.patch("/v1/persons/p1", headers=as_(ro), json={"name": "x"}))
     assert denied(keyed.post("/v1/persons/p1/faces", headers=as_(ro), json={"images": [gdp]}))
-    assert denied(keyed.post("/v1/jobs/enroll", headers=as_(ro),
-                             json={"source": "s3://b/p/", "group_ids": ["g1"]}))
+    assert denied(
+        keyed.post(
+            "/v1/jobs/enroll", headers=as_(ro), json={"source": "s3://b/p/", "group_ids": ["g1"]}
+        )
+    )
     assert keyed.get("/v1/jobs", headers=as_(ro)).status_code == 200
 
     # Limited to g1: nothing of g2, not even a look; its listing shows g1 only.
-    assert keyed.post("/v1/identify", headers=as_(mine),
-                      json={"image": yao, "group_ids": ["g1"]}).status_code == 200
-    assert denied(keyed.post("/v1/identify", headers=as_(mine),
-                             json={"image": yao, "group_ids": "g1,g2"}))
+    assert (
+        keyed.post(
+            "/v1/identify", headers=as_(mine), json={"image": yao, "group_ids": ["g1"]}
+        ).status_code
+        == 200
+    )
+    assert denied(
+        keyed.post("/v1/identify", headers=as_(mine), json={"image": yao, "group_ids": "g1,g2"})
+    )
     assert denied(keyed.get("/v1/persons/p2", headers=as_(mine)))
-    assert denied(keyed.post("/v1/verify", headers=as_(mine),
-                             json={"image": gdp, "person_id": "p2"}))
+    assert denied(
+        keyed.post("/v1/verify", headers=as_(mine), json={"image": gdp, "person_id": "p2"})
+    )
     assert denied(keyed.delete("/v1/persons/p2", headers=as_(mine)))
     assert denied(keyed.get("/v1/groups/g2/persons", headers=as_(mine)))
-    assert denied(keyed.post("/v1/persons/p1/groups", headers=as_(mine),
-                             json={"group_ids": ["g2"]}))
+    assert denied(
+        keyed.post("/v1/persons/p1/groups", headers=as_(mine), json={"group_ids": ["g2"]})
+    )
     assert denied(keyed.get("/v1/jobs", headers=as_(mine)))
     groups = keyed.get("/v1/groups", headers=as_(mine)).json()
     assert [g["group_id"] for g in groups["items"]] == ["g1"] and groups["total"] == 1
     assert keyed.get(f"/v1/faces/{face_id}", headers=as_(mine)).status_code == 200
     # The multipart form of the same call is checked the same way.
     with open(gdp_jpg, "rb") as fh:
-        upload = keyed.post("/v1/persons", headers=as_(mine),
-                            data={"person_id": "p3", "group_ids": "g2"},
-                            files={"image": ("g.jpg", fh, "image/jpeg")})
+        upload = keyed.post(
+            "/v1/persons",
+            headers=as_(mine),
+            data={"person_id": "p3", "group_ids": "g2"},
+            files={"image": ("g.jpg", fh, "image/jpeg")},
+        )
     assert denied(upload)
     assert keyed.delete("/v1/persons/p1", headers=as_(mine)).json()["deleted"] is True
     assert keyed.get("/v1/persons/p2", headers=as_(admin)).status_code == 200

@@ -29,9 +29,7 @@ def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]
 
 def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     return [
-        (method, path, op)
-        for path, ops in document["paths"].items()
-        for method, op in ops.items()
+        (method, path, op) for path, ops in document["paths"].items() for method, op in ops.items()
     ]
 
 
@@ -47,7 +45,10 @@ def test_every_route_documents_its_answer(document: dict[str, Any]) -> None:
             schema = next(iter(content.values()))["schema"]
             resolved = _resolve(document, schema)
             assert resolved.get("properties") or resolved.get("format") == "binary", (
-                method, path, status, schema
+                method,
+                path,
+                status,
+                schema,
             )
 
 
@@ -108,8 +109,16 @@ def test_multipart_uploads_are_binary_parts(
         assert (part["type"], part["format"]) == ("string", "binary"), (path, name, part)
     # The text fields of the form sit beside the uploads, as in the JSON body.
     json_fields = set(body["application/json"]["schema"]["properties"])
-    text_fields = json_fields - {"image", "url", "images", "urls", "image_a", "url_a",
-                                 "image_b", "url_b"}
+    text_fields = json_fields - {
+        "image",
+        "url",
+        "images",
+        "urls",
+        "image_a",
+        "url_a",
+        "image_b",
+        "url_b",
+    }
     assert text_fields <= set(form["properties"])
     # FastAPI's generated upload component was folded into the route's schema.
     assert not any(n.startswith("Body_") for n in document["components"]["schemas"])
@@ -125,13 +134,28 @@ def test_every_reference_resolves(document: dict[str, Any]) -> None:
 def test_the_detect_model_is_the_answer_shape() -> None:
     """The model describes what /v1/detect answers (fields left out stay out)."""
     face = {
-        "box": [1.0, 2.0, 30.0, 40.0], "score": 0.9, "landmarks": [[1.0, 2.0]] * 5,
+        "box": [1.0, 2.0, 30.0, 40.0],
+        "score": 0.9,
+        "landmarks": [[1.0, 2.0]] * 5,
         "pose": {"yaw": 1.0, "pitch": 2.0, "roll": 3.0},
-        "quality": {"score": 80.0, "level": 3, "detector_score": 0.9, "face_size": 40.0,
-                    "blur": 0.1, "illumination": 120.0, "completeness": 1.0},
+        "quality": {
+            "score": 80.0,
+            "level": 3,
+            "detector_score": 0.9,
+            "face_size": 40.0,
+            "blur": 0.1,
+            "illumination": 120.0,
+            "completeness": 1.0,
+        },
     }
-    answer = {"source": "x", "width": 100, "height": 100, "model": "m", "faces": [face],
-              "timings_ms": {"detect": 3.5}}
+    answer = {
+        "source": "x",
+        "width": 100,
+        "height": 100,
+        "model": "m",
+        "faces": [face],
+        "timings_ms": {"detect": 3.5},
+    }
     parsed = DetectAnswer.model_validate(answer)
     assert parsed.model_dump(exclude_unset=True) == answer
     with pytest.raises(ValueError, match="extra"):

@@ -97,8 +97,11 @@ def test_person_lifecycle_through_the_sdk(
     other = ok(client.face_verify(pid, CIFile(str(gdp_jpg))))
     assert other["ismatch"] is False and other["confidence"] < same["confidence"]
     pair = ok(client.face_compare(CIFile(str(yaoming_jpg)), CIUrl(photo_server + "gdp.jpg")))
-    twin = ok(client.face_compare(CIUrl(photo_server + "yaoming.jpg"),
-                                  CIUrl(photo_server + "yaoming.jpg")))
+    twin = ok(
+        client.face_compare(
+            CIUrl(photo_server + "yaoming.jpg"), CIUrl(photo_server + "yaoming.jpg")
+        )
+    )
     assert twin["similarity"] > 99 and pair["similarity"] < twin["similarity"]
 
     # addface: one code per image, in order.
@@ -149,8 +152,15 @@ def test_signatures_both_ways(
     # The SDK's signature is what facepipe's sign() makes for the same inputs.
     header = client._auth.get_sign("facepipe-bucket").decode()
     _mac, _text, fields = parse_signature(header)
-    assert header == sign(fields["a"], "facepipe-bucket", key.key_id, key.secret,
-                          int(fields["e"]), int(fields["t"]), int(fields["r"]))
+    assert header == sign(
+        fields["a"],
+        "facepipe-bucket",
+        key.key_id,
+        key.secret,
+        int(fields["e"]),
+        int(fields["t"]),
+        int(fields["r"]),
+    )
 
     photo = CIFile(str(gdp_jpg))
     # The secret with its last character changed (a fixed "x" equals it 1 time in 62).
@@ -175,8 +185,11 @@ def test_signatures_both_ways(
     fresh = sign(key.appid, "b", key.key_id, key.secret, now + 60, now, 2)
     assert post(fresh)["code"] == 0
     assert post(fresh, appid="999")["code"] == -1313  # the body's appid is not the key's
-    detect = httpx.post(api_server.url + "/face/detect", headers={"Authorization": fresh},
-                        json={"url": "http://127.0.0.1:9/x.jpg", "mode": 7}).json()
+    detect = httpx.post(
+        api_server.url + "/face/detect",
+        headers={"Authorization": fresh},
+        json={"url": "http://127.0.0.1:9/x.jpg", "mode": 7},
+    ).json()
     assert detect["code"] == -1313 and "mode" in detect["message"]  # (the SDK refuses 7 itself)
 
     revoked = api_server.new_key("youtu revoked")
@@ -219,8 +232,10 @@ def test_scoped_keys_through_the_sdk(
     ro = api_server.new_key("youtu read-only", KeyScope(read_only=True))
     reader = sdk_at(ro.appid, ro.key_id, ro.secret)
     assert ok(reader.face_detect(CIFile(str(yaoming_jpg))))["face"]
-    assert ok(reader.face_identify(mine, CIFile(str(yaoming_jpg))))["candidates"][0][
-        "person_id"] == pid
+    assert (
+        ok(reader.face_identify(mine, CIFile(str(yaoming_jpg))))["candidates"][0]["person_id"]
+        == pid
+    )
     assert ok(reader.face_getinfo(pid))["face_ids"] == [face_id]
     refused = reader.face_newperson(f"new-{run}", [mine], CIFile(str(gdp_jpg)))
     assert (refused["code"], refused["httpcode"]) == (6, 403)

@@ -83,7 +83,7 @@ def test_generalized_pareto_recovers_known_parameters() -> None:
     rng = np.random.default_rng(3)
     for shape, scale in ((-0.2, 0.05), (0.0, 1.0), (0.25, 2.0)):
         u = rng.uniform(size=50_000)
-        x = -scale * np.log(u) if shape == 0 else scale / shape * (u ** -shape - 1.0)
+        x = -scale * np.log(u) if shape == 0 else scale / shape * (u**-shape - 1.0)
         fitted_shape, fitted_scale = fit_generalized_pareto(x)
         assert fitted_shape == pytest.approx(shape, abs=0.03)
         assert fitted_scale == pytest.approx(scale, rel=0.05)
@@ -119,7 +119,9 @@ def test_json_round_trip_and_validation(normal_calibration: Calibration, tmp_pat
     np.testing.assert_allclose(back.cosine_knots, normal_calibration.cosine_knots, atol=1e-6)
     data = json.loads(path.read_text())
     data["knots"]["cosine"][5], data["knots"]["cosine"][6] = (
-        data["knots"]["cosine"][6], data["knots"]["cosine"][5])
+        data["knots"]["cosine"][6],
+        data["knots"]["cosine"][5],
+    )
     with pytest.raises(ValueError, match="strictly increasing"):
         Calibration.from_json(data)
     data["scale"] = "baidu"
@@ -149,13 +151,15 @@ def test_open_set_arithmetic() -> None:
     assert expected_false_matches(70.0, 10_000, 1) == pytest.approx(0.01, rel=0.01)
     assert expected_false_matches(80.0, 10_000, 1) == pytest.approx(0.001, rel=0.01)
     assert expected_false_matches(80.0, 100_000, 1_000) == pytest.approx(
-        1_000 * (1 - (1 - 1e-7) ** 100_000))
+        1_000 * (1 - (1 - 1e-7) ** 100_000)
+    )
     assert expected_false_matches(0.0, 5, 7) == 7.0
     for rate, faces in ((0.01, 10_000), (0.001, 100_000), (0.05, 1)):
         t = confidence_for_false_match_rate(rate, faces)
         assert expected_false_matches(t, faces, 1) == pytest.approx(rate, rel=1e-9)
     assert confidence_for_false_match_rate(0.01, 10_000) == pytest.approx(
-        10 - 10 * math.log10(-math.expm1(math.log1p(-0.01) / 10_000)))
+        10 - 10 * math.log10(-math.expm1(math.log1p(-0.01) / 10_000))
+    )
     for bad in (0.0, 1.0, -0.1, float("nan")):
         with pytest.raises(FacepipeError):
             confidence_for_false_match_rate(bad, 100)

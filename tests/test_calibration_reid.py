@@ -37,8 +37,14 @@ def test_reid_params_are_checked() -> None:
     assert reid_params(None, None) == {}
     assert reid_params(75, None) == {"match_threshold": 75.0}
     assert reid_params(None, 0.01) == {"false_match_rate": 0.01}
-    for threshold, rate in ((70.0, 0.01), (101.0, None), (-1.0, None), (None, 0.0),
-                            (None, 1.0), (None, float("nan"))):
+    for threshold, rate in (
+        (70.0, 0.01),
+        (101.0, None),
+        (-1.0, None),
+        (None, 0.0),
+        (None, 1.0),
+        (None, float("nan")),
+    ):
         with pytest.raises(FacepipeError) as err:
             reid_params(threshold, rate)
         assert err.value.code is ErrorCode.ILLEGAL_PARAMETER
@@ -60,21 +66,22 @@ def test_reidentify_with_a_target_false_match_rate(
     runtime: Runtime, archive: Path, players_jpg: Path, tmp_path: Path
 ) -> None:
     with runtime.db.transaction() as conn:
-        enroll, _ = store.create_job(conn, JobKind.ENROLL, {"source": str(archive),
-                                                            "groups": ["team"]})
+        enroll, _ = store.create_job(
+            conn, JobKind.ENROLL, {"source": str(archive), "groups": ["team"]}
+        )
     list_step(runtime, enroll, lambda lo, hi: process_chunk(runtime, enroll.id, lo, hi))
     urls = tmp_path / "photos.txt"
     urls.write_text(f"{players_jpg}\n")
-    params = {"source": str(urls), "groups": ["team"], "top_n": 2,
-              **reid_params(None, 0.001)}
+    params = {"source": str(urls), "groups": ["team"], "top_n": 2, **reid_params(None, 0.001)}
     with runtime.db.transaction() as conn:
         job, _ = store.create_job(conn, JobKind.REIDENTIFY, params)
     list_step(runtime, job, lambda lo, hi: process_chunk(runtime, job.id, lo, hi))
     with runtime.db.connection() as conn:
         job = store.get_job(conn, job.id)
         items = store.list_items(conn, job.id)
-        summary = reidentify_summary(conn, job.id, job.params, runtime.engine.model_id,
-                                     runtime.settings)
+        summary = reidentify_summary(
+            conn, job.id, job.params, runtime.engine.model_id, runtime.settings
+        )
     assert job.status == JobStatus.DONE and job.n_faces == 22
     faces = items[0].result["faces"]
     # the three enrolled players are matched to themselves, the 19 other players to nobody
@@ -87,7 +94,8 @@ def test_reidentify_with_a_target_false_match_rate(
     assert summary["threshold"]["rule"] == "false_match_rate"
     assert (summary["faces_searched"], summary["faces_matched"]) == (22, 3)
     assert summary["expected_false_matches"] == pytest.approx(
-        expected_false_matches(threshold, gallery, 22), abs=1e-3)
+        expected_false_matches(threshold, gallery, 22), abs=1e-3
+    )
     assert summary["expected_false_matches"] == pytest.approx(22 * 0.001, rel=1e-3)
     # the same summary comes with the job over HTTP and in `facepipe jobs show`
     from fastapi.testclient import TestClient

@@ -54,8 +54,18 @@ def _big_jpeg(path: Path, scale: float, orientation: int = 1) -> bytes:
 
 @pytest.mark.parametrize(
     ("width", "height", "factor"),
-    [(4000, 3000, 4), (8000, 6000, 8), (5120, 3840, 8), (5119, 100, 8), (5111, 100, 4),
-     (1280, 960, 2), (1279, 960, 2), (1277, 960, 1), (640, 480, 1), (300, 5000, 4)],
+    [
+        (4000, 3000, 4),
+        (8000, 6000, 8),
+        (5120, 3840, 8),
+        (5119, 100, 8),
+        (5111, 100, 4),
+        (1280, 960, 2),
+        (1279, 960, 2),
+        (1277, 960, 1),
+        (640, 480, 1),
+        (300, 5000, 4),
+    ],
 )
 def test_reduced_factor_keeps_the_canvas_filled(width: int, height: int, factor: int) -> None:
     assert reduced_factor(width, height, 640) == factor
@@ -72,8 +82,11 @@ def test_oriented_size_turns_for_tags_5_to_8() -> None:
 
 def test_scale_detections_and_crop_upscale() -> None:
     kps = (ARCFACE_TEMPLATE * 0.5)[None]  # a face half the crop's size: upsampled 2x
-    dets = Detections(np.array([[10, 20, 60, 70]], np.float32), np.array([0.9], np.float32),
-                      kps.astype(np.float32))
+    dets = Detections(
+        np.array([[10, 20, 60, 70]], np.float32),
+        np.array([0.9], np.float32),
+        kps.astype(np.float32),
+    )
     full = scale_detections(dets, 4.0, 2.0)
     np.testing.assert_allclose(full.boxes, [[40, 40, 240, 140]])
     np.testing.assert_allclose(full.keypoints[0], kps[0] * np.array([4.0, 2.0]), rtol=1e-6)
@@ -135,8 +148,11 @@ def test_refusals_still_apply(gdp_jpg: Path) -> None:
 
 def _faces(engine, data: bytes, name: str, reduced: bool):  # type: ignore[no-untyped-def]
     settings = engine.settings
-    image = (decode_image_reduced(data, name, settings, settings.det_size) if reduced
-             else decode_image(data, name, settings))
+    image = (
+        decode_image_reduced(data, name, settings, settings.det_size)
+        if reduced
+        else decode_image(data, name, settings)
+    )
     return engine.analyze([image], landmarks=False)[0]
 
 
@@ -160,7 +176,10 @@ def _match(a, b):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(("photo", "scale"), [("gdp.jpg", 6.0), ("players.jpg", 3.2)])
 def test_engine_finds_the_same_faces_on_the_reduced_decode(
-    engine, sample_dir: Path, photo: str, scale: float  # type: ignore[no-untyped-def]
+    engine,
+    sample_dir: Path,
+    photo: str,
+    scale: float,  # type: ignore[no-untyped-def]
 ) -> None:
     data = _big_jpeg(sample_dir / photo, scale)
     full = _faces(engine, data, photo, reduced=False)
@@ -218,7 +237,8 @@ def test_crops_come_from_full_resolution_only_when_needed(engine, sample_dir: Pa
 
 
 def test_landmark_and_attribute_models_read_the_reduced_pixels_of_big_faces(
-    engine, sample_dir: Path  # type: ignore[no-untyped-def]
+    engine,
+    sample_dir: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     """The online path's case (landmarks and attributes on): a face big at the reduced scale
     needs no full decode at all, and its 106 landmarks (in full-image coordinates), attributes

@@ -135,8 +135,7 @@ def test_terraform_references_resolve(terraform: dict[str, Any]) -> None:
     used_locals = set(re.findall(r"\blocal\.([A-Za-z_]\w*)", text))
     used_data = {f"{t}.{n}" for t, n in re.findall(r"\bdata\.(\w+)\.(\w+)", text)}
     used_resources = {
-        f"{t}.{n}"
-        for t, n in re.findall(r"(?<![\w.])((?:aws|random)_\w+)\.([A-Za-z_]\w*)", text)
+        f"{t}.{n}" for t, n in re.findall(r"(?<![\w.])((?:aws|random)_\w+)\.([A-Za-z_]\w*)", text)
     }
     assert used_vars - declared["variable"] == set()
     assert declared["variable"] - used_vars == set(), "declared but unused variables"
@@ -162,7 +161,11 @@ def test_tfvars_example_matches_variables(terraform: dict[str, Any]) -> None:
     # the network, the TLS certificate (there is no plain-HTTP mode) and the image tag (ECR
     # tags are immutable, so there is no "latest" to default to)
     assert required == {
-        "vpc_id", "private_subnet_ids", "public_subnet_ids", "certificate_arn", "image_tag",
+        "vpc_id",
+        "private_subnet_ids",
+        "public_subnet_ids",
+        "certificate_arn",
+        "image_tag",
     }
     assert required <= keys
 
@@ -209,8 +212,16 @@ def _compose(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in COMPOSE_REQUIRED}
     return subprocess.run(
         [
-            binary, "-f", str(DOCKER_DIR / "compose.yaml"), "--profile", "gpu",
-            "--profile", "sqs", "config", "--format", "json",
+            binary,
+            "-f",
+            str(DOCKER_DIR / "compose.yaml"),
+            "--profile",
+            "gpu",
+            "--profile",
+            "sqs",
+            "config",
+            "--format",
+            "json",
         ],
         capture_output=True,
         text=True,
@@ -241,8 +252,17 @@ def test_compose_refuses_to_start_without_its_secrets() -> None:
 def test_compose_cluster_shape(compose_config: dict[str, Any]) -> None:
     services = compose_config["services"]
     assert {
-        "redis", "postgres", "minio", "minio-init", "migrate", "api", "worker-ingest",
-        "worker-infer", "worker-gpu", "beat", "s3-listen",
+        "redis",
+        "postgres",
+        "minio",
+        "minio-init",
+        "migrate",
+        "api",
+        "worker-ingest",
+        "worker-infer",
+        "worker-gpu",
+        "beat",
+        "s3-listen",
     } <= set(services)
     assert re.fullmatch(r"pgvector/pgvector:[0-9.]+-pg16", services["postgres"]["image"])
     gpu = services["worker-gpu"]
@@ -405,9 +425,21 @@ def test_queue_metrics_command_once(kombu_prefix: str, cloudwatch: Any) -> None:
         "sys.argv = ['facepipe'] + sys.argv[1:]; app()"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code, "queue-metrics", "--once",
-         "--endpoint-url", cloudwatch.meta.endpoint_url],
-        capture_output=True, text=True, timeout=60, env=env, check=False, cwd=REPO,
+        [
+            sys.executable,
+            "-c",
+            code,
+            "queue-metrics",
+            "--once",
+            "--endpoint-url",
+            cloudwatch.meta.endpoint_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
     assert "infer=" in proc.stdout and "unacked=" in proc.stdout

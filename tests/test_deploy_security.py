@@ -108,18 +108,24 @@ def test_every_checkov_skip_has_a_reason() -> None:
                 assert len(reason.split()) >= 10, f"{path.name}:{lineno} {check}: no real reason"
     # The reviewed list (docs/deployment.md explains each: test below); a new skip must be
     # added here deliberately.
-    assert sorted(check for _, _, check in skips) == sorted([
-        "CKV2_AWS_57", "CKV2_AWS_57",  # secrets rotated by terraform, not a Lambda
-        "CKV2_AWS_62",  # log bucket: no event consumers
-        "CKV2_AWS_76",  # WAF rules live in the operator's web ACL
-        "CKV_AWS_144", "CKV_AWS_144",  # no cross-region copy of biometric data / logs
-        "CKV_AWS_145",  # log bucket must be SSE-S3 for log delivery
-        "CKV_AWS_18",  # the log bucket does not log into itself
-        "CKV_AWS_260",  # port 80 open only to redirect
-        "CKV_AWS_356",  # PutMetricData has no resource ARN
-        "CKV_AWS_378",  # HTTP from the ALB to the tasks inside the VPC
-        "CKV_AWS_382", "CKV_AWS_382", "CKV_AWS_382",  # egress 443/80 to AWS APIs, image URLs
-    ])
+    assert sorted(check for _, _, check in skips) == sorted(
+        [
+            "CKV2_AWS_57",
+            "CKV2_AWS_57",  # secrets rotated by terraform, not a Lambda
+            "CKV2_AWS_62",  # log bucket: no event consumers
+            "CKV2_AWS_76",  # WAF rules live in the operator's web ACL
+            "CKV_AWS_144",
+            "CKV_AWS_144",  # no cross-region copy of biometric data / logs
+            "CKV_AWS_145",  # log bucket must be SSE-S3 for log delivery
+            "CKV_AWS_18",  # the log bucket does not log into itself
+            "CKV_AWS_260",  # port 80 open only to redirect
+            "CKV_AWS_356",  # PutMetricData has no resource ARN
+            "CKV_AWS_378",  # HTTP from the ALB to the tasks inside the VPC
+            "CKV_AWS_382",
+            "CKV_AWS_382",
+            "CKV_AWS_382",  # egress 443/80 to AWS APIs, image URLs
+        ]
+    )
 
 
 DOCS_SKIP_ROW = re.compile(r"^\| (CKV2?_AWS_\d+) \([^|]*\)(?: x(\d+))? \|")
@@ -148,8 +154,11 @@ def test_docs_explain_every_checkov_skip() -> None:
 def test_checkov_config_skips_nothing() -> None:
     """Skips live next to the resource, never globally in the config file."""
     text = (REPO / ".checkov.yaml").read_text()
-    keys = {line.split(":")[0].strip() for line in text.splitlines()
-            if line and not line.startswith(("#", " ", "-"))}
+    keys = {
+        line.split(":")[0].strip()
+        for line in text.splitlines()
+        if line and not line.startswith(("#", " ", "-"))
+    }
     assert {"directory", "framework", "compact", "quiet", "skip-download"} <= keys
     assert not keys & {"skip-check", "soft-fail", "soft-fail-on", "skip-framework", "skip-path"}
     assert "infra/terraform" in text and "docker" in text
@@ -178,7 +187,9 @@ def test_load_balancer_is_https_only(tf: dict, variables: dict) -> None:
     assert action["type"] == "redirect"
     redirect = _one(action["redirect"])
     assert (redirect["protocol"], redirect["port"], redirect["status_code"]) == (
-        "HTTPS", "443", "HTTP_301",
+        "HTTPS",
+        "443",
+        "HTTP_301",
     )
     https = tf[("aws_lb_listener", "https")]
     assert https["protocol"] == "HTTPS" and "count" not in https
@@ -216,18 +227,28 @@ def test_bucket_versioned_logged_and_expiring(tf: dict) -> None:
     assert logging["target_bucket"] == "${aws_s3_bucket.logs.id}"
     rules = {r["id"]: r for r in tf[("aws_s3_bucket_lifecycle_configuration", "data")]["rule"]}
     assert set(rules) == {
-        "abort-incomplete-uploads", "expire-exports", "expire-noncurrent-versions",
+        "abort-incomplete-uploads",
+        "expire-exports",
+        "expire-noncurrent-versions",
     }
     assert _one(rules["expire-exports"]["filter"])["prefix"] == "${var.export_prefix}"
-    assert _one(rules["expire-noncurrent-versions"]["noncurrent_version_expiration"])[
-        "noncurrent_days"
-    ] == "${var.noncurrent_version_days}"
+    assert (
+        _one(rules["expire-noncurrent-versions"]["noncurrent_version_expiration"])[
+            "noncurrent_days"
+        ]
+        == "${var.noncurrent_version_days}"
+    )
     for bucket in ("data", "logs"):
         block = tf[("aws_s3_bucket_public_access_block", bucket)]
-        assert all(block[k] is True for k in (
-            "block_public_acls", "block_public_policy", "ignore_public_acls",
-            "restrict_public_buckets",
-        ))
+        assert all(
+            block[k] is True
+            for k in (
+                "block_public_acls",
+                "block_public_policy",
+                "ignore_public_acls",
+                "restrict_public_buckets",
+            )
+        )
 
 
 def test_logs_and_images(tf: dict, variables: dict) -> None:
@@ -270,8 +291,9 @@ def _containers(services_tf: str) -> dict[str, str]:
     """Each container definition's text (name -> its attributes) in services.tf."""
     out = {}
     # from `container_definitions = jsonencode([` to the end of the task definition resource
-    for defs in re.findall(r"container_definitions = jsonencode\(\[(.*?)\n\}\n", services_tf,
-                           re.DOTALL):
+    for defs in re.findall(
+        r"container_definitions = jsonencode\(\[(.*?)\n\}\n", services_tf, re.DOTALL
+    ):
         for chunk in re.split(r"\n(?=\s+name\s+= \")", defs)[1:]:
             name = re.match(r'\s+name\s+= "([\w-]+)"', chunk)
             assert name
@@ -294,7 +316,13 @@ def test_ecs_containers_read_only_with_the_image_volumes(tf: dict) -> None:
         assert "local.writable_paths" in json.dumps(body["dynamic"]), ident
     containers = _containers(services_tf)
     assert set(containers) == {
-        "api", "ingest", "beat", "queue-metrics", "s3-listen", "migrate", "infer",
+        "api",
+        "ingest",
+        "beat",
+        "queue-metrics",
+        "s3-listen",
+        "migrate",
+        "infer",
     }
     for name, attrs in containers.items():
         assert re.search(r"readonlyRootFilesystem\s+= true", attrs), name
@@ -315,8 +343,11 @@ def test_dockerfile_pinned_with_healthcheck(dockerfile: str) -> None:
     assert re.search(r'^HEALTHCHECK .*\\\n\s+CMD \["facepipe-healthcheck"\]$', text, re.MULTILINE)
     assert "COPY --chmod=0755 docker/healthcheck.py /usr/local/bin/facepipe-healthcheck" in text
     assert re.search(r"^USER 10001:10001$", text, re.MULTILINE)
-    ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")]
+    ignored = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert "docker/healthcheck.py" not in ignored and "docker" not in ignored
 
 
@@ -369,7 +400,11 @@ def test_parse_target(healthcheck: ModuleType) -> None:
 def _run_healthcheck(pid: int, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(DOCKER_DIR / "healthcheck.py"), str(pid)],
-        capture_output=True, text=True, timeout=60, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
     )
 
 
@@ -388,8 +423,11 @@ def test_healthcheck_api(database_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "FACEPIPE_DATABASE_URL": database_url, "FACEPIPE_HOME": str(tmp_path)}
     log = (tmp_path / "api.log").open("wb")
     proc = subprocess.Popen(
-        [str(FACEPIPE), "api", "--port", str(port)], env=env, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
+        [str(FACEPIPE), "api", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 120
@@ -419,8 +457,11 @@ def test_healthcheck_worker_and_process(tmp_path: Path) -> None:
     log_path = tmp_path / "worker.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
-        [str(FACEPIPE), "worker", "--queues", "ingest", "--pool", "solo"], env=env, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
+        [str(FACEPIPE), "worker", "--queues", "ingest", "--pool", "solo"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 90
@@ -450,7 +491,8 @@ def test_healthcheck_process_liveness(healthcheck: ModuleType) -> None:
         ok, why = healthcheck.check_process(command)
         assert ok and f"pid {proc.pid}" in why
         assert healthcheck.check_process(f"s3-listen-{command}") == (
-            False, f"facepipe s3-listen-{command}: no live process",
+            False,
+            f"facepipe s3-listen-{command}: no live process",
         )
     finally:
         _stop(proc)
@@ -461,8 +503,15 @@ def test_healthcheck_api_refused(tmp_path: Path) -> None:
     """`facepipe api --port P` with nothing listening on P: unhealthy, saying why."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "facepipe", "api", "--port",
-         str(port)],
+        [
+            sys.executable,
+            "-c",
+            "import time; time.sleep(60)",
+            "facepipe",
+            "api",
+            "--port",
+            str(port),
+        ],
         start_new_session=True,
     )
     try:

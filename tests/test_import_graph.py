@@ -57,8 +57,10 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
                 anchor = name.split(".") if is_package else name.split(".")[:-1]
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
-            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
-                       for alias in node.names]
+            targets = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                for alias in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -125,10 +127,23 @@ def test_import_reader_resolves_relative_and_submodule_imports(tmp_path: Path) -
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.hidden\n"
         "def f():\n    from pkg.sub import name_in_init\n"
     )
-    modules = {m: source for m in ("pkg", "pkg.sub", "pkg.sub.mod", "pkg.sub.sibling",
-                                   "pkg.top", "pkg.sub.leaf", "pkg.hidden")}
+    modules = {
+        m: source
+        for m in (
+            "pkg",
+            "pkg.sub",
+            "pkg.sub.mod",
+            "pkg.sub.sibling",
+            "pkg.top",
+            "pkg.sub.leaf",
+            "pkg.hidden",
+        )
+    }
     assert imports_of("pkg.sub.mod", source, modules) == {
-        "pkg.sub.sibling", "pkg.top", "pkg.sub.leaf", "pkg.sub"
+        "pkg.sub.sibling",
+        "pkg.top",
+        "pkg.sub.leaf",
+        "pkg.sub",
     }
 
 
@@ -158,6 +173,12 @@ def test_the_library_loads_without_celery() -> None:
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('celery', 'kombu', 'workers', 'schedules')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     assert out.stdout.strip() == "[]"

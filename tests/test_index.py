@@ -44,9 +44,7 @@ def clustered(rng: np.random.Generator, n_persons: int, per_person: int, spread:
 def enrol(db: Database, group: str, persons: list[str], vectors: np.ndarray) -> list[int]:
     """Write persons, memberships and faces with COPY (the library's rules are not under test)."""
     with db.transaction() as conn:
-        conn.execute(
-            "INSERT INTO groups (group_id) VALUES (%s) ON CONFLICT DO NOTHING", (group,)
-        )
+        conn.execute("INSERT INTO groups (group_id) VALUES (%s) ON CONFLICT DO NOTHING", (group,))
         for p in dict.fromkeys(persons):
             conn.execute(
                 "INSERT INTO persons (person_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
@@ -60,8 +58,10 @@ def enrol(db: Database, group: str, persons: list[str], vectors: np.ndarray) -> 
         buf = io.StringIO()
         for i, (p, v) in enumerate(zip(persons, vectors, strict=True)):
             vec = "[" + ",".join(f"{x:.9g}" for x in v) + "]"
-            buf.write(f"{p}\t{MODEL}\t{DIM}\t{vec}\t{{0,0,1,1}}\t{{0,0,0,0,0,0,0,0,0,0}}\t"
-                      f"0.9\t80\t3\tsha-{group}-{p}-{i}\t0\n")
+            buf.write(
+                f"{p}\t{MODEL}\t{DIM}\t{vec}\t{{0,0,1,1}}\t{{0,0,0,0,0,0,0,0,0,0}}\t"
+                f"0.9\t80\t3\tsha-{group}-{p}-{i}\t0\n"
+            )
         with conn.cursor().copy(
             "COPY faces (person_id, model_id, embedding_dim, embedding, box, landmarks, "
             "det_score, quality_score, quality_level, content_sha256, face_index) FROM STDIN"
@@ -178,9 +178,7 @@ def test_reindex_snapshot_round_trip_in_a_local_directory(gallery, settings) -> 
     assert {p.name for p in snap_dir.iterdir()} == {"index.faiss", "ids.npy", "meta.json"}
     rng = np.random.default_rng(1)
     idx = list(range(0, 200, 7))
-    res = identify_faiss(
-        db, probes_near(rng, centres, idx), ["g"], MODEL, 3, cache=SnapshotCache()
-    )
+    res = identify_faiss(db, probes_near(rng, centres, idx), ["g"], MODEL, 3, cache=SnapshotCache())
     assert [r[0].person_id for r in res] == [f"p{i:03d}" for i in idx]
     assert all(len({c.person_id for c in r}) == len(r) == 3 for r in res)
     assert res[0][0].name == "P000" and 0 <= res[0][0].confidence <= 100
@@ -246,15 +244,13 @@ def test_snapshot_round_trip_through_s3(gallery, tmp_path, pipeline_env, moto_se
     boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(
         Bucket="snaps"
     )
-    settings = Settings(
-        home=tmp_path, snapshot_uri="s3://snaps/faiss", s3_endpoint_url=moto_server
-    )
+    settings = Settings(home=tmp_path, snapshot_uri="s3://snaps/faiss", s3_endpoint_url=moto_server)
     scope = Scope(model_id=MODEL, group="g")
     rec = reindex(db, scope, settings)
     assert rec.location.startswith("s3://snaps/faiss/group=g/")
-    keys = boto3.client(
-        "s3", endpoint_url=moto_server, region_name="us-east-1"
-    ).list_objects_v2(Bucket="snaps", Prefix="faiss/")["Contents"]
+    keys = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").list_objects_v2(
+        Bucket="snaps", Prefix="faiss/"
+    )["Contents"]
     assert {k["Key"].rsplit("/", 1)[1] for k in keys} == {"index.faiss", "ids.npy", "meta.json"}
     res = identify_faiss(
         db, centres[[3, 4]], ["g"], MODEL, 1, cache=SnapshotCache(), settings=settings

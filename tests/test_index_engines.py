@@ -33,8 +33,12 @@ def analyses(engine, players_jpg: Path, gdp_jpg: Path):
     """(gallery analyses, mirrored probe analyses) of the two sample photos."""
     images = [load_image(str(p)) for p in (players_jpg, gdp_jpg)]
     mirrored = [
-        DecodedImage(f"{im.source}#mirror", np.ascontiguousarray(im.pixels[:, ::-1]),
-                     "mirror-" + im.content_sha256, im.format)
+        DecodedImage(
+            f"{im.source}#mirror",
+            np.ascontiguousarray(im.pixels[:, ::-1]),
+            "mirror-" + im.content_sha256,
+            im.format,
+        )
         for im in images
     ]
     return engine.analyze(images), engine.analyze(mirrored)
@@ -96,18 +100,32 @@ def test_identify_batch_writes_matches_and_exports_the_same_with_both_engines(
     db, _, model = enrolled
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     s3.create_bucket(Bucket="exports")
-    settings = Settings(home=tmp_path, snapshot_uri=str(tmp_path / "snaps"),
-                        s3_endpoint_url=moto_server, search_batch_size=8, export_dir=tmp_path)
+    settings = Settings(
+        home=tmp_path,
+        snapshot_uri=str(tmp_path / "snaps"),
+        s3_endpoint_url=moto_server,
+        search_batch_size=8,
+        export_dir=tmp_path,
+    )
     _, mirrored = analyses
     with db.transaction() as conn:
         for a in mirrored:
             record_observed_faces(conn, a, job_id="night-1")
     reindex(db, Scope(model_id=model, group=GROUP), settings)
     runs = {}
-    for eng, dest in ((SearchEngine.FAISS, str(tmp_path / "out.jsonl")),
-                      (SearchEngine.PGVECTOR, "s3://exports/run/pg.jsonl")):
-        res = identify_batch(db, [GROUP], probe_job="night-1", top_n=3, export=dest,
-                             settings=settings, force_engine=eng)
+    for eng, dest in (
+        (SearchEngine.FAISS, str(tmp_path / "out.jsonl")),
+        (SearchEngine.PGVECTOR, "s3://exports/run/pg.jsonl"),
+    ):
+        res = identify_batch(
+            db,
+            [GROUP],
+            probe_job="night-1",
+            top_n=3,
+            export=dest,
+            settings=settings,
+            force_engine=eng,
+        )
         assert res.plan.engine is eng and res.probes == len(probe_matrix(analyses))
         assert res.matched == res.probes and res.exported == res.probes
         with db.connection() as conn:
@@ -122,8 +140,13 @@ def test_identify_batch_writes_matches_and_exports_the_same_with_both_engines(
         runs[eng] = [r[1:] for r in rows]
     assert runs[SearchEngine.FAISS] == runs[SearchEngine.PGVECTOR]
     local = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
-    remote = [json.loads(x) for x in s3.get_object(Bucket="exports", Key="run/pg.jsonl")[
-        "Body"].read().decode().splitlines()]
+    remote = [
+        json.loads(x)
+        for x in s3.get_object(Bucket="exports", Key="run/pg.jsonl")["Body"]
+        .read()
+        .decode()
+        .splitlines()
+    ]
     assert [[m["person_id"] for m in r["matches"]] for r in local] == [
         [m["person_id"] for m in r["matches"]] for r in remote
     ]
@@ -159,21 +182,42 @@ def test_celery_worker_reindexes_and_identifies(enrolled, analyses, start_worker
     assert json.loads(out.output)["snapshots"][0]["scope"] == f"group={GROUP}"
     # a name under the export folder (FACEPIPE_HOME/exports, the worker's too)
     dest = export_root(get_settings()) / "worker.jsonl"
-    out = runner.invoke(app, ["identify-batch", "--group", GROUP, "--job", "night-2",
-                              "--engine", "faiss", "--export", "worker.jsonl", "--wait", "--json"])
+    out = runner.invoke(
+        app,
+        [
+            "identify-batch",
+            "--group",
+            GROUP,
+            "--job",
+            "night-2",
+            "--engine",
+            "faiss",
+            "--export",
+            "worker.jsonl",
+            "--wait",
+            "--json",
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["status"] == "done"
     assert len(dest.read_text().splitlines()) == len(probe_matrix(analyses))
 
 
-def test_identify_batch_of_a_source_records_probes_then_matches(enrolled, tmp_path, engine,
-                                                               gdp_jpg) -> None:
+def test_identify_batch_of_a_source_records_probes_then_matches(
+    enrolled, tmp_path, engine, gdp_jpg
+) -> None:
     db, _, model = enrolled
     settings = Settings(home=tmp_path, snapshot_uri=str(tmp_path / "snaps"))
     reindex(db, Scope(model_id=model, group=GROUP), settings)
-    res = identify_batch(db, [GROUP], sources=[str(gdp_jpg), str(tmp_path / "missing.jpg")],
-                         top_n=1, engine=engine, settings=settings,
-                         force_engine=SearchEngine.FAISS)
+    res = identify_batch(
+        db,
+        [GROUP],
+        sources=[str(gdp_jpg), str(tmp_path / "missing.jpg")],
+        top_n=1,
+        engine=engine,
+        settings=settings,
+        force_engine=SearchEngine.FAISS,
+    )
     assert res.probes == 5 and res.matched == 5
     assert [e["name"] for e in res.errors] == ["SOURCE_NOT_FOUND"]
     with db.connection() as conn:
@@ -199,8 +243,9 @@ def test_cli_identify_batch_accepts_the_short_job_id_jobs_list_prints(
         job, _ = store.create_job(conn, JobKind.REIDENTIFY, {"groups": [GROUP]})
         for a in mirrored:
             record_observed_faces(conn, a, job_id=job.id)
-    out = CliRunner().invoke(app, ["identify-batch", "--group", GROUP, "--job", job.id[:8],
-                                   "--inline", "--json"])
+    out = CliRunner().invoke(
+        app, ["identify-batch", "--group", GROUP, "--job", job.id[:8], "--inline", "--json"]
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["probes"] == len(probe_matrix(analyses))
 
@@ -220,8 +265,12 @@ def test_nightly_run_goes_through_identify_batch_when_the_planner_picks_faiss(
         for a in mirrored:
             record_observed_faces(conn, a, job_id="seen-today")
     settings = Settings(
-        database_url=db.url, home=tmp_path, snapshot_uri=str(tmp_path / "snaps"),
-        reidentify_groups=[GROUP], faiss_min_gallery=10, faiss_min_probes=5,
+        database_url=db.url,
+        home=tmp_path,
+        snapshot_uri=str(tmp_path / "snaps"),
+        reidentify_groups=[GROUP],
+        faiss_min_gallery=10,
+        faiss_min_probes=5,
     )
     rt = Runtime(settings, db=db)
     since = datetime.now(UTC) - timedelta(hours=1)

@@ -42,8 +42,9 @@ def _faces(db: Database) -> list[tuple[str, str]]:
 
 def test_items_are_keyed_and_counters_follow_them(clean_database: Database) -> None:
     with clean_database.transaction() as conn:
-        job, created = store.create_job(conn, JobKind.ENROLL, {"groups": ["g"]},
-                                        idempotency_key="k1")
+        job, created = store.create_job(
+            conn, JobKind.ENROLL, {"groups": ["g"]}, idempotency_key="k1"
+        )
         again, created_again = store.create_job(conn, JobKind.ENROLL, {}, idempotency_key="k1")
         assert created and not created_again and again.id == job.id
         specs = [ItemSpec(f"/x/{i}.jpg", "p") for i in range(5)]
@@ -72,7 +73,12 @@ def test_items_are_keyed_and_counters_follow_them(clean_database: Database) -> N
         )
         job = store.get_job(conn, job.id)
         assert (job.status, job.n_items, job.n_done, job.n_failed, job.n_faces) == (
-            JobStatus.DONE, 5, 4, 1, 2)
+            JobStatus.DONE,
+            5,
+            4,
+            1,
+            2,
+        )
         assert store.error_counts(conn, job.id) == {"NO_FACE": 1}
         with pytest.raises(FacepipeError) as exc:
             store.cancel_job(conn, job.id)
@@ -89,8 +95,9 @@ def test_items_are_keyed_and_counters_follow_them(clean_database: Database) -> N
 
 def test_enroll_directory_in_process_exactly_once(runtime: Runtime, archive: Path) -> None:
     with runtime.db.transaction() as conn:
-        job, _ = store.create_job(conn, JobKind.ENROLL, {"source": str(archive),
-                                                         "groups": ["team"]})
+        job, _ = store.create_job(
+            conn, JobKind.ENROLL, {"source": str(archive), "groups": ["team"]}
+        )
     chunks: list[tuple[int, int]] = []
     step = list_step(runtime, job, lambda lo, hi: chunks.append((lo, hi)))
     assert step.finished and step.listed == 15 and chunks[0] == (0, 3)
@@ -117,20 +124,26 @@ def test_enroll_directory_in_process_exactly_once(runtime: Runtime, archive: Pat
 
 
 def test_face_cap_keeps_the_best_faces(runtime: Runtime, archive: Path, tmp_path: Path) -> None:
-    capped = Runtime(runtime.settings.model_copy(update={"max_faces_per_person": 2}),
-                     db=runtime.db, engine=runtime.engine)
+    capped = Runtime(
+        runtime.settings.model_copy(update={"max_faces_per_person": 2}),
+        db=runtime.db,
+        engine=runtime.engine,
+    )
     person = archive / "player_01"
     with capped.db.transaction() as conn:
-        job, _ = store.create_job(conn, JobKind.ENROLL, {"source": str(person),
-                                                         "groups": ["team"]})
+        job, _ = store.create_job(conn, JobKind.ENROLL, {"source": str(person), "groups": ["team"]})
     list_step(capped, job, lambda lo, hi: None)
     # one image per chunk, worst quality first: only replacement can keep the best faces
     order = sorted(range(5), key=lambda s: _quality_of_seq(capped, job.id, s))
     for seq in order:
         process_chunk(capped, job.id, seq, seq)
     with capped.db.connection() as conn:
-        kept = sorted(r[0] for r in conn.execute(
-            "SELECT quality_score FROM faces WHERE person_id = 'player_01'").fetchall())
+        kept = sorted(
+            r[0]
+            for r in conn.execute(
+                "SELECT quality_score FROM faces WHERE person_id = 'player_01'"
+            ).fetchall()
+        )
         done = store.list_items(conn, job.id, status=ItemStatus.DONE)
     assert len(kept) == 2
     # images arrived worst first: the better ones replaced the enrolled faces
@@ -156,27 +169,31 @@ def _enrollable_qualities(rt: Runtime, folder: Path) -> list[float]:
     faces.sort(key=lambda f: -f.quality.score)
     kept: list = []
     for f in faces:
-        if all(float(f.embedding @ k.embedding) < rt.settings.near_duplicate_similarity
-               for k in kept):
+        if all(
+            float(f.embedding @ k.embedding) < rt.settings.near_duplicate_similarity for k in kept
+        ):
             kept.append(f)
     return [float(f.quality.score) for f in kept]
 
 
-def test_reidentify_writes_observations_and_matches(runtime: Runtime, archive: Path,
-                                                    players_jpg: Path, tmp_path: Path) -> None:
+def test_reidentify_writes_observations_and_matches(
+    runtime: Runtime, archive: Path, players_jpg: Path, tmp_path: Path
+) -> None:
     from pipeline.jobs.export import export_matches
 
     with runtime.db.transaction() as conn:
-        enroll, _ = store.create_job(conn, JobKind.ENROLL, {"source": str(archive),
-                                                            "groups": ["team"]})
+        enroll, _ = store.create_job(
+            conn, JobKind.ENROLL, {"source": str(archive), "groups": ["team"]}
+        )
     list_step(runtime, enroll, lambda lo, hi: process_chunk(runtime, enroll.id, lo, hi))
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     urls = tmp_path / "photos.txt"
     urls.write_text(f"{players_jpg}\n{bad}\n")
     with runtime.db.transaction() as conn:
-        job, _ = store.create_job(conn, JobKind.REIDENTIFY, {"source": str(urls),
-                                                             "groups": ["team"], "top_n": 2})
+        job, _ = store.create_job(
+            conn, JobKind.REIDENTIFY, {"source": str(urls), "groups": ["team"], "top_n": 2}
+        )
     list_step(runtime, job, lambda lo, hi: process_chunk(runtime, job.id, lo, hi))
     with runtime.db.connection() as conn:
         job = store.get_job(conn, job.id)
@@ -195,14 +212,16 @@ def test_reidentify_writes_observations_and_matches(runtime: Runtime, archive: P
     # re-identify the stored observations (no image read again), e.g. the nightly run
     since = datetime.now(UTC) - timedelta(hours=1)
     with runtime.db.transaction() as conn:
-        again, _ = store.create_job(conn, JobKind.REIDENTIFY, {"since": since.isoformat(),
-                                                               "groups": ["team"], "top_n": 1})
+        again, _ = store.create_job(
+            conn, JobKind.REIDENTIFY, {"since": since.isoformat(), "groups": ["team"], "top_n": 1}
+        )
     list_step(runtime, again, lambda lo, hi: process_chunk(runtime, again.id, lo, hi))
     with runtime.db.connection() as conn:
         again = store.get_job(conn, again.id)
         uris = {i.uri for i in store.list_items(conn, again.id)}
         n_matches = conn.execute(
-            "SELECT count(*) FROM matches WHERE job_id = %s", (again.id,)).fetchone()
+            "SELECT count(*) FROM matches WHERE job_id = %s", (again.id,)
+        ).fetchone()
     assert (again.status, again.n_done, again.n_faces) == (JobStatus.DONE, 22, 22)
     assert uris == {f"observed:{r['observed_id']}" for r in records}
     assert n_matches is not None and n_matches[0] == 22
@@ -210,8 +229,9 @@ def test_reidentify_writes_observations_and_matches(runtime: Runtime, archive: P
 
 def test_cancelled_job_skips_its_chunks(runtime: Runtime, archive: Path) -> None:
     with runtime.db.transaction() as conn:
-        job, _ = store.create_job(conn, JobKind.ENROLL, {"source": str(archive),
-                                                         "groups": ["team"]})
+        job, _ = store.create_job(
+            conn, JobKind.ENROLL, {"source": str(archive), "groups": ["team"]}
+        )
     list_step(runtime, job, lambda lo, hi: None)
     with runtime.db.transaction() as conn:
         store.cancel_job(conn, job.id)
@@ -221,12 +241,14 @@ def test_cancelled_job_skips_its_chunks(runtime: Runtime, archive: Path) -> None
 
 def test_unreadable_chunk_sources_fail_per_item(runtime: Runtime, tmp_path: Path) -> None:
     (tmp_path / "p").mkdir()
-    cv2.imwrite(str(tmp_path / "p" / "blank.png"), 255 * __import__("numpy").ones((200, 200, 3),
-                                                                                 "uint8"))
+    cv2.imwrite(
+        str(tmp_path / "p" / "blank.png"), 255 * __import__("numpy").ones((200, 200, 3), "uint8")
+    )
     (tmp_path / "p" / "empty.jpg").write_bytes(b"")
     with runtime.db.transaction() as conn:
-        job, _ = store.create_job(conn, JobKind.ENROLL, {"source": str(tmp_path / "p"),
-                                                         "groups": ["g"]})
+        job, _ = store.create_job(
+            conn, JobKind.ENROLL, {"source": str(tmp_path / "p"), "groups": ["g"]}
+        )
     list_step(runtime, job, lambda lo, hi: process_chunk(runtime, job.id, lo, hi))
     with runtime.db.connection() as conn:
         items = {Path(i.uri).name: i for i in store.list_items(conn, job.id)}
@@ -238,8 +260,9 @@ def test_an_item_whose_worker_keeps_dying_fails_instead_of_looping(
     runtime: Runtime, archive: Path
 ) -> None:
     with runtime.db.transaction() as conn:
-        job, _ = store.create_job(conn, JobKind.ENROLL, {"source": str(archive / "player_01"),
-                                                         "groups": ["team"]})
+        job, _ = store.create_job(
+            conn, JobKind.ENROLL, {"source": str(archive / "player_01"), "groups": ["team"]}
+        )
     list_step(runtime, job, lambda lo, hi: None)
     for n in range(runtime.settings.item_max_attempts):  # three deliveries, three dead workers
         with runtime.db.transaction() as conn:
@@ -276,16 +299,23 @@ def test_directory_is_listed_page_by_page_with_a_resume_token(
     rel = Path(walked[7].uri).relative_to(archive.resolve())
     manifest.write_text(f"uri,person_id,name,groups\n{rel},boss,The Boss,\n")
     with runtime.db.transaction() as conn:
-        job, _ = store.create_job(conn, JobKind.ENROLL, {"source": str(archive),
-                                                         "groups": ["team"], "page_size": 6,
-                                                         "manifest": str(manifest)})
+        job, _ = store.create_job(
+            conn,
+            JobKind.ENROLL,
+            {"source": str(archive), "groups": ["team"], "page_size": 6, "manifest": str(manifest)},
+        )
     chunks: list[tuple[int, int]] = []
     steps = [list_step(runtime, job, lambda lo, hi: chunks.append((lo, hi)))]
     while not steps[-1].finished:
         # what the ingest task does: call again (possibly redelivered: the same page twice)
         for _ in range(2):
-            step = list_step(runtime, job, lambda lo, hi: chunks.append((lo, hi)),
-                             token=steps[-1].next_token, next_seq=steps[-1].next_seq)
+            step = list_step(
+                runtime,
+                job,
+                lambda lo, hi: chunks.append((lo, hi)),
+                token=steps[-1].next_token,
+                next_seq=steps[-1].next_seq,
+            )
         steps.append(step)
     assert [s.listed for s in steps] == [6, 6, 3]
     with runtime.db.connection() as conn:

@@ -59,7 +59,10 @@ def test_person_and_group_operations(clean_database: Database) -> None:
     lib = FaceLibrary(clean_database, None, _settings())
     info = lib.create_person("alice", ["team", "club"], name="Alice", tag="vip")
     assert (info.name, info.tag, info.group_ids, info.face_ids) == (
-        "Alice", "vip", ("club", "team"), ()
+        "Alice",
+        "vip",
+        ("club", "team"),
+        (),
     )
     with pytest.raises(FacepipeError) as exc:
         lib.create_person("alice", ["team"])
@@ -209,7 +212,9 @@ def test_near_duplicate_and_quality_refusals(lib: FaceLibrary, yaoming: DecodedI
 
 
 def test_face_cap_holds_under_concurrent_adds(
-    clean_database: Database, engine, players: ImageAnalysis  # type: ignore[no-untyped-def]
+    clean_database: Database,
+    engine,
+    players: ImageAnalysis,  # type: ignore[no-untyped-def]
 ) -> None:
     lib = FaceLibrary(clean_database, engine, _settings(max_faces_per_person=3))
     lib.create_person("crowd", ["g"])
@@ -236,7 +241,9 @@ def test_face_cap_holds_under_concurrent_adds(
 
 
 def test_face_records_crop_and_delete(
-    lib: FaceLibrary, engine, yaoming: DecodedImage  # type: ignore[no-untyped-def]
+    lib: FaceLibrary,
+    engine,
+    yaoming: DecodedImage,  # type: ignore[no-untyped-def]
 ) -> None:
     lib.create_person("yao", ["g"])
     face_id = lib.add_faces("yao", [yaoming]).suc_face_ids[0]
@@ -291,8 +298,12 @@ def _enrol_players(lib: FaceLibrary, players: ImageAnalysis) -> None:
     ids=["exact-scan", "exact-members", "hnsw"],
 )
 def test_identify_across_groups_each_person_once(  # type: ignore[no-untyped-def]
-    clean_database: Database, engine, players: ImageAnalysis, exact_max: int,
-    scan_share: float, monkeypatch: pytest.MonkeyPatch,
+    clean_database: Database,
+    engine,
+    players: ImageAnalysis,
+    exact_max: int,
+    scan_share: float,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("pipeline.index.planner.SCAN_TABLE_SHARE", scan_share)
     settings = _settings(exact_search_max_faces=exact_max, near_duplicate_similarity=1.01)
@@ -300,9 +311,7 @@ def test_identify_across_groups_each_person_once(  # type: ignore[no-untyped-def
     _enrol_players(lib, players)
     # a second face for p08 (the same face, other bytes), so p08 has two candidate faces
     p8 = players.faces[8]
-    twin = ImageAnalysis(
-        "twin", players.width, players.height, "f" * 64, players.model_id, (p8,)
-    )
+    twin = ImageAnalysis("twin", players.width, players.height, "f" * 64, players.model_id, (p8,))
     lib.add_analyzed_face("p08", twin, p8, face_match_threshold=0)
     assert len(lib.list_faces("p08")) == 2
     probes = [f.embedding for f in players.faces[:22]]
@@ -319,7 +328,10 @@ def test_identify_across_groups_each_person_once(  # type: ignore[no-untyped-def
 
 
 def test_identify_verify_compare_images(
-    lib: FaceLibrary, players: ImageAnalysis, players_jpg: Path, yaoming: DecodedImage,
+    lib: FaceLibrary,
+    players: ImageAnalysis,
+    players_jpg: Path,
+    yaoming: DecodedImage,
     gdp_jpg: Path,
 ) -> None:
     _enrol_players(lib, players)
@@ -358,9 +370,7 @@ def test_identify_verify_compare_images(
     assert _codes(exc) is ErrorCode.NO_FACE
 
 
-def test_delete_person_leaves_no_vector_behind(
-    lib: FaceLibrary, players: ImageAnalysis
-) -> None:
+def test_delete_person_leaves_no_vector_behind(lib: FaceLibrary, players: ImageAnalysis) -> None:
     _enrol_players(lib, players)
     db = lib.db
     with db.transaction() as conn:

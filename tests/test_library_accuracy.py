@@ -39,7 +39,9 @@ def dev_analyses(  # type: ignore[no-untyped-def]
 
 
 def test_rank1_identification_on_dev_photos(
-    clean_database: Database, engine, dev_analyses  # type: ignore[no-untyped-def]
+    clean_database: Database,
+    engine,
+    dev_analyses,  # type: ignore[no-untyped-def]
 ) -> None:
     lib = FaceLibrary(clean_database, engine, Settings())
     by_identity: dict[str, list[tuple[LabelledPhoto, ImageAnalysis]]] = defaultdict(list)
@@ -76,7 +78,9 @@ def test_rank1_identification_on_dev_photos(
 
 
 def test_near_identical_real_photos_are_refused(
-    clean_database: Database, engine, dev_analyses  # type: ignore[no-untyped-def]
+    clean_database: Database,
+    engine,
+    dev_analyses,  # type: ignore[no-untyped-def]
 ) -> None:
     """dlib's Johns hold near-identical pairs: enrolling every photo refuses some as -1312."""
     lib = FaceLibrary(clean_database, engine, Settings())
@@ -93,8 +97,10 @@ def test_near_identical_real_photos_are_refused(
             codes.append("ok")
         except FacepipeError as exc:
             codes.append(exc.code.value)
-    print(f"\ndlib Johns: {codes.count('ok')} enrolled, "
-          f"{codes.count('NEAR_DUPLICATE_FACE')} refused as near-duplicates, {len(codes)} photos")
+    print(
+        f"\ndlib Johns: {codes.count('ok')} enrolled, "
+        f"{codes.count('NEAR_DUPLICATE_FACE')} refused as near-duplicates, {len(codes)} photos"
+    )
     # the set's README names three near-identical pairs; nothing else is that close
     assert 1 <= codes.count("NEAR_DUPLICATE_FACE") <= 3
     assert codes.count("ok") >= 40

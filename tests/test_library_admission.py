@@ -38,7 +38,9 @@ PROBE = _unit(1.0, 0.0)
 
 def _rules(**kw: object) -> Rules:
     base: dict[str, object] = {
-        "quality_control": 0, "face_match_threshold": 0.0, "near_duplicate_similarity": 0.95,
+        "quality_control": 0,
+        "face_match_threshold": 0.0,
+        "near_duplicate_similarity": 0.95,
         "max_faces": 3,
     }
     return Rules(**{**base, **kw})  # type: ignore[arg-type]
@@ -49,12 +51,17 @@ def _face(level: int = 3, score: float = 70.0, embedding: np.ndarray | None = PR
 
 
 def _person(
-    cosines: list[float], ids: list[int] | None = None, *, count: int | None = None,
-    worst: tuple[int, float] | None = None, existing: int | None = None,
+    cosines: list[float],
+    ids: list[int] | None = None,
+    *,
+    count: int | None = None,
+    worst: tuple[int, float] | None = None,
+    existing: int | None = None,
 ) -> PersonFaces:
     ids = ids if ids is not None else list(range(1, len(cosines) + 1))
     vectors = (
-        np.stack([_at_cosine(c) for c in cosines]) if cosines
+        np.stack([_at_cosine(c) for c in cosines])
+        if cosines
         else np.zeros((0, 0), dtype=np.float32)
     )
     return PersonFaces(
@@ -63,8 +70,7 @@ def _person(
 
 
 def test_quality_control_gate_comes_first() -> None:
-    refused = decide(_face(level=1), _person([0.99], existing=7), _rules(quality_control=2),
-                     LINEAR)
+    refused = decide(_face(level=1), _person([0.99], existing=7), _rules(quality_control=2), LINEAR)
     assert isinstance(refused, Refuse) and refused.code == ErrorCode.QUALITY_TOO_LOW
     assert check_quality(_face(level=2), _rules(quality_control=2)) is None
 
@@ -93,8 +99,7 @@ def test_cap_refuses_by_default() -> None:
 @pytest.mark.parametrize("worst_quality", [70.0, 80.0])
 def test_cap_replace_worst_refuses_a_face_not_better(worst_quality: float) -> None:
     person = _person([0.3, 0.4, 0.5], worst=(2, worst_quality))
-    refused = decide(_face(score=70.0), person, _rules(cap_policy=CapPolicy.REPLACE_WORST),
-                     LINEAR)
+    refused = decide(_face(score=70.0), person, _rules(cap_policy=CapPolicy.REPLACE_WORST), LINEAR)
     assert isinstance(refused, Refuse) and refused.code == ErrorCode.TOO_MANY_FACES
     assert "not better than the enrolled ones" in refused.message
 

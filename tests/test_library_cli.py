@@ -31,17 +31,18 @@ def run(clean_database: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator: 
 
 
 def test_person_group_commands(run) -> None:  # type: ignore[no-untyped-def]
-    code, out = run("person", "create", "alice", "-g", "team", "-g", "club", "--name", "Alice",
-                    "--json")
+    code, out = run(
+        "person", "create", "alice", "-g", "team", "-g", "club", "--name", "Alice", "--json"
+    )
     assert code == 0 and json.loads(out)["group_ids"] == ["club", "team"]
     code, out = run("person", "create", "alice", "-g", "team", "--json")
     assert code == 1 and json.loads(out)["error"]["code"] == -1302
     code, out = run("person", "create", "bad/id", "-g", "team")
     assert code == 1
     code, out = run("person", "set", "alice", "--tag", "vip", "--remove-group", "club", "--json")
-    assert code == 0 and json.loads(out)["tag"] == "vip" and json.loads(out)["group_ids"] == [
-        "team"
-    ]
+    assert (
+        code == 0 and json.loads(out)["tag"] == "vip" and json.loads(out)["group_ids"] == ["team"]
+    )
     code, out = run("person", "set", "alice", "--remove-group", "team", "--json")
     assert code == 1 and json.loads(out)["error"]["name"] == "LAST_GROUP"
     code, out = run("person", "list", "-g", "team", "--json")

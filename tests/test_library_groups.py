@@ -24,7 +24,11 @@ def code_of(fn: object, *args: object, **kwargs: object) -> ErrorCode:
 def test_explicit_group_survives_its_last_member(lib: FaceLibrary) -> None:
     made = lib.create_group("staff", "Staff", "hq", ["badge", "floor"])
     assert (made.name, made.tag, made.ex_fields, made.explicit, made.person_count) == (
-        "Staff", "hq", ("badge", "floor"), True, 0
+        "Staff",
+        "hq",
+        ("badge", "floor"),
+        True,
+        0,
     )
     assert code_of(lib.create_group, "staff") is ErrorCode.GROUP_EXISTS
     lib.create_person("ann", ["staff", "implicit"])

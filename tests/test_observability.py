@@ -80,7 +80,10 @@ class Served:
         self.log = log
         with log.open("wb") as fh:
             self.proc = subprocess.Popen(
-                CLI + args, env={**os.environ, **env}, stdout=fh, stderr=subprocess.STDOUT,
+                CLI + args,
+                env={**os.environ, **env},
+                stdout=fh,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         wait_http(ready_url, self.proc, log)
@@ -99,8 +102,12 @@ def serve(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[...
     started: list[Served] = []
 
     def factory(args: list[str], ready_path: str, port: int, **env: str) -> Served:
-        served = Served(args, {**pipeline_env, **env}, tmp_path / f"{args[0]}-{port}.log",
-                        f"http://127.0.0.1:{port}{ready_path}")
+        served = Served(
+            args,
+            {**pipeline_env, **env},
+            tmp_path / f"{args[0]}-{port}.log",
+            f"http://127.0.0.1:{port}{ready_path}",
+        )
         started.append(served)
         return served
 
@@ -162,8 +169,13 @@ def gif_bytes() -> bytes:
 
 
 def test_counters_move_by_the_work_done_and_the_dashboard_names_only_real_metrics(
-    clean_database: Any, start_worker: Callable[..., Any], serve: Callable[..., Served],
-    players_jpg: Path, gdp_jpg: Path, yaoming_jpg: Path, tmp_path: Path,
+    clean_database: Any,
+    start_worker: Callable[..., Any],
+    serve: Callable[..., Served],
+    players_jpg: Path,
+    gdp_jpg: Path,
+    yaoming_jpg: Path,
+    tmp_path: Path,
 ) -> None:
     sources = [players_jpg, gdp_jpg, yaoming_jpg]
     folder = tmp_path / "images"
@@ -176,8 +188,11 @@ def test_counters_move_by_the_work_done_and_the_dashboard_names_only_real_metric
     (multiproc).mkdir()
     (multiproc / "counter_1.db").write_bytes(b"stale file of an earlier run")
     worker = start_worker(
-        queues=("ingest", "infer"), concurrency=2, FACEPIPE_CHUNK_SIZE="4",
-        FACEPIPE_WORKER_METRICS_PORT=str(worker_port), PROMETHEUS_MULTIPROC_DIR=str(multiproc),
+        queues=("ingest", "infer"),
+        concurrency=2,
+        FACEPIPE_CHUNK_SIZE="4",
+        FACEPIPE_WORKER_METRICS_PORT=str(worker_port),
+        PROMETHEUS_MULTIPROC_DIR=str(multiproc),
         FACEPIPE_LOG_FORMAT="json",
         # no redelivery of a slow chunk (the tests' default is 6 s): each chunk runs once
         FACEPIPE_VISIBILITY_TIMEOUT_S="300",
@@ -204,16 +219,16 @@ def test_counters_move_by_the_work_done_and_the_dashboard_names_only_real_metric
     text = scrape(worker_url)
     assert value(text, "facepipe_images_processed_total", kind="detect") == n_images
     assert value(text, "facepipe_faces_processed_total", kind="detect") == job.n_faces > 0
-    assert value(text, "facepipe_items_failed_total", kind="detect",
-                 code="ILLEGAL_FORMAT") == 1
+    assert value(text, "facepipe_items_failed_total", kind="detect", code="ILLEGAL_FORMAT") == 1
     assert value(text, "facepipe_items_failed_total") == 1
     for stage in ("decode", "detect", "embed"):
         assert value(text, "facepipe_stage_duration_seconds_count", stage=stage) == n_images
     assert value(text, "facepipe_stage_duration_seconds_count", stage="write") == n_images + 1
     n_chunks = -(-(n_images + 1) // 4)
     assert value(text, "facepipe_chunk_duration_seconds_count", kind="detect") == n_chunks
-    assert value(text, "facepipe_tasks_total", task="facepipe.ingest.list_source",
-                 outcome="done") == 1
+    assert (
+        value(text, "facepipe_tasks_total", task="facepipe.ingest.list_source", outcome="done") == 1
+    )
     assert value(text, "facepipe_watchdog_resent_total") == 0  # declared, for the watchdog
     # both pool processes wrote values, and the main process added them up
     assert len(list(multiproc.glob("counter_*.db"))) >= 2
@@ -228,24 +243,36 @@ def test_counters_move_by_the_work_done_and_the_dashboard_names_only_real_metric
     assert rec["request_id"] == "obs-request"  # API -> list_source -> process_chunk
     lo, hi = (int(x) for x in rec["chunk"].split("-"))
     assert lo <= gif.seq <= hi
-    assert any(r.get("job_id") == job.id and r["logger"] == "pipeline.jobs.chunks"
-               for r in lines)
+    assert any(r.get("job_id") == job.id and r["logger"] == "pipeline.jobs.chunks" for r in lines)
 
     # events: task names, and arguments by name, as Flower shows them
     received = [e for e in events.events if e["type"] == "task-received"]
     chunks = [e for e in received if e["name"] == "facepipe.infer.process_chunk"]
     assert len(chunks) == n_chunks
-    assert value(text, "facepipe_tasks_total", task="facepipe.infer.process_chunk",
-                 outcome="done") == n_chunks
-    assert all(e["args"] == "()" and f"'job_id': '{job.id}'" in e["kwargs"]
-               and "'seq_lo': " in e["kwargs"] for e in chunks)
-    assert {e["type"] for e in events.events} >= {"task-sent", "task-started",
-                                                  "task-succeeded", "worker-heartbeat"}
+    assert (
+        value(text, "facepipe_tasks_total", task="facepipe.infer.process_chunk", outcome="done")
+        == n_chunks
+    )
+    assert all(
+        e["args"] == "()" and f"'job_id': '{job.id}'" in e["kwargs"] and "'seq_lo': " in e["kwargs"]
+        for e in chunks
+    )
+    assert {e["type"] for e in events.events} >= {
+        "task-sent",
+        "task-started",
+        "task-succeeded",
+        "worker-heartbeat",
+    }
 
     # --- the API: N detect calls, one GIF, one unknown route ----------------------------------
     api_port = free_port()
-    api = serve(["api", "--port", str(api_port)], "/healthz", api_port,
-                FACEPIPE_LOG_FORMAT="json", FACEPIPE_API_AUTH="false")  # loopback trial
+    api = serve(
+        ["api", "--port", str(api_port)],
+        "/healthz",
+        api_port,
+        FACEPIPE_LOG_FORMAT="json",
+        FACEPIPE_API_AUTH="false",
+    )  # loopback trial
     base = f"http://127.0.0.1:{api_port}"
 
     def detect(data: bytes, request_id: str | None = None) -> tuple[int, dict[str, str]]:
@@ -271,12 +298,11 @@ def test_counters_move_by_the_work_done_and_the_dashboard_names_only_real_metric
     api_text = scrape(f"{base}/metrics")
     route = {"route": "/v1/detect", "protocol": "facepipe", "method": "POST"}
     assert value(api_text, "facepipe_http_requests_total", **route, status="200") == len(sources)
-    assert value(api_text, "facepipe_http_requests_total", **route,
-                 status=str(gif_status)) == 1
-    assert value(api_text, "facepipe_http_requests_total", route="unmatched",
-                 status="404") == 1
-    assert value(api_text, "facepipe_http_request_duration_seconds_count",
-                 **route) == len(sources) + 1
+    assert value(api_text, "facepipe_http_requests_total", **route, status=str(gif_status)) == 1
+    assert value(api_text, "facepipe_http_requests_total", route="unmatched", status="404") == 1
+    assert (
+        value(api_text, "facepipe_http_request_duration_seconds_count", **route) == len(sources) + 1
+    )
     assert value(api_text, "facepipe_api_model_slot_wait_seconds_count") == len(sources) + 1
     assert value(api_text, "facepipe_http_requests_in_flight") == 1  # this scrape
     api_lines = json_lines(api.log.read_text())
@@ -300,7 +326,9 @@ def test_counters_move_by_the_work_done_and_the_dashboard_names_only_real_metric
 
 
 def test_exporter_reports_queues_stalled_jobs_and_waiting_items(
-    clean_database: Any, pipeline_redis: redis.Redis, serve: Callable[..., Served],
+    clean_database: Any,
+    pipeline_redis: redis.Redis,
+    serve: Callable[..., Served],
 ) -> None:
     """Messages waiting (no worker), a job whose items wait: the gauges say so."""
     import workers.tasks  # noqa: F401  (registers the tasks whose arguments get named)
@@ -323,8 +351,12 @@ def test_exporter_reports_queues_stalled_jobs_and_waiting_items(
     time.sleep(1.2)
 
     port = free_port()
-    serve(["metrics", "serve", "--port", str(port)], "/metrics", port,
-          FACEPIPE_METRICS_STALLED_AFTER_S="1")
+    serve(
+        ["metrics", "serve", "--port", str(port)],
+        "/metrics",
+        port,
+        FACEPIPE_METRICS_STALLED_AFTER_S="1",
+    )
     text = scrape(f"http://127.0.0.1:{port}/metrics")
     assert value(text, "facepipe_queue_messages", queue="infer") == 2
     assert value(text, "facepipe_queue_messages", queue="ingest") == 0
@@ -336,8 +368,12 @@ def test_exporter_reports_queues_stalled_jobs_and_waiting_items(
 
     # the broker goes away: the exporter says so instead of failing the scrape
     broken = free_port()
-    serve(["metrics", "serve", "--port", str(broken)], "/metrics", broken,
-          FACEPIPE_BROKER_URL="redis://127.0.0.1:1/0")
+    serve(
+        ["metrics", "serve", "--port", str(broken)],
+        "/metrics",
+        broken,
+        FACEPIPE_BROKER_URL="redis://127.0.0.1:1/0",
+    )
     down = scrape(f"http://127.0.0.1:{broken}/metrics")
     assert value(down, "facepipe_exporter_up", source="broker") == 0
     assert value(down, "facepipe_exporter_up", source="database") == 1

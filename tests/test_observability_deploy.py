@@ -23,8 +23,14 @@ def test_compose_runs_prometheus_grafana_and_the_exporter(
     for name in ("prometheus", "grafana", "flower"):
         image = raw[name]["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name} image is not pinned"
-    assert services["metrics"]["command"] == ["metrics", "serve", "--host", "0.0.0.0",
-                                              "--port", "9108"]
+    assert services["metrics"]["command"] == [
+        "metrics",
+        "serve",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "9108",
+    ]
     for name in ("worker-ingest", "worker-infer", "worker-gpu"):
         env = services[name]["environment"]
         assert env["FACEPIPE_WORKER_METRICS_PORT"] == "9101"

@@ -22,26 +22,40 @@ def _sample(name: str, engine: str) -> float:
 
 
 def test_identify_metrics_by_engine_and_gallery_gauges(
-    enrolled: Any, analyses: Any, tmp_path: Any,  # noqa: F811
+    enrolled: Any,  # noqa: F811  (the fixtures imported above)
+    analyses: Any,  # noqa: F811
+    tmp_path: Any,
 ) -> None:
     db, library, model = enrolled
     settings = Settings(home=tmp_path, snapshot_uri=str(tmp_path / "snaps"))
     reindex(db, Scope(model_id=model, group=GROUP), settings)
     probes = probe_matrix(analyses)
     engines = ("pgvector_exact", "pgvector_hnsw", "faiss")
-    before = {e: (_sample("facepipe_identify_probes_total", e),
-                  _sample("facepipe_identify_duration_seconds_count", e)) for e in engines}
+    before = {
+        e: (
+            _sample("facepipe_identify_probes_total", e),
+            _sample("facepipe_identify_duration_seconds_count", e),
+        )
+        for e in engines
+    }
 
     library.identify_embeddings(probes, [GROUP], 5, model_id=model)
     hnsw = FaceLibrary(db, None, Settings(home=tmp_path, exact_search_max_faces=1))
     hnsw.identify_embeddings(probes[:3], [GROUP], 5, model_id=model)
     identify_faiss(db, probes, [GROUP], model, 5, cache=SnapshotCache(), settings=settings)
 
-    moved = {e: (_sample("facepipe_identify_probes_total", e) - before[e][0],
-                 _sample("facepipe_identify_duration_seconds_count", e) - before[e][1])
-             for e in engines}
-    assert moved == {"pgvector_exact": (len(probes), 1), "pgvector_hnsw": (3, 1),
-                     "faiss": (len(probes), 1)}
+    moved = {
+        e: (
+            _sample("facepipe_identify_probes_total", e) - before[e][0],
+            _sample("facepipe_identify_duration_seconds_count", e) - before[e][1],
+        )
+        for e in engines
+    }
+    assert moved == {
+        "pgvector_exact": (len(probes), 1),
+        "pgvector_hnsw": (3, 1),
+        "faiss": (len(probes), 1),
+    }
 
     with db.connection() as conn:
         stats = read_job_stats(conn, 900.0)

@@ -85,8 +85,9 @@ def test_dict_config_is_a_valid_logging_config(fmt: str, restore_root_logging: A
         assert line.endswith("INFO uvicorn.error started [request_id=r-9]")
 
 
-def _scope(path: str, headers: list[tuple[bytes, bytes]] | None = None, route: Any = None
-           ) -> dict[str, Any]:
+def _scope(
+    path: str, headers: list[tuple[bytes, bytes]] | None = None, route: Any = None
+) -> dict[str, Any]:
     scope: dict[str, Any] = {"type": "http", "path": path, "headers": headers or []}
     if route is not None:
         scope["route"] = route
@@ -117,8 +118,12 @@ def test_task_arguments_by_name() -> None:
 
     named = named_args(process_chunk_task, ("job-1", 0, 7), {})
     assert named == {"job_id": "job-1", "seq_lo": 0, "seq_hi": 7}
-    assert log_ids("t", "id", named) == {"task": "t", "task_id": "id", "job_id": "job-1",
-                                         "chunk": "0-7"}
+    assert log_ids("t", "id", named) == {
+        "task": "t",
+        "task_id": "id",
+        "job_id": "job-1",
+        "chunk": "0-7",
+    }
     listed = named_args(list_source_task, ("job-2",), {"token": "tok", "next_seq": 32})
     assert listed == {"job_id": "job-2", "token": "tok", "next_seq": 32}
 
@@ -143,9 +148,13 @@ def _exposition(families: list[Any]) -> str:
 
 
 def test_exporter_families_fill_every_kind_and_status() -> None:
-    stats = JobStats(by_status={("enroll", "running"): 2}, stalled={"detect": 1},
-                     oldest_pending_s=12.5, gallery={"buffalo_l": 7},
-                     snapshot_age_s={"buffalo_l": 60.0})
+    stats = JobStats(
+        by_status={("enroll", "running"): 2},
+        stalled={"detect": 1},
+        oldest_pending_s=12.5,
+        gallery={"buffalo_l": 7},
+        snapshot_age_s={"buffalo_l": 60.0},
+    )
     text = _exposition(job_families(stats) + queue_families({"infer": 3, "unacked": 1}))
     assert 'facepipe_jobs{kind="enroll",status="running"} 2.0' in text
     assert 'facepipe_jobs{kind="reindex",status="cancelled"} 0.0' in text
@@ -180,7 +189,6 @@ def test_dashboard_parses_and_uses_the_provisioned_datasource() -> None:
         for panel in dashboard["panels"]:
             for target in panel.get("targets", []):
                 assert target["datasource"]["uid"] == "facepipe-prometheus"
-    datasources = (DASHBOARD.parent / "provisioning" / "datasources" / "prometheus.yml")
+    datasources = DASHBOARD.parent / "provisioning" / "datasources" / "prometheus.yml"
     assert "uid: facepipe-prometheus" in datasources.read_text()
     assert len(dashboard_metric_names()) >= 20
-

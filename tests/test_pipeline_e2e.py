@@ -54,8 +54,12 @@ def _poison(folder: Path, gdp_jpg: Path) -> dict[str, str]:
 
 
 def test_enrol_manifest_with_poison_inputs_then_reidentify_and_export(
-    clean_database: Any, start_worker: Callable[..., Any], archive: Path, gdp_jpg: Path,
-    players_jpg: Path, tmp_path: Path,
+    clean_database: Any,
+    start_worker: Callable[..., Any],
+    archive: Path,
+    gdp_jpg: Path,
+    players_jpg: Path,
+    tmp_path: Path,
 ) -> None:
     expected = _poison(tmp_path / "poison", gdp_jpg)
     rows = ["uri,person_id,name,groups"]
@@ -75,28 +79,40 @@ def test_enrol_manifest_with_poison_inputs_then_reidentify_and_export(
     assert all(i.error_code is not None for i in by_name.values())
     good = [i for i in items if i.person_id != "bad"]
     assert all(i.status != ItemStatus.PENDING for i in good)
-    assert {i.error_name for i in good if i.status == ItemStatus.FAILED} <= {
-        "NEAR_DUPLICATE_FACE"}
+    assert {i.error_name for i in good if i.status == ItemStatus.FAILED} <= {"NEAR_DUPLICATE_FACE"}
     faces = enrolled_faces()
     assert len(faces) == len(set(faces)) == job.n_faces == job.n_done >= 6
 
     # a local export is a name under the export folder (FACEPIPE_HOME/exports here)
     export = Path(os.environ["FACEPIPE_HOME"]) / "exports" / "out" / "matches.jsonl"
-    rjob = wait_job(submit_job(JobKind.REIDENTIFY, str(players_jpg), groups=["team"],
-                               export="out/matches.jsonl", top_n=3).id)
+    rjob = wait_job(
+        submit_job(
+            JobKind.REIDENTIFY,
+            str(players_jpg),
+            groups=["team"],
+            export="out/matches.jsonl",
+            top_n=3,
+        ).id
+    )
     assert (rjob.status, rjob.n_done, rjob.n_faces) == (JobStatus.DONE, 1, 22)
     deadline = time.monotonic() + 30
     while not export.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     records = [json.loads(line) for line in export.read_text().splitlines()]
     assert len(records) == 22 and all(r["job_id"] == rjob.id for r in records)
-    confident = {r["matches"][0]["person_id"] for r in records
-                 if r["matches"] and r["matches"][0]["confidence"] >= 90}
+    confident = {
+        r["matches"][0]["person_id"]
+        for r in records
+        if r["matches"] and r["matches"][0]["confidence"] >= 90
+    }
     assert confident == {"player_01", "player_02", "player_03"}
 
 
 def test_kill_9_mid_chunk_loses_nothing_and_duplicates_nothing(
-    clean_database: Any, start_worker: Callable[..., Any], archive: Path, tmp_path: Path,
+    clean_database: Any,
+    start_worker: Callable[..., Any],
+    archive: Path,
+    tmp_path: Path,
 ) -> None:
     photos = sorted(archive.rglob("*.jpg"))
     root = tmp_path / "big"

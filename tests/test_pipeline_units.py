@@ -42,20 +42,42 @@ def test_directory_walk_sorted_with_parent_folder_as_person(tmp_path: Path) -> N
     _touch(tmp_path / "bob" / "sub" / "3.JPEG")
     specs = list(walk_directory(tmp_path))
     assert [(Path(s.uri).name, s.person_id) for s in specs] == [
-        ("1.jpg", "ann"), ("2.png", "bob"), ("3.JPEG", "sub"),
+        ("1.jpg", "ann"),
+        ("2.png", "bob"),
+        ("3.JPEG", "sub"),
     ]
 
 
 def test_directory_walk_resumes_after_any_listed_file(tmp_path: Path) -> None:
-    for rel in ("z.jpg", "a/1.jpg", "a/b/2.jpg", "a/b/c/3.png", "a/d/4.jpg", "a/e.txt",
-                "b/5.jpg", "b0/6.jpg", "b/c/7.jpg", "c/.hidden.jpg", "c/8.JPG"):
+    for rel in (
+        "z.jpg",
+        "a/1.jpg",
+        "a/b/2.jpg",
+        "a/b/c/3.png",
+        "a/d/4.jpg",
+        "a/e.txt",
+        "b/5.jpg",
+        "b0/6.jpg",
+        "b/c/7.jpg",
+        "c/.hidden.jpg",
+        "c/8.JPG",
+    ):
         _touch(tmp_path / rel)
     from pipeline.sources.listing import walk_folder
 
     rels = list(walk_folder(tmp_path))
     # in each folder its files first, then its subfolders, all sorted
-    assert rels == ["z.jpg", "a/1.jpg", "a/b/2.jpg", "a/b/c/3.png", "a/d/4.jpg", "b/5.jpg",
-                    "b/c/7.jpg", "b0/6.jpg", "c/8.JPG"]
+    assert rels == [
+        "z.jpg",
+        "a/1.jpg",
+        "a/b/2.jpg",
+        "a/b/c/3.png",
+        "a/d/4.jpg",
+        "b/5.jpg",
+        "b/c/7.jpg",
+        "b0/6.jpg",
+        "c/8.JPG",
+    ]
     assert [s.uri for s in walk_directory(tmp_path)] == [str(tmp_path / r) for r in rels]
     for i, rel in enumerate(rels):
         assert list(walk_folder(tmp_path, rel)) == rels[i + 1 :]
@@ -79,7 +101,8 @@ def test_manifest_as_source_and_url_list(tmp_path: Path) -> None:
     manifest.write_text("uri,person_id,name,groups\nhttp://h/a.jpg,p1,,\ns3://b/k.jpg,p2,,g\n")
     rows = list(read_manifest(manifest))
     assert [(r.uri, r.person_id, r.groups) for r in rows] == [
-        ("http://h/a.jpg", "p1", None), ("s3://b/k.jpg", "p2", ("g",)),
+        ("http://h/a.jpg", "p1", None),
+        ("s3://b/k.jpg", "p2", ("g",)),
     ]
     urls = tmp_path / "urls.txt"
     urls.write_text("# comment\nhttp://h/1.jpg\n\nrel.jpg\n")
@@ -133,8 +156,15 @@ def test_parse_event_decodes_keys_and_skips_other_events() -> None:
     assert parse_body(json.dumps(sns)).objects[0].key == "incoming/a.jpg"
 
 
-@pytest.mark.parametrize("body", ["not json", "[1, 2]", json.dumps({"Records": "x"}),
-                                  json.dumps({"Records": [{"eventName": "ObjectCreated:Put"}]})])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[1, 2]",
+        json.dumps({"Records": "x"}),
+        json.dumps({"Records": [{"eventName": "ObjectCreated:Put"}]}),
+    ],
+)
 def test_malformed_messages_are_refused_with_a_code(body: str) -> None:
     with pytest.raises(FacepipeError) as err:
         parse_body(body)
@@ -153,8 +183,10 @@ def test_key_rules_defaults_and_custom() -> None:
     assert (reid.action, reid.groups) == (S3Action.REIDENTIFY, ("watch", "vip"))
     assert route_key("other/a.jpg", rules, ["watch"]) is None
     assert route_key("enroll/only-group.jpg", rules, ["watch"]) is None
-    custom = [KeyRule("people/", S3Action.ENROLL, "team"), KeyRule("cams/", S3Action.REIDENTIFY,
-                                                                   "a;b")]
+    custom = [
+        KeyRule("people/", S3Action.ENROLL, "team"),
+        KeyRule("cams/", S3Action.REIDENTIFY, "a;b"),
+    ]
     r1 = route_key("people/bob/x.jpg", custom, [])
     assert r1 is not None and (r1.groups, r1.person_id) == (("team",), "bob")
     r2 = route_key("cams/x.jpg", custom, [])
@@ -169,7 +201,10 @@ def test_beat_schedule_from_settings() -> None:
     )
     schedule = build_schedule(settings)
     assert set(schedule) == {
-        "nightly-reidentify", "periodic-reindex", "cleanup-job-items", "watchdog"
+        "nightly-reidentify",
+        "periodic-reindex",
+        "cleanup-job-items",
+        "watchdog",
     }
     assert schedule["watchdog"]["schedule"].total_seconds() == 45
     assert schedule["watchdog"]["task"] == "facepipe.schedule.watchdog"

@@ -67,8 +67,9 @@ def test_int8_vectors_stay_close_to_fp32(int8_pack: QuantizeReport, engine, play
     assert float(np.max(others)) < float(np.min(same))
 
 
-def test_quantizing_a_quantized_pack_is_refused(int8_pack: QuantizeReport, sample_dir: Path,
-                                                tmp_path: Path) -> None:
+def test_quantizing_a_quantized_pack_is_refused(
+    int8_pack: QuantizeReport, sample_dir: Path, tmp_path: Path
+) -> None:
     with pytest.raises(FacepipeError) as info:
         quantize_pack(Settings(model_dir=int8_pack.folder), [], tmp_path / "again")
     assert info.value.code is ErrorCode.ILLEGAL_PARAMETER

@@ -89,8 +89,9 @@ def test_reembed_writes_beside_resumes_and_switches(
         raise Killed
 
     with pytest.raises(Killed):
-        run_reembed(db, job.id, Settings(), recognizer=recognizer,
-                    on_progress=die_after_first_batch)
+        run_reembed(
+            db, job.id, Settings(), recognizer=recognizer, on_progress=die_after_first_batch
+        )
     assert seen == [(5, PEOPLE)]
     with db.connection() as conn:
         half = job_store.get_job(conn, job.id)
@@ -98,8 +99,13 @@ def test_reembed_writes_beside_resumes_and_switches(
         assert active_model(conn, "g1") is None  # not switched yet
     # resumed: only the 7 faces without their twin are embedded
     progress: list[tuple[int, int]] = []
-    result = run_reembed(db, job.id, Settings(), recognizer=recognizer,
-                         on_progress=lambda d, t: progress.append((d, t)))
+    result = run_reembed(
+        db,
+        job.id,
+        Settings(),
+        recognizer=recognizer,
+        on_progress=lambda d, t: progress.append((d, t)),
+    )
     assert (result.embedded, result.done, result.total, result.switched) == (7, 12, 12, True)
     assert progress == [(10, 12), (12, 12)]
     with db.connection() as conn:
@@ -114,8 +120,12 @@ def test_reembed_writes_beside_resumes_and_switches(
             "WHERE o.model_id = %s AND n.model_id = %s",
             (params.source_model, params.target_model),
         ).fetchall()
-        g2_models = {r[0] for r in conn.execute(
-            "SELECT DISTINCT model_id FROM faces WHERE person_id IN ('p12', 'p13')")}
+        g2_models = {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT model_id FROM faces WHERE person_id IN ('p12', 'p13')"
+            )
+        }
     # beside, not instead: every old vector is still there, with its twin
     assert len(rows) == PEOPLE
     assert g2_models == {params.source_model}
@@ -155,7 +165,11 @@ def test_faces_without_crop_fail_the_job_and_keep_the_scope(
     assert job.n_items == PEOPLE + 2
     result = run_reembed(db, job.id, Settings())
     assert (result.embedded, result.done, result.without_crop, result.switched) == (
-        PEOPLE + 1, PEOPLE + 1, 1, False)
+        PEOPLE + 1,
+        PEOPLE + 1,
+        1,
+        False,
+    )
     with db.connection() as conn:
         failed = job_store.get_job(conn, job.id)
         assert failed.status is JobStatus.FAILED
@@ -185,7 +199,10 @@ def test_empty_scope_is_refused(clean_database: Database, int8_pack: QuantizeRep
 
 @pytest.mark.slow
 def test_reembed_task_in_a_worker(
-    start_worker, pipeline_env: dict[str, str], engine, players: ImageAnalysis,  # type: ignore[no-untyped-def]
+    start_worker,
+    pipeline_env: dict[str, str],
+    engine,
+    players: ImageAnalysis,  # type: ignore[no-untyped-def]
     int8_pack: QuantizeReport,
 ) -> None:
     from pipeline.jobs.runtime import get_runtime

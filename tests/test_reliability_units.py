@@ -34,7 +34,11 @@ SETTINGS = Settings(watchdog_idle_s=60)
 
 def health(**kw: object) -> JobHealth:
     base: dict[str, object] = {
-        "job_id": "j", "listing_done": True, "pending": 5, "live_running": 0, "idle_s": 0.0,
+        "job_id": "j",
+        "listing_done": True,
+        "pending": 5,
+        "live_running": 0,
+        "idle_s": 0.0,
     }
     return JobHealth(**{**base, **kw})  # type: ignore[arg-type]
 
@@ -69,15 +73,17 @@ def test_watchdog_rule() -> None:
 def test_stall_description() -> None:
     note = {"reason": "r", "action": "re-sent 2 items in 1 chunks", "at": "t"}
     assert describe_stall(note, 0, SETTINGS) == (
-        "stalled: r - watchdog re-sent 2 items in 1 chunks at t")
+        "stalled: r - watchdog re-sent 2 items in 1 chunks at t"
+    )
     assert describe_stall(None, 10, SETTINGS) is None
     assert "is a worker running" in (describe_stall(None, 200, SETTINGS) or "")
 
 
 @pytest.fixture()
 def runtime(clean_database: Database, engine: object) -> Runtime:
-    settings = Settings(database_url=clean_database.url, chunk_size=2, watchdog_idle_s=0,
-                        watchdog_max_resends=2)
+    settings = Settings(
+        database_url=clean_database.url, chunk_size=2, watchdog_idle_s=0, watchdog_max_resends=2
+    )
     return Runtime(settings, db=clean_database, engine=engine)
 
 
@@ -92,8 +98,11 @@ def _queued_chunks(client: redis.Redis) -> list[list[object]]:
 
 
 def test_watchdog_resends_lost_work_then_gives_up_with_item_lost(
-    runtime: Runtime, pipeline_env: dict[str, str], pipeline_redis: redis.Redis,
-    players_jpg: Path, gdp_jpg: Path,
+    runtime: Runtime,
+    pipeline_env: dict[str, str],
+    pipeline_redis: redis.Redis,
+    players_jpg: Path,
+    gdp_jpg: Path,
 ) -> None:
     """Against the real broker (Redis) through the real Celery dispatcher."""
     send = runtime.dispatcher
@@ -131,7 +140,10 @@ def test_watchdog_resends_lost_work_then_gives_up_with_item_lost(
         (item,) = store.list_items(conn, lost_job.id)
     assert final.status is JobStatus.DONE and final.n_failed == 1
     assert (item.status, item.error_name, item.error_code) == (
-        ItemStatus.FAILED, "ITEM_LOST", -1910)
+        ItemStatus.FAILED,
+        "ITEM_LOST",
+        -1910,
+    )
 
     # a broker restarted without persistence: its canary is gone, work is re-sent at once
     with runtime.db.transaction() as conn:
@@ -154,8 +166,7 @@ def test_a_run_cut_by_its_soft_time_limit_gives_its_items_back(
     for i in range(12):
         (folder / f"{i:02d}.jpg").write_bytes(players_jpg.read_bytes())
     with runtime.db.transaction() as conn:
-        job, _ = store.create_job(conn, JobKind.DETECT, {"source": str(folder),
-                                                         "chunk_size": 12})
+        job, _ = store.create_job(conn, JobKind.DETECT, {"source": str(folder), "chunk_size": 12})
     list_step(runtime, job, lambda lo, hi: None)
 
     def cut(signum: int, frame: object) -> None:
@@ -193,10 +204,12 @@ def test_fifo_and_symlink_loop_fail_alone_and_fast(tmp_path: Path) -> None:
             read_source_bytes(str(path), Settings())
         codes[path.name] = info.value.code
     assert time.monotonic() - start < 1.0  # the FIFO has no writer: a plain open would block
-    assert codes == {"pipe.jpg": ErrorCode.ILLEGAL_PARAMETER,
-                     "loop.jpg": ErrorCode.SOURCE_NOT_FOUND,
-                     "gone.jpg": ErrorCode.SOURCE_NOT_FOUND,
-                     tmp_path.name: ErrorCode.ILLEGAL_PARAMETER}
+    assert codes == {
+        "pipe.jpg": ErrorCode.ILLEGAL_PARAMETER,
+        "loop.jpg": ErrorCode.SOURCE_NOT_FOUND,
+        "gone.jpg": ErrorCode.SOURCE_NOT_FOUND,
+        tmp_path.name: ErrorCode.ILLEGAL_PARAMETER,
+    }
 
 
 def test_poison_folder_job_ends_with_every_item_coded(
@@ -268,9 +281,15 @@ def test_submit_while_the_broker_is_down_answers_at_once_and_leaves_no_job(
             submit_job(JobKind.DETECT, str(players_jpg), rt=Runtime(down, db=runtime.db))
         elapsed = time.monotonic() - start
     finally:
-        configure(app, runtime.settings.model_copy(
-            update={"broker_url": pipeline_env["FACEPIPE_BROKER_URL"],
-                    "result_backend": pipeline_env["FACEPIPE_RESULT_BACKEND"]}))
+        configure(
+            app,
+            runtime.settings.model_copy(
+                update={
+                    "broker_url": pipeline_env["FACEPIPE_BROKER_URL"],
+                    "result_backend": pipeline_env["FACEPIPE_RESULT_BACKEND"],
+                }
+            ),
+        )
     assert info.value.code is ErrorCode.BROKER_UNAVAILABLE and info.value.spec.code == -1906
     assert elapsed < 10, elapsed
     with runtime.db.connection() as conn:

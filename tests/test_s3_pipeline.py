@@ -50,25 +50,36 @@ def _drain(listener: SqsListener, want_jobs: int, timeout_s: float = 30.0) -> li
 
 
 def test_enrol_s3_prefix_page_by_page_and_export_to_s3(
-    clean_database: Any, start_worker: Callable[..., Any], s3_events: S3Events, archive: Path,
+    clean_database: Any,
+    start_worker: Callable[..., Any],
+    s3_events: S3Events,
+    archive: Path,
     players_jpg: Path,
 ) -> None:
     n = _upload_archive(s3_events, archive, "archive/")
     start_worker()
-    job = wait_job(submit_job(JobKind.ENROLL, f"s3://{s3_events.bucket}/archive/",
-                              groups=["s3team"], page_size=3).id)
+    job = wait_job(
+        submit_job(
+            JobKind.ENROLL, f"s3://{s3_events.bucket}/archive/", groups=["s3team"], page_size=3
+        ).id
+    )
     assert job.status == JobStatus.DONE and job.n_items == n == 10
     items = items_of(job.id)
     assert [i.seq for i in items] == list(range(n))
     assert {i.person_id for i in items} == {"player_01", "player_02"}
-    assert all(i.status == ItemStatus.DONE or i.error_name == "NEAR_DUPLICATE_FACE"
-               for i in items)
+    assert all(i.status == ItemStatus.DONE or i.error_name == "NEAR_DUPLICATE_FACE" for i in items)
     assert len(enrolled_faces()) == job.n_done >= 4
 
     s3_events.s3.upload_file(str(players_jpg), s3_events.bucket, "group/players.jpg")
     dest = f"s3://{s3_events.bucket}/exports/run1.jsonl"
-    rjob = wait_job(submit_job(JobKind.REIDENTIFY, f"s3://{s3_events.bucket}/group/players.jpg",
-                               groups=["s3team"], export=dest).id)
+    rjob = wait_job(
+        submit_job(
+            JobKind.REIDENTIFY,
+            f"s3://{s3_events.bucket}/group/players.jpg",
+            groups=["s3team"],
+            export=dest,
+        ).id
+    )
     assert (rjob.status, rjob.n_faces) == (JobStatus.DONE, 22)
     deadline = time.monotonic() + 30
     body = None
@@ -80,12 +91,16 @@ def test_enrol_s3_prefix_page_by_page_and_export_to_s3(
     assert body is not None
     records = [json.loads(x) for x in body["Body"].read().decode().splitlines()]
     assert len(records) == 22
-    assert {r["matches"][0]["person_id"] for r in records if r["matches"][0]["confidence"] > 90} \
-        == {"player_01", "player_02"}
+    assert {
+        r["matches"][0]["person_id"] for r in records if r["matches"][0]["confidence"] > 90
+    } == {"player_01", "player_02"}
 
 
 def test_s3_upload_triggers_processing_through_the_listener(
-    clean_database: Any, start_worker: Callable[..., Any], s3_events: S3Events, archive: Path,
+    clean_database: Any,
+    start_worker: Callable[..., Any],
+    s3_events: S3Events,
+    archive: Path,
     players_jpg: Path,
 ) -> None:
     start_worker()
@@ -99,7 +114,8 @@ def test_s3_upload_triggers_processing_through_the_listener(
     assert len(enroll_jobs) == 1
     job = wait_job(enroll_jobs[0])
     assert (job.kind, job.status, job.n_done) == (JobKind.ENROLL, JobStatus.DONE, 1), [
-        i.to_dict() for i in items_of(job.id)]
+        i.to_dict() for i in items_of(job.id)
+    ]
     assert enrolled_faces()[0][0] == "ann_lee"
     assert items_of(job.id)[0].uri.endswith("/ann_lee/photo one.jpg")
 
@@ -130,17 +146,26 @@ def test_s3_upload_triggers_processing_through_the_listener(
         QueueUrl=s3_events.queue_url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
-    assert attrs == {"ApproximateNumberOfMessages": "0",
-                     "ApproximateNumberOfMessagesNotVisible": "0"}
+    assert attrs == {
+        "ApproximateNumberOfMessages": "0",
+        "ApproximateNumberOfMessagesNotVisible": "0",
+    }
 
 
-def test_lambda_handler_is_idempotent_per_event(clean_database: Any, pipeline_env: Any,
-                                                pipeline_redis: Any) -> None:
-    event = {"Records": [{
-        "eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": "b"},
-               "object": {"key": "incoming/cam+2/shot.jpg", "sequencer": "0A1"}},
-    }]}
+def test_lambda_handler_is_idempotent_per_event(
+    clean_database: Any, pipeline_env: Any, pipeline_redis: Any
+) -> None:
+    event = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": "b"},
+                    "object": {"key": "incoming/cam+2/shot.jpg", "sequencer": "0A1"},
+                },
+            }
+        ]
+    }
     first = handle_s3_event(event)
     again = handle_s3_event(event)
     assert len(first["jobs"]) == 1 and first["jobs"] == again["jobs"]

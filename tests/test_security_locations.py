@@ -153,8 +153,10 @@ def test_hostile_export_destinations_are_refused(
     dest: str, export_settings: Settings, tmp_path: Path
 ) -> None:
     before = tree(tmp_path)
-    for trust, code in ((Trust.CALLER, ErrorCode.URL_FORBIDDEN),
-                        (Trust.OPERATOR, ErrorCode.ILLEGAL_PARAMETER)):
+    for trust, code in (
+        (Trust.CALLER, ErrorCode.URL_FORBIDDEN),
+        (Trust.OPERATOR, ErrorCode.ILLEGAL_PARAMETER),
+    ):
         with pytest.raises(FacepipeError) as info:
             parse_export_destination(dest, export_settings, trust)
         assert info.value.code is code, (dest, info.value)

@@ -16,8 +16,7 @@ from pipeline.models.session import (
 
 def test_tensorrt_gets_fp16_and_an_engine_cache_in_home(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
-    options = provider_options([TENSORRT_PROVIDER, "CUDAExecutionProvider", CPU_PROVIDER],
-                               settings)
+    options = provider_options([TENSORRT_PROVIDER, "CUDAExecutionProvider", CPU_PROVIDER], settings)
     assert options[1:] == [{}, {}]
     trt = options[0]
     assert trt["trt_fp16_enable"] == "True"

@@ -69,8 +69,14 @@ def test_confidence_bounds_and_the_default_calibration() -> None:
     assert cosine_from_confidence(150.0) == 1.0
     # unrelated faces (cosine ~0) are far below every threshold; the thresholds are ordered
     assert confidence_from_cosine(0.0) < 20.0
-    bounds = [cosine_from_confidence(t) for t in (DEFAULT_MATCH_CONFIDENCE,
-              DEFAULT_FACE_MATCH_CONFIDENCE, DEFAULT_IDENTIFY_CONFIDENCE)]
+    bounds = [
+        cosine_from_confidence(t)
+        for t in (
+            DEFAULT_MATCH_CONFIDENCE,
+            DEFAULT_FACE_MATCH_CONFIDENCE,
+            DEFAULT_IDENTIFY_CONFIDENCE,
+        )
+    ]
     assert 0.0 < bounds[0] < bounds[1] < bounds[2] < 1.0
     assert confidence_from_cosine(bounds[0]) == pytest.approx(DEFAULT_MATCH_CONFIDENCE)
 

@@ -64,8 +64,10 @@ def test_identify_ranks_candidates_by_fused_template() -> None:
     np.testing.assert_allclose(template, _unit([30.0])[0], atol=1e-6)
     probe = _unit([25.0])[0] * 3.0  # any length
     # by best face a (0 or 60 -> 25 / 35 degrees away) ranks after b (15 degrees away)...
-    candidates = [("b", 7, float(np.cos(np.deg2rad(15.0)))),
-                  ("a", 1, float(np.cos(np.deg2rad(25.0))))]
+    candidates = [
+        ("b", 7, float(np.cos(np.deg2rad(15.0)))),
+        ("a", 1, float(np.cos(np.deg2rad(25.0)))),
+    ]
     ranked = rank_by_template(probe, candidates, vectors, top_n=2)
     # ...by template a is 5 degrees away and comes first, keeping its best face id
     assert [(p, f) for p, f, _ in ranked] == [("a", 1), ("b", 7)]

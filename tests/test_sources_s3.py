@@ -157,21 +157,28 @@ def test_detect_and_enroll_listings_see_the_same_keys(bucket: str, s3_settings: 
     from pipeline.sources.location import S3Location
 
     client = s3_client(s3_settings)
-    keys = ["same/top.jpg", "same/ann/1.JPEG", "same/ann/2.jfif", "same/ann/3.heic",
-            "same/ann/4.gif", "same/ann/5.tiff", "same/ann/notes.txt", "same/bob/",
-            "same/bob/6.webp", "same/bob/7.dib"]
+    keys = [
+        "same/top.jpg",
+        "same/ann/1.JPEG",
+        "same/ann/2.jfif",
+        "same/ann/3.heic",
+        "same/ann/4.gif",
+        "same/ann/5.tiff",
+        "same/ann/notes.txt",
+        "same/bob/",
+        "same/bob/6.webp",
+        "same/bob/7.dib",
+    ]
     for key in keys:
         client.put_object(Bucket=bucket, Key=key, Body=b"x")
     detect = list(expand_sources([f"s3://{bucket}/same/"], s3_settings, s3_page_size=3))
     enroll, persons, token = [], [], None
     while True:  # what the ingest task does, one page per call
-        page = list_items_page(S3Location(bucket, "same/"), s3_settings, token=token,
-                               page_size=3)
+        page = list_items_page(S3Location(bucket, "same/"), s3_settings, token=token, page_size=3)
         enroll += [s.uri for s in page.specs]
         persons += [s.person_id for s in page.specs]
         if (token := page.next_token) is None:
             break
-    expected = [f"s3://{bucket}/{k}" for k in sorted(keys)
-                if not k.endswith(("/", ".txt"))]
+    expected = [f"s3://{bucket}/{k}" for k in sorted(keys) if not k.endswith(("/", ".txt"))]
     assert detect == enroll == expected
     assert persons == ["ann"] * 5 + ["bob"] * 2 + ["same"]

@@ -26,11 +26,22 @@ def gallery(clean_database: Database) -> np.ndarray:
         for i, v in enumerate(vecs):
             repo.insert_person(conn, f"p{i}", "", "")
             repo.add_memberships(conn, f"p{i}", ["big"] + (["small"] if i < 30 else []))
-            repo.insert_face(conn, NewFace(
-                person_id=f"p{i}", model_id=MODEL, embedding=v, box=(0, 0, 1, 1),
-                landmarks=np.zeros((5, 2), np.float32), det_score=1.0, quality_score=100.0,
-                quality_level=4, quality={}, content_sha256=f"{i:064x}", face_index=0,
-            ))
+            repo.insert_face(
+                conn,
+                NewFace(
+                    person_id=f"p{i}",
+                    model_id=MODEL,
+                    embedding=v,
+                    box=(0, 0, 1, 1),
+                    landmarks=np.zeros((5, 2), np.float32),
+                    det_score=1.0,
+                    quality_score=100.0,
+                    quality_level=4,
+                    quality={},
+                    content_sha256=f"{i:064x}",
+                    face_index=0,
+                ),
+            )
     return vecs
 
 
@@ -45,7 +56,8 @@ def test_hnsw_index_serves_filtered_search_with_iterative_scan(
         conn.execute("SET LOCAL enable_bitmapscan = off")
         conn.execute("SET LOCAL enable_sort = off")
         plan = " ".join(
-            r[0] for r in conn.execute(
+            r[0]
+            for r in conn.execute(
                 "EXPLAIN SELECT face_id FROM faces f WHERE f.model_id = %s "
                 "ORDER BY f.embedding::halfvec(512) <=> %s::halfvec(512) LIMIT 5",
                 (MODEL, probe),
@@ -54,8 +66,9 @@ def test_hnsw_index_serves_filtered_search_with_iterative_scan(
         assert "faces_embedding_hnsw" in plan
         # hnsw.ef_search 10 alone would return at most ~10 rows before the filter keeps 3 in
         # 30; the iterative scan keeps walking until the 20 wanted rows of 'small' are found.
-        hits = repo.search_hnsw(conn, probe, ["small"], MODEL, limit=20, ef_search=10,
-                                max_scan_tuples=10_000)
+        hits = repo.search_hnsw(
+            conn, probe, ["small"], MODEL, limit=20, ef_search=10, max_scan_tuples=10_000
+        )
         exact = repo.search_exact(conn, probe, ["small"], MODEL, 20)
         exact_scan = repo.search_exact(conn, probe, ["small"], MODEL, 20, scan_table=True)
     assert len(hits) == 20

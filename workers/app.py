@@ -55,8 +55,9 @@ def configure(celery: Celery, settings: Settings) -> None:
         include=TASK_MODULES,
         # one direct exchange per queue, bound by its own name: a task routed to a queue lands
         # in that queue only
-        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name)
-                     for name in QUEUES],
+        task_queues=[
+            Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES
+        ],
         task_default_queue="ingest",
         task_default_exchange="ingest",
         task_default_routing_key="ingest",

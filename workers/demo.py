@@ -51,9 +51,7 @@ def run_demo(console: Console, *, workdir: Path | None = None) -> int:
         return 1
     console.print(f"Redis broker: {settings.broker_url}")
 
-    worker = start_worker(
-        queues=("ingest", "infer"), concurrency=1, logfile=work / "worker.log"
-    )
+    worker = start_worker(queues=("ingest", "infer"), concurrency=1, logfile=work / "worker.log")
     try:
         console.print(f"worker started (pid {worker.pid}, log {worker.logfile}); loading models")
         archive_root = work / "archive"
@@ -81,7 +79,10 @@ def run_demo(console: Console, *, workdir: Path | None = None) -> int:
         # exports go under the export folder (FACEPIPE_EXPORT_DIR, default <home>/exports)
         export = export_root(settings) / "demo" / "matches.jsonl"
         rjob = submit_job(
-            JobKind.REIDENTIFY, str(urls), groups=[DEMO_GROUP], export="demo/matches.jsonl",
+            JobKind.REIDENTIFY,
+            str(urls),
+            groups=[DEMO_GROUP],
+            export="demo/matches.jsonl",
             top_n=3,
         )
         rjob = watch_job(rjob.id, console)
@@ -115,14 +116,22 @@ def _print_refusals(console: Console, job_id: str) -> None:
     with get_runtime().db.connection() as conn:
         items = store.list_items(conn, job_id, status=ItemStatus.FAILED, limit=10)
     for item in items:
-        console.print(f"  refused {Path(item.uri).parent.name}/{Path(item.uri).name}: "
-                      f"{item.error_name} ({item.error_code})")
+        console.print(
+            f"  refused {Path(item.uri).parent.name}/{Path(item.uri).name}: "
+            f"{item.error_name} ({item.error_code})"
+        )
 
 
 def _print_matches(console: Console, records: list[dict], threshold: float) -> None:
     """One row per face: who it is (at the match threshold) and the closest enrolled person."""
-    table = Table("photo", "face", "identified as", "confidence", "closest enrolled person",
-                  caption=f"match threshold: confidence >= {threshold:g}")
+    table = Table(
+        "photo",
+        "face",
+        "identified as",
+        "confidence",
+        "closest enrolled person",
+        caption=f"match threshold: confidence >= {threshold:g}",
+    )
     for rec in records:
         best = rec["matches"][0] if rec["matches"] else None
         conf = float(best["confidence"]) if best else 0.0

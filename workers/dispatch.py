@@ -100,8 +100,13 @@ class CeleryDispatcher:
         kwargs = {"token": token, "next_seq": next_seq} if token or next_seq else {}
         # one listing page (10 000 files or 1 000 keys) takes seconds; a run past these limits
         # is stuck on the file system or the object store, and the watchdog resumes it
-        self._send(TaskName.LIST_SOURCE, (job_id,), kwargs=kwargs,
-                   soft_time_limit=LISTING_SOFT_LIMIT_S, time_limit=LISTING_SOFT_LIMIT_S + 30)
+        self._send(
+            TaskName.LIST_SOURCE,
+            (job_id,),
+            kwargs=kwargs,
+            soft_time_limit=LISTING_SOFT_LIMIT_S,
+            time_limit=LISTING_SOFT_LIMIT_S + 30,
+        )
 
     def send_chunk(
         self, job_id: str, seq_lo: int, seq_hi: int, *, countdown: float | None = None

@@ -57,14 +57,17 @@ _outcomes: dict[str, str] = {}
 def named_args(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     """The task's call arguments by parameter name (``self`` of a bound task left out)."""
     try:
-        params = [p for p in inspect.signature(task.run).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        params = [
+            p
+            for p in inspect.signature(task.run).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
     except (TypeError, ValueError):
         return dict(kwargs)
     if params and params[0].name == "self":
         params = params[1:]
     named = {p.name: value for p, value in zip(params, args, strict=False)}
-    extra = args[len(params):]
+    extra = args[len(params) :]
     if extra:
         named["args"] = extra
     return {**named, **kwargs}
@@ -87,8 +90,10 @@ def install(app: Celery) -> None:
 
     @before_task_publish.connect(weak=False, dispatch_uid="facepipe-publish")
     def _on_publish(
-        sender: str | None = None, headers: dict[str, Any] | None = None,
-        body: Any = None, **_: Any,
+        sender: str | None = None,
+        headers: dict[str, Any] | None = None,
+        body: Any = None,
+        **_: Any,
     ) -> None:
         if headers is None:
             return
@@ -132,7 +137,10 @@ def install(app: Celery) -> None:
 
     @task_prerun.connect(weak=False, dispatch_uid="facepipe-prerun")
     def _on_prerun(
-        task_id: str | None = None, task: Any = None, args: Any = None, kwargs: Any = None,
+        task_id: str | None = None,
+        task: Any = None,
+        args: Any = None,
+        kwargs: Any = None,
         **_: Any,
     ) -> None:
         if task is None or task_id is None:
@@ -149,8 +157,11 @@ def install(app: Celery) -> None:
 
     @task_postrun.connect(weak=False, dispatch_uid="facepipe-postrun")
     def _on_postrun(
-        task_id: str | None = None, task: Any = None, retval: Any = None,
-        state: str | None = None, **_: Any,
+        task_id: str | None = None,
+        task: Any = None,
+        retval: Any = None,
+        state: str | None = None,
+        **_: Any,
     ) -> None:
         if task is None or task_id is None:
             return

@@ -70,9 +70,24 @@ def start_worker(
     """Start ``celery -A workers.app worker`` with its own process group; returns at once."""
     hostname = f"facepipe-{uuid.uuid4().hex[:8]}@%h"
     cmd = [
-        sys.executable, "-m", "celery", "-A", "workers.app", "worker",
-        "-Q", ",".join(queues), "-c", str(concurrency), "-P", pool,
-        "-n", hostname, "-l", loglevel, "--without-gossip", "--without-mingle",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.app",
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-c",
+        str(concurrency),
+        "-P",
+        pool,
+        "-n",
+        hostname,
+        "-l",
+        loglevel,
+        "--without-gossip",
+        "--without-mingle",
     ]
     logfile.parent.mkdir(parents=True, exist_ok=True)
     fh = logfile.open("ab")

@@ -64,9 +64,7 @@ def process_chunk_task(self: Task, job_id: str, seq_lo: int, seq_hi: int) -> dic
         _on_job_finished(job_id)
     if result.retry_later:
         # a new task, not self.retry(): this run's results are committed and final
-        rt.dispatcher.send_chunk(
-            job_id, seq_lo, seq_hi, countdown=backoff_s(self.request.retries)
-        )
+        rt.dispatcher.send_chunk(job_id, seq_lo, seq_hi, countdown=backoff_s(self.request.retries))
     return result.to_dict()
 
 
@@ -75,7 +73,10 @@ def _on_job_finished(job_id: str) -> None:
     with rt.db.connection() as conn:
         job = store.get_job(conn, job_id)
     log.info(
-        "job %s finished: %d done, %d failed, %d faces", job_id, job.n_done, job.n_failed,
+        "job %s finished: %d done, %d failed, %d faces",
+        job_id,
+        job.n_done,
+        job.n_failed,
         job.n_faces,
     )
     if job.params.get("export"):
@@ -118,8 +119,11 @@ def run_nightly(rt: Runtime, day: str, since: datetime) -> dict[str, Any]:
         params = {"groups": groups, "since": since.isoformat(), "plan": plan.to_dict()}
         with rt.db.transaction() as conn:
             job, created = store.create_job(
-                conn, JobKind.IDENTIFY_BATCH, params,
-                idempotency_key=f"nightly-identify-batch:{day}", origin=Origin.SCHEDULE,
+                conn,
+                JobKind.IDENTIFY_BATCH,
+                params,
+                idempotency_key=f"nightly-identify-batch:{day}",
+                origin=Origin.SCHEDULE,
             )
         if created:
             rt.dispatcher.send(

@@ -202,9 +202,7 @@ def inline_form_bodies(document: dict[str, Any]) -> dict[str, Any]:
             used.add(name)
             generated = components.get(name, {})
             properties = dict(form.get("properties", {}))
-            properties.update(
-                {k: _upload(v) for k, v in generated.get("properties", {}).items()}
-            )
+            properties.update({k: _upload(v) for k, v in generated.get("properties", {}).items()})
             required = sorted({*generated.get("required", []), *form.get("required", [])})
             form.update({"type": "object", "properties": properties, "required": required})
     for name in used:
@@ -222,6 +220,4 @@ def _include_vendor_routers(app: FastAPI) -> None:
     app.state.error_shapes.append((lambda p: p == "/", iai.error_response))
     app.include_router(baidu.token_router)
     app.include_router(baidu.router)
-    app.state.error_shapes.append(
-        (lambda p: p.startswith("/rest/2.0/face/"), baidu.error_response)
-    )
+    app.state.error_shapes.append((lambda p: p.startswith("/rest/2.0/face/"), baidu.error_response))

@@ -103,9 +103,10 @@ token_router = APIRouter(tags=["baidu"])
 async def token(request: Request, state: StateDep, payload: PayloadDep) -> JSONResponse:
     """Client-credentials grant: ``client_id`` = key id (API Key), ``client_secret`` = its
     secret (Secret Key); the token expires after ``api_access_token_ttl_s``."""
-    params = {**dict(request.query_params), **{
-        k: v for k, v in payload.fields.items() if isinstance(v, str)
-    }}
+    params = {
+        **dict(request.query_params),
+        **{k: v for k, v in payload.fields.items() if isinstance(v, str)},
+    }
     if params.get("grant_type") != "client_credentials":
         return JSONResponse(
             {"error": "unsupported_grant_type", "error_description": "use client_credentials"},
@@ -127,14 +128,16 @@ async def token(request: Request, state: StateDep, payload: PayloadDep) -> JSONR
             status_code=401,
         )
     access_token, expires_in = issued
-    return JSONResponse({
-        "access_token": access_token,
-        "expires_in": expires_in,
-        "scope": TOKEN_SCOPE,
-        "session_key": "",
-        "session_secret": "",
-        "refresh_token": "",
-    })
+    return JSONResponse(
+        {
+            "access_token": access_token,
+            "expires_in": expires_in,
+            "scope": TOKEN_SCOPE,
+            "session_key": "",
+            "session_secret": "",
+            "refresh_token": "",
+        }
+    )
 
 
 for _method in ("GET", "POST"):
@@ -265,8 +268,12 @@ def face_result(face: Face, fields: set[str]) -> dict[str, Any]:
     out (pipeline/attributes_vendor.py)."""
     x1, y1, x2, y2 = (float(v) for v in face.box)
     out: dict[str, Any] = {
-        "location": {"left": round(x1), "top": round(y1), "width": round(x2 - x1),
-                     "height": round(y2 - y1)},
+        "location": {
+            "left": round(x1),
+            "top": round(y1),
+            "width": round(x2 - x1),
+            "height": round(y2 - y1),
+        },
         "face_probability": round(float(face.score), 4),
         "rotation_angle": round(face.pose.roll),
         "yaw": round(face.pose.yaw, 2),
@@ -319,8 +326,7 @@ async def match(state: StateDep, form: FormDep) -> dict[str, Any]:
         for i in range(len(decoded)):
             for j in range(i + 1, len(decoded)):
                 result = state.library.compare(decoded[i], decoded[j])
-                pairs.append({"index_i": i, "index_j": j,
-                              "score": baidu_score(result.similarity)})
+                pairs.append({"index_i": i, "index_j": j, "score": baidu_score(result.similarity)})
         return answer(result_num=len(pairs), result=pairs)
 
     return await state.with_model(run)
@@ -337,11 +343,15 @@ async def identify(state: StateDep, form: FormDep) -> dict[str, Any]:
         result = state.library.identify(fetched.decode(state.settings), groups, top_n)
         rows = []
         for c in result.candidates:
-            in_groups = [g for g in state.library.get_person(c.person_id).group_ids
-                         if g in groups]
-            rows.append({"group_id": in_groups[0] if in_groups else groups[0],
-                         "uid": c.person_id, "user_info": c.tag,
-                         "scores": [baidu_score(c.confidence)]})
+            in_groups = [g for g in state.library.get_person(c.person_id).group_ids if g in groups]
+            rows.append(
+                {
+                    "group_id": in_groups[0] if in_groups else groups[0],
+                    "uid": c.person_id,
+                    "user_info": c.tag,
+                    "scores": [baidu_score(c.confidence)],
+                }
+            )
         return answer(result_num=len(rows), result=rows)
 
     return await state.with_model(run)

@@ -54,9 +54,9 @@ def detect_faces(engine: Any, image: DecodedImage, max_faces: int) -> ImageAnaly
     """The vendor detect calls' one step: the largest face when one is asked for, else up to
     ``max_faces``; no embeddings (those calls never return them); NO_FACE when none."""
     mode = DetectMode.LARGEST if max_faces == 1 else DetectMode.ALL
-    analysis: ImageAnalysis = engine.analyze(
-        [image], mode=mode, max_faces=max_faces, embed=False
-    )[0]
+    analysis: ImageAnalysis = engine.analyze([image], mode=mode, max_faces=max_faces, embed=False)[
+        0
+    ]
     if not analysis.faces:
         raise FacepipeError(ErrorCode.NO_FACE, source=analysis.source)
     return analysis

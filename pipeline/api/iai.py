@@ -82,8 +82,10 @@ def iai_code(exc: FacepipeError) -> str:
     """IAI's string code for a catalogue error."""
     if exc.code in _CODES:
         return _CODES[exc.code]
-    return "InternalError" if exc.code is ErrorCode.INTERNAL or exc.retryable else (
-        "InvalidParameter.InvalidParameter"
+    return (
+        "InternalError"
+        if exc.code is ErrorCode.INTERNAL or exc.retryable
+        else ("InvalidParameter.InvalidParameter")
     )
 
 
@@ -380,7 +382,11 @@ async def CreatePerson(state: ApiState, p: Params) -> dict[str, Any]:
     def run() -> dict[str, Any]:
         state.library.get_group(group_id)  # GroupIdNotExist before anything is created
         _person, added = create_person_with_face(
-            state.library, person_id, [group_id], name, None,
+            state.library,
+            person_id,
+            [group_id],
+            name,
+            None,
             fetched.decode_or_error(state.settings) if fetched else None,
             quality_control=qc,
         )
@@ -394,8 +400,7 @@ async def CreatePerson(state: ApiState, p: Params) -> dict[str, Any]:
         if added is not None:
             out["FaceId"] = added.suc_face_ids[0]
             rect = added.suc_face_rects[0]
-            out["FaceRect"] = {"X": rect.x, "Y": rect.y, "Width": rect.width,
-                               "Height": rect.height}
+            out["FaceRect"] = {"X": rect.x, "Y": rect.y, "Width": rect.width, "Height": rect.height}
         return out
 
     return await state.with_model(run)
@@ -458,9 +463,7 @@ async def ModifyPersonGroupInfo(state: ApiState, p: Params) -> dict[str, Any]:
     values = _ex_values(p)
     if not values:
         raise FacepipeError(ErrorCode.EMPTY_PARAMETER, "PersonExDescriptionInfos is required")
-    await state.blocking(
-        lambda: state.library.set_person_group_values(person_id, group_id, values)
-    )
+    await state.blocking(lambda: state.library.set_person_group_values(person_id, group_id, values))
     return {}
 
 
@@ -497,13 +500,16 @@ async def GetPersonList(state: ApiState, p: Params) -> dict[str, Any]:
         group = state.library.get_group(group_id)
         page = state.library.list_persons(group_id, offset, limit)
         persons = [state.library.get_person(s.person_id) for s in page.items]
-        values = [state.library.person_group_values(x.person_id).get(group_id, ())
-                  for x in persons]
+        values = [state.library.person_group_values(x.person_id).get(group_id, ()) for x in persons]
         return {
             "PersonInfos": [
-                {"PersonName": x.name, "PersonId": x.person_id, "FaceIds": list(x.face_ids),
-                 "PersonExDescriptions": list(v),
-                 "CreationTimestamp": int(x.created_at.timestamp() * 1000)}
+                {
+                    "PersonName": x.name,
+                    "PersonId": x.person_id,
+                    "FaceIds": list(x.face_ids),
+                    "PersonExDescriptions": list(v),
+                    "CreationTimestamp": int(x.created_at.timestamp() * 1000),
+                }
                 for x, v in zip(persons, values, strict=True)
             ],
             "PersonNum": group.person_count,
@@ -529,7 +535,8 @@ async def CreateFace(state: ApiState, p: Params) -> dict[str, Any]:
     qc = p.integer("QualityControl", 0, 0, 4)
     threshold = p.number("FaceMatchThreshold")
     sources: list[ImageSource] = (
-        [checked_url(u, state.settings) for u in urls] if urls
+        [checked_url(u, state.settings) for u in urls]
+        if urls
         else [inline_source(i) for i in images]
     )
     if not sources:
@@ -656,8 +663,7 @@ async def _search_faces(state: ApiState, p: Params, persons: bool) -> dict[str, 
     faces = result.faces[:max_faces]
     out: dict[str, Any] = {
         "Results": [
-            {"Candidates": _candidates(f, threshold, names), "FaceRect": _rect(f.box),
-             "RetCode": 0}
+            {"Candidates": _candidates(f, threshold, names), "FaceRect": _rect(f.box), "RetCode": 0}
             for f in faces
         ],
         "FaceModelVersion": result.model_id,
@@ -697,14 +703,16 @@ async def SearchFacesReturnsByGroup(state: ApiState, p: Params) -> dict[str, Any
         per_group.append((group, faces))
     results = []
     for i, face in enumerate(faces):
-        results.append({
-            "FaceRect": _rect(face.box),
-            "GroupCandidates": [
-                {"GroupId": g, "Candidates": _candidates(fs[i], threshold, names)}
-                for g, fs in per_group
-            ],
-            "RetCode": 0,
-        })
+        results.append(
+            {
+                "FaceRect": _rect(face.box),
+                "GroupCandidates": [
+                    {"GroupId": g, "Candidates": _candidates(fs[i], threshold, names)}
+                    for g, fs in per_group
+                ],
+                "RetCode": 0,
+            }
+        )
     return {"ResultsReturnsByGroup": results, "FaceNum": len(results), "FaceModelVersion": model}
 
 
@@ -715,8 +723,11 @@ async def _verify(state: ApiState, p: Params) -> dict[str, Any]:
 
     def run() -> dict[str, Any]:
         result = state.library.verify(fetched.decode(state.settings), person_id)
-        return {"Score": iai_score(result.confidence), "IsMatch": result.is_match,
-                "FaceModelVersion": state.engine.model_id}
+        return {
+            "Score": iai_score(result.confidence),
+            "IsMatch": result.is_match,
+            "FaceModelVersion": state.engine.model_id,
+        }
 
     return await state.with_model(run)
 
@@ -785,8 +796,12 @@ async def iai(request: Request) -> JSONResponse:
     for common in ("Action", "Version", "Region", "Timestamp", "Nonce", "Language"):
         params.pop(common, None)
     if version not in VERSIONS:
-        return JSONResponse(error_body("InvalidParameter.NoSuchVersion",
-                                       f"version {version!r}: use one of {', '.join(VERSIONS)}"))
+        return JSONResponse(
+            error_body(
+                "InvalidParameter.NoSuchVersion",
+                f"version {version!r}: use one of {', '.join(VERSIONS)}",
+            )
+        )
     handler = ACTIONS.get(name)
     if handler is None or name not in NEEDS:
         return JSONResponse(error_body("InvalidAction", f"action {name!r} is not served"))
@@ -801,8 +816,13 @@ async def iai(request: Request) -> JSONResponse:
 
 
 def _header(name: str, text: str) -> dict[str, Any]:
-    return {"name": name, "in": "header", "required": False, "description": text,
-            "schema": {"type": "string"}}
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": text,
+        "schema": {"type": "string"},
+    }
 
 
 _HEADERS = [
@@ -813,9 +833,14 @@ _HEADERS = [
 ]
 _BODY = {
     "required": False,
-    "content": {"application/json": {"schema": {
-        "type": "object", "description": "The action's parameters (IAI API 3.0 names)."
-    }}},
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "description": "The action's parameters (IAI API 3.0 names).",
+            }
+        }
+    },
 }
 
 for _method in ("POST", "GET"):

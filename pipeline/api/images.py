@@ -73,4 +73,3 @@ def fetch(source: ImageSource, settings: Settings) -> Fetched:
 
 def fetch_all(sources: Sequence[ImageSource], settings: Settings) -> list[Fetched]:
     return [fetch(s, settings) for s in sources]
-

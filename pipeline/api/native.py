@@ -55,8 +55,10 @@ from pipeline.errors import ErrorCode, FacepipeError
 
 _ERRORS = {
     status: {"model": a.ErrorAnswer, "description": text}
-    for status, text in (("4XX", "The caller's error (catalogue code and name)."),
-                         ("5XX", "The service's state (database, broker, busy): retry later."))
+    for status, text in (
+        ("4XX", "The caller's error (catalogue code and name)."),
+        ("5XX", "The service's state (database, broker, busy): retry later."),
+    )
 }
 v1 = APIRouter(
     prefix="/v1",
@@ -121,7 +123,9 @@ async def with_uploads(
 
 
 @v1.post(
-    "/detect", **answers(a.DetectAnswer), dependencies=needs(Needs()),
+    "/detect",
+    **answers(a.DetectAnswer),
+    dependencies=needs(Needs()),
     openapi_extra=openapi_body(DetectParams),
 )
 async def detect(state: StateDep, fields: FieldsDep, image: ImageFile = None) -> dict[str, Any]:
@@ -165,7 +169,9 @@ async def detect(state: StateDep, fields: FieldsDep, image: ImageFile = None) ->
 
 
 @v1.post(
-    "/compare", **answers(a.CompareAnswer), dependencies=needs(Needs()),
+    "/compare",
+    **answers(a.CompareAnswer),
+    dependencies=needs(Needs()),
     openapi_extra=openapi_body(None, ("image_a", "image_b")),
 )
 async def compare(
@@ -187,7 +193,9 @@ async def compare(
 
 
 @v1.post(
-    "/verify", **answers(a.VerifyAnswer), dependencies=needs(_PERSON),
+    "/verify",
+    **answers(a.VerifyAnswer),
+    dependencies=needs(_PERSON),
     openapi_extra=openapi_body(VerifyParams),
 )
 async def verify(state: StateDep, fields: FieldsDep, image: ImageFile = None) -> dict[str, Any]:
@@ -205,12 +213,12 @@ async def verify(state: StateDep, fields: FieldsDep, image: ImageFile = None) ->
 
 
 @v1.post(
-    "/identify", **answers(a.IdentifyAnswer), dependencies=needs(Needs(groups=_GROUPS)),
+    "/identify",
+    **answers(a.IdentifyAnswer),
+    dependencies=needs(Needs(groups=_GROUPS)),
     openapi_extra=openapi_body(IdentifyParams),
 )
-async def identify(
-    state: StateDep, fields: FieldsDep, image: ImageFile = None
-) -> dict[str, Any]:
+async def identify(state: StateDep, fields: FieldsDep, image: ImageFile = None) -> dict[str, Any]:
     """Top-N persons of ``group_ids`` for the image's largest face (every face with
     ``all_faces``), each person once with its best face and confidence."""
     payload = await with_uploads(fields, state.settings.max_image_bytes, image=image)
@@ -234,7 +242,9 @@ async def identify(
 
 
 @v1.post(
-    "/persons", status_code=201, **answers(a.CreatePersonAnswer),
+    "/persons",
+    status_code=201,
+    **answers(a.CreatePersonAnswer),
     dependencies=needs(Needs(write=True, groups=_GROUPS)),
     openapi_extra=openapi_body(PersonCreate),
 )
@@ -249,7 +259,8 @@ async def create_person(
     payload = await with_uploads(fields, state.settings.max_image_bytes, image=image)
     params = parse(PersonCreate, payload.fields)
     with_image = bool(
-        payload.files.get("image") or payload.fields.get("image") is not None
+        payload.files.get("image")
+        or payload.fields.get("image") is not None
         or payload.fields.get("url") is not None
     )
     sources = image_sources(payload, state.settings)[:1] if with_image else []
@@ -278,7 +289,9 @@ async def get_person(state: StateDep, person_id: str) -> dict[str, Any]:
 
 
 @v1.patch(
-    "/persons/{person_id}", **answers(a.PersonAnswer), dependencies=needs(_CHANGE_PERSON),
+    "/persons/{person_id}",
+    **answers(a.PersonAnswer),
+    dependencies=needs(_CHANGE_PERSON),
     openapi_extra=openapi_body(PersonUpdate, ()),
 )
 async def update_person(state: StateDep, fields: FieldsDep, person_id: str) -> dict[str, Any]:
@@ -293,7 +306,8 @@ async def update_person(state: StateDep, fields: FieldsDep, person_id: str) -> d
 
 
 @v1.delete(
-    "/persons/{person_id}", **answers(a.PersonDeletedAnswer),
+    "/persons/{person_id}",
+    **answers(a.PersonDeletedAnswer),
     dependencies=needs(Needs(write=True, groups=("group_id",), persons=("person_id",))),
 )
 async def delete_person(
@@ -310,7 +324,8 @@ async def delete_person(
 
 
 @v1.post(
-    "/persons/{person_id}/groups", **answers(a.PersonAnswer),
+    "/persons/{person_id}/groups",
+    **answers(a.PersonAnswer),
     dependencies=needs(Needs(write=True, groups=_GROUPS, persons=("person_id",))),
     openapi_extra=openapi_body(GroupsBody, ()),
 )
@@ -326,7 +341,8 @@ async def add_person_groups(state: StateDep, fields: FieldsDep, person_id: str) 
 
 
 @v1.delete(
-    "/persons/{person_id}/groups/{group_id}", **answers(a.PersonAnswer),
+    "/persons/{person_id}/groups/{group_id}",
+    **answers(a.PersonAnswer),
     dependencies=needs(Needs(write=True, groups=("group_id",), persons=("person_id",))),
 )
 async def remove_person_group(state: StateDep, person_id: str, group_id: str) -> dict[str, Any]:
@@ -373,12 +389,17 @@ async def _add_faces(
 
 
 @v1.post(
-    "/persons/{person_id}/faces", **answers(a.AddFacesAnswer),
-    dependencies=needs(_CHANGE_PERSON), openapi_extra=_FACES_BODY,
+    "/persons/{person_id}/faces",
+    **answers(a.AddFacesAnswer),
+    dependencies=needs(_CHANGE_PERSON),
+    openapi_extra=_FACES_BODY,
 )
 async def add_faces(
-    state: StateDep, fields: FieldsDep, person_id: str,
-    image: ImageFiles = None, images: ImageFiles = None,
+    state: StateDep,
+    fields: FieldsDep,
+    person_id: str,
+    image: ImageFiles = None,
+    images: ImageFiles = None,
 ) -> dict[str, Any]:
     """Add N images to a person: one result code per image (``RetCode``), with the reference
     rules (largest face, ``quality_control`` 0-4, ``face_match_threshold``, near-duplicates,
@@ -389,12 +410,17 @@ async def add_faces(
 
 
 @v1.put(
-    "/persons/{person_id}/faces", **answers(a.AddFacesAnswer),
-    dependencies=needs(_CHANGE_PERSON), openapi_extra=_FACES_BODY,
+    "/persons/{person_id}/faces",
+    **answers(a.AddFacesAnswer),
+    dependencies=needs(_CHANGE_PERSON),
+    openapi_extra=_FACES_BODY,
 )
 async def replace_faces(
-    state: StateDep, fields: FieldsDep, person_id: str,
-    image: ImageFiles = None, images: ImageFiles = None,
+    state: StateDep,
+    fields: FieldsDep,
+    person_id: str,
+    image: ImageFiles = None,
+    images: ImageFiles = None,
 ) -> dict[str, Any]:
     """Replace all of a person's faces by those of the images (kept if none is accepted)."""
     cap = state.settings.max_image_bytes
@@ -403,8 +429,10 @@ async def replace_faces(
 
 
 @v1.delete(
-    "/persons/{person_id}/faces", **answers(a.FacesDeletedAnswer),
-    dependencies=needs(_CHANGE_PERSON), openapi_extra=openapi_body(DeleteFacesBody, ()),
+    "/persons/{person_id}/faces",
+    **answers(a.FacesDeletedAnswer),
+    dependencies=needs(_CHANGE_PERSON),
+    openapi_extra=openapi_body(DeleteFacesBody, ()),
 )
 async def delete_faces(state: StateDep, fields: FieldsDep, person_id: str) -> dict[str, Any]:
     """Delete the faces ``face_ids`` of a person."""
@@ -418,7 +446,8 @@ async def delete_faces(state: StateDep, fields: FieldsDep, person_id: str) -> di
 
 
 @v1.delete(
-    "/persons/{person_id}/faces/{face_id}", **answers(a.FacesDeletedAnswer),
+    "/persons/{person_id}/faces/{face_id}",
+    **answers(a.FacesDeletedAnswer),
     dependencies=needs(_CHANGE_PERSON),
 )
 async def delete_face(state: StateDep, person_id: str, face_id: str) -> dict[str, Any]:
@@ -440,8 +469,12 @@ async def get_face(state: StateDep, face_id: str) -> dict[str, Any]:
     "/faces/{face_id}/crop",
     response_class=Response,
     dependencies=needs(Needs(faces=("face_id",))),
-    responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-                     "description": "The crop as PNG."}},
+    responses={
+        200: {
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "The crop as PNG.",
+        }
+    },
 )
 async def get_face_crop(state: StateDep, face_id: str) -> Response:
     """The stored aligned 112x112 crop of a face, as PNG."""
@@ -470,7 +503,8 @@ async def list_groups(
 
 
 @v1.get(
-    "/groups/{group_id}/persons", **answers(a.PersonPage),
+    "/groups/{group_id}/persons",
+    **answers(a.PersonPage),
     dependencies=needs(Needs(groups=("group_id",))),
 )
 async def list_group_persons(
@@ -531,17 +565,21 @@ async def show_job(
         with state.db.connection() as conn:
             job = store.get_job(conn, job_id)
             errors = store.error_counts(conn, job.id)
-            rows = store.list_items(
-                conn, job.id, status=ItemStatus.FAILED if failed else None, limit=items
-            ) if items else []
+            rows = (
+                store.list_items(
+                    conn, job.id, status=ItemStatus.FAILED if failed else None, limit=items
+                )
+                if items
+                else []
+            )
             extra: dict[str, Any] = {}
             if job.kind is JobKind.REIDENTIFY:
                 extra["summary"] = reidentify_summary(
                     conn, job.id, job.params, state.engine.model_id, state.settings
                 )
-        return job.to_dict() | extra | {
-            "errors": errors, "items_shown": [r.to_dict() for r in rows]
-        }
+        return (
+            job.to_dict() | extra | {"errors": errors, "items_shown": [r.to_dict() for r in rows]}
+        )
 
     return await state.blocking(run)
 
@@ -559,7 +597,10 @@ async def cancel_job(state: StateDep, job_id: str) -> dict[str, Any]:
 
 
 @v1.post(
-    "/jobs/enroll", status_code=202, **answers(a.JobAnswer), dependencies=needs(_JOBS_WRITE),
+    "/jobs/enroll",
+    status_code=202,
+    **answers(a.JobAnswer),
+    dependencies=needs(_JOBS_WRITE),
     openapi_extra=openapi_body(EnrollJob, ()),
 )
 async def submit_enroll(state: StateDep, payload: PayloadDep) -> dict[str, Any]:
@@ -589,8 +630,11 @@ async def submit_enroll(state: StateDep, payload: PayloadDep) -> dict[str, Any]:
 
 
 @v1.post(
-    "/jobs/reidentify", status_code=202, **answers(a.JobAnswer),
-    dependencies=needs(_JOBS_WRITE), openapi_extra=openapi_body(ReidentifyJob, ()),
+    "/jobs/reidentify",
+    status_code=202,
+    **answers(a.JobAnswer),
+    dependencies=needs(_JOBS_WRITE),
+    openapi_extra=openapi_body(ReidentifyJob, ()),
 )
 async def submit_reidentify(state: StateDep, payload: PayloadDep) -> dict[str, Any]:
     """Identify every face of ``source`` (or of observations stored ``since``) against
@@ -607,7 +651,8 @@ async def submit_reidentify(state: StateDep, payload: PayloadDep) -> dict[str, A
     # s3://bucket/key or a name under the export folder, never a path of the caller's choosing
     export = (
         parse_export_destination(params.export, state.settings, Trust.CALLER).text
-        if params.export else None
+        if params.export
+        else None
     )
     groups = params.group_ids or state.settings.reidentify_groups
 

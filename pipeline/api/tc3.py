@@ -61,22 +61,26 @@ def signature(
     canonical_headers = "".join(
         f"{name}:{headers.get(name, '').strip().lower()}\n" for name in signed_headers
     )
-    canonical_request = "\n".join([
-        method.upper(),
-        uri,
-        query,
-        canonical_headers,
-        ";".join(signed_headers),
-        hashlib.sha256(payload).hexdigest(),
-    ])
+    canonical_request = "\n".join(
+        [
+            method.upper(),
+            uri,
+            query,
+            canonical_headers,
+            ";".join(signed_headers),
+            hashlib.sha256(payload).hexdigest(),
+        ]
+    )
     date = date_of(timestamp)
     scope = f"{date}/{service}/tc3_request"
-    to_sign = "\n".join([
-        ALGORITHM,
-        str(timestamp),
-        scope,
-        hashlib.sha256(canonical_request.encode("utf-8")).hexdigest(),
-    ])
+    to_sign = "\n".join(
+        [
+            ALGORITHM,
+            str(timestamp),
+            scope,
+            hashlib.sha256(canonical_request.encode("utf-8")).hexdigest(),
+        ]
+    )
 
     def _hmac(key: bytes, msg: str) -> bytes:
         return hmac.new(key, msg.encode("utf-8"), hashlib.sha256).digest()

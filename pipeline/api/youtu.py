@@ -112,8 +112,9 @@ def _refuse(code: int, message: str, status: int = 401) -> Refused:
 # --- the signature -------------------------------------------------------------------------------
 
 
-def sign(appid: str, bucket: str, secret_id: str, secret_key: str, expires: int, now: int,
-         rand: int) -> str:
+def sign(
+    appid: str, bucket: str, secret_id: str, secret_key: str, expires: int, now: int, rand: int
+) -> str:
     """A YouTu multi-use signature (what the SDK's ``Auth.get_sign`` makes)."""
     text = f"a={appid}&b={bucket}&k={secret_id}&e={expires}&t={now}&r={rand}&f="
     mac = hmac.new(secret_key.encode(), text.encode(), hashlib.sha1).digest()
@@ -172,9 +173,11 @@ async def youtu_caller(request: Request, state: StateDep) -> Caller:
 CallerDep = Annotated[Caller, Depends(youtu_caller)]
 _REFUSALS = {
     status: {"model": va.YoutuError, "description": text}
-    for status, text in ((401, "A missing, malformed, expired or wrong signature."),
-                         (403, "The key is limited to other groups or to read-only calls."),
-                         (429, "Too many calls for this key."))
+    for status, text in (
+        (401, "A missing, malformed, expired or wrong signature."),
+        (403, "The key is limited to other groups or to read-only calls."),
+        (429, "Too many calls for this key."),
+    )
 }
 router = APIRouter(prefix="/face", tags=["youtu"], responses=_REFUSALS)  # type: ignore[arg-type]
 
@@ -299,8 +302,7 @@ _CHANGE_PERSON = Needs(write=True, persons=("person_id",))
 
 def _box(box: Sequence[float]) -> dict[str, Any]:
     x1, y1, x2, y2 = (float(v) for v in box)
-    return {"x": round(x1), "y": round(y1), "width": round(x2 - x1, 1),
-            "height": round(y2 - y1, 1)}
+    return {"x": round(x1), "y": round(y1), "width": round(x2 - x1, 1), "height": round(y2 - y1, 1)}
 
 
 def face_item(face: Face, face_id: str) -> dict[str, Any]:
@@ -328,9 +330,7 @@ async def _fetch_one(state: ApiState, source: ImageSource) -> Fetched:
 # --- calls ---------------------------------------------------------------------------------------
 
 
-@router.post(
-    "/detect", **answers(va.YoutuAnswer[va.YoutuDetect]), dependencies=needs(Needs())
-)
+@router.post("/detect", **answers(va.YoutuAnswer[va.YoutuDetect]), dependencies=needs(Needs()))
 async def detect(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Faces of one image (``mode`` 0: all, 1: the largest)."""
     mode_text = (req.text("mode") or "0").strip()
@@ -340,20 +340,20 @@ async def detect(state: StateDep, req: RequestDep) -> dict[str, Any]:
 
     def run() -> dict[str, Any]:
         mode = DetectMode.LARGEST if mode_text == "1" else DetectMode.ALL
-        analysis = state.engine.analyze(
-            [fetched.decode(state.settings)], mode=mode, embed=False
-        )[0]
+        analysis = state.engine.analyze([fetched.decode(state.settings)], mode=mode, embed=False)[0]
         if not analysis.faces:
             raise FacepipeError(ErrorCode.NO_FACE, source=analysis.source)
         # A detected face is named by its image's content hash and its rank in the image.
-        return answer({
-            "image_width": analysis.width,
-            "image_height": analysis.height,
-            "face": [
-                face_item(f, f"{analysis.content_sha256[:16]}-{f.index}")
-                for f in analysis.faces
-            ],
-        })
+        return answer(
+            {
+                "image_width": analysis.width,
+                "image_height": analysis.height,
+                "face": [
+                    face_item(f, f"{analysis.content_sha256[:16]}-{f.index}")
+                    for f in analysis.faces
+                ],
+            }
+        )
 
     return await state.with_model(run)
 
@@ -370,20 +370,24 @@ async def identify(state: StateDep, req: RequestDep) -> dict[str, Any]:
 
     def run() -> dict[str, Any]:
         result = state.library.identify(fetched.decode(state.settings), groups, TOP_N)
-        return answer({
-            "candidates": [
-                {"person_id": c.person_id, "face_id": c.face_id,
-                 "confidence": youtu_score(c.confidence), "tag": c.tag}
-                for c in result.candidates
-            ]
-        })
+        return answer(
+            {
+                "candidates": [
+                    {
+                        "person_id": c.person_id,
+                        "face_id": c.face_id,
+                        "confidence": youtu_score(c.confidence),
+                        "tag": c.tag,
+                    }
+                    for c in result.candidates
+                ]
+            }
+        )
 
     return await state.with_model(run)
 
 
-@router.post(
-    "/verify", **answers(va.YoutuAnswer[va.YoutuVerify]), dependencies=needs(_PERSON)
-)
+@router.post("/verify", **answers(va.YoutuAnswer[va.YoutuVerify]), dependencies=needs(_PERSON))
 async def verify(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Is the image's largest face ``person_id``?"""
     person_id = req.required("person_id")
@@ -396,9 +400,7 @@ async def verify(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.with_model(run)
 
 
-@router.post(
-    "/compare", **answers(va.YoutuAnswer[va.YoutuCompare]), dependencies=needs(Needs())
-)
+@router.post("/compare", **answers(va.YoutuAnswer[va.YoutuCompare]), dependencies=needs(Needs()))
 async def compare(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Similarity of the largest faces of ``imageA``/``urlA`` and ``imageB``/``urlB``."""
     sources = [req.image(state.settings, "A"), req.image(state.settings, "B")]
@@ -430,13 +432,15 @@ async def newperson(state: StateDep, req: RequestDep) -> dict[str, Any]:
             state.library, person_id, groups, name, tag, fetched.decode_or_error(state.settings)
         )
         assert added is not None
-        return answer({
-            "person_id": person.person_id,
-            "suc_group": len(person.group_ids),
-            "suc_face": added.suc_face_num,
-            "face_id": added.suc_face_ids[0],
-            "group_ids": list(person.group_ids),
-        })
+        return answer(
+            {
+                "person_id": person.person_id,
+                "suc_group": len(person.group_ids),
+                "suc_face": added.suc_face_num,
+                "face_id": added.suc_face_ids[0],
+                "group_ids": list(person.group_ids),
+            }
+        )
 
     return await state.with_model(run)
 
@@ -468,11 +472,13 @@ async def addface(state: StateDep, req: RequestDep) -> dict[str, Any]:
         result = state.library.add_faces(
             person_id, [f.decode_or_error(state.settings) for f in fetched]
         )
-        return answer({
-            "added": result.suc_face_num,
-            "face_ids": list(result.suc_face_ids),
-            "ret_codes": list(result.ret_codes),
-        })
+        return answer(
+            {
+                "added": result.suc_face_num,
+                "face_ids": list(result.suc_face_ids),
+                "ret_codes": list(result.ret_codes),
+            }
+        )
 
     return await state.with_model(run)
 
@@ -507,21 +513,21 @@ async def setinfo(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post(
-    "/getinfo", **answers(va.YoutuAnswer[va.YoutuGetInfo]), dependencies=needs(_PERSON)
-)
+@router.post("/getinfo", **answers(va.YoutuAnswer[va.YoutuGetInfo]), dependencies=needs(_PERSON))
 async def getinfo(state: StateDep, req: RequestDep) -> dict[str, Any]:
     person_id = req.required("person_id")
 
     def run() -> dict[str, Any]:
         info = state.library.get_person(person_id)
-        return answer({
-            "person_id": info.person_id,
-            "person_name": info.name,
-            "tag": info.tag,
-            "face_ids": list(info.face_ids),
-            "group_ids": list(info.group_ids),
-        })
+        return answer(
+            {
+                "person_id": info.person_id,
+                "person_name": info.name,
+                "tag": info.tag,
+                "face_ids": list(info.face_ids),
+                "group_ids": list(info.group_ids),
+            }
+        )
 
     return await state.blocking(run)
 
@@ -562,9 +568,7 @@ async def getpersonids(state: StateDep, req: RequestDep) -> dict[str, Any]:
     return await state.blocking(run)
 
 
-@router.post(
-    "/getfaceids", **answers(va.YoutuAnswer[va.YoutuFaceIds]), dependencies=needs(_PERSON)
-)
+@router.post("/getfaceids", **answers(va.YoutuAnswer[va.YoutuFaceIds]), dependencies=needs(_PERSON))
 async def getfaceids(state: StateDep, req: RequestDep) -> dict[str, Any]:
     person_id = req.required("person_id")
 

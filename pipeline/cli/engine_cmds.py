@@ -54,9 +54,7 @@ def embedding_json(vector: NDArray[np.float32]) -> list[float]:
     return [float(str(v)) for v in np.asarray(vector, dtype=np.float32)]
 
 
-def face_json(
-    face: Face, *, with_embedding: bool, with_attributes: bool = False
-) -> dict[str, Any]:
+def face_json(face: Face, *, with_embedding: bool, with_attributes: bool = False) -> dict[str, Any]:
     """One face in the CLI's JSON shape (box, score, landmarks, pose, quality[, attributes]
     [, embedding]); ``attributes`` is null when the engine has no attribute model."""
     out: dict[str, Any] = {
@@ -257,6 +255,7 @@ def _result_lines(
             with_embedding=with_embedding,
             with_attributes=attributes,
         )
+
 
 @app.command()
 def detect(

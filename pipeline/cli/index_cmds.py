@@ -87,8 +87,12 @@ def reindex(
             scope = Scope(model_id=model or default_model(db, group), group=group)
             rec = run_reindex(db, scope, kind=IndexKind(kind) if kind else None)
             data = rec.to_dict()
-            _out(data, as_json, f"snapshot {rec.snapshot_id}: {rec.count} faces, {rec.kind}, "
-                 f"{rec.build_seconds:.2f} s -> {rec.location}")
+            _out(
+                data,
+                as_json,
+                f"snapshot {rec.snapshot_id}: {rec.count} faces, {rec.kind}, "
+                f"{rec.build_seconds:.2f} s -> {rec.location}",
+            )
             return
         sent = _dispatcher().send(
             TaskName.REINDEX,
@@ -142,23 +146,49 @@ def identify_batch_cmd(
         db = _db()
         if job is not None:
             job = _resolve_job(db, job)
-        params = {"groups": group, "probe_job": job, "since": since, "sources": source or [],
-                  "top_n": top, "export": export}
+        params = {
+            "groups": group,
+            "probe_job": job,
+            "since": since,
+            "sources": source or [],
+            "top_n": top,
+            "export": export,
+        }
         run_id = create_run(db, params)
         if inline:
             result = identify_batch(
-                db, group, probe_job=job, since=when, sources=tuple(source or ()), top_n=top,
-                export=export, job_id=run_id, force_engine=forced,
+                db,
+                group,
+                probe_job=job,
+                since=when,
+                sources=tuple(source or ()),
+                top_n=top,
+                export=export,
+                job_id=run_id,
+                force_engine=forced,
             )
             data = result.to_dict()
-            _out(data, as_json, f"job {run_id}: {result.probes} probes, {result.matched} "
-                 f"matched, engine {result.plan.engine.value} ({result.plan.reason}), "
-                 f"{result.seconds:.2f} s" + (f", exported to {export}" if export else ""))
+            _out(
+                data,
+                as_json,
+                f"job {run_id}: {result.probes} probes, {result.matched} "
+                f"matched, engine {result.plan.engine.value} ({result.plan.reason}), "
+                f"{result.seconds:.2f} s" + (f", exported to {export}" if export else ""),
+            )
             return
-        _dispatcher().send(TaskName.IDENTIFY_BATCH, {
-            "groups": group, "job": job, "since": since, "sources": source, "top_n": top,
-            "export": export, "run_job_id": run_id, "engine": engine,
-        })
+        _dispatcher().send(
+            TaskName.IDENTIFY_BATCH,
+            {
+                "groups": group,
+                "job": job,
+                "since": since,
+                "sources": source,
+                "top_n": top,
+                "export": export,
+                "run_job_id": run_id,
+                "engine": engine,
+            },
+        )
         if not wait:
             _out({"job_id": run_id}, as_json, f"identify-batch job {run_id} sent to queue search")
             return
@@ -197,9 +227,15 @@ def _wait_job(db: Any, job_id: str) -> dict[str, Any]:
     from pipeline.store.jobs import wait_for_job
 
     job = wait_for_job(db, job_id)
-    return {"job_id": job_id, "status": job.status.value, "probes": job.n_items,
-            "failed": job.n_failed, "error": job.error, "started_at": job.started_at,
-            "finished_at": job.finished_at}
+    return {
+        "job_id": job_id,
+        "status": job.status.value,
+        "probes": job.n_items,
+        "failed": job.n_failed,
+        "error": job.error,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
 
 
 @index_app.command("list")
@@ -218,12 +254,18 @@ def index_list(
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in records], default=str))
         return
-    table = Table("snapshot", "scope", "model", "kind", "faces", "watermark", "build s",
-                  "location")
+    table = Table("snapshot", "scope", "model", "kind", "faces", "watermark", "build s", "location")
     for r in records:
-        table.add_row(r.snapshot_id, r.scope, r.model_id, r.kind, str(r.count),
-                      r.watermark.isoformat(timespec="seconds"), f"{r.build_seconds:.2f}",
-                      r.location)
+        table.add_row(
+            r.snapshot_id,
+            r.scope,
+            r.model_id,
+            r.kind,
+            str(r.count),
+            r.watermark.isoformat(timespec="seconds"),
+            f"{r.build_seconds:.2f}",
+            r.location,
+        )
     console.print(table)
     if not records:
         console.print(f"no snapshots (store: {get_settings().snapshot_uri or 'HOME/snapshots'})")

@@ -112,9 +112,7 @@ def enroll(
     from pipeline.jobs.submit import submit_job
 
     try:
-        job = submit_job(
-            JobKind.ENROLL, source, groups=group, manifest=manifest, person_id=person
-        )
+        job = submit_job(JobKind.ENROLL, source, groups=group, manifest=manifest, person_id=person)
     except FacepipeError as exc:
         raise _fail(exc) from exc
     if not as_json:
@@ -141,14 +139,18 @@ def reidentify(
     top: Annotated[int | None, typer.Option(help="Candidates per face.")] = None,
     threshold: Annotated[
         float | None,
-        typer.Option(help="Match at or above this confidence (default: "
-                     "FACEPIPE_IDENTIFY_MATCH_THRESHOLD, 70 = FAR 1e-6 per comparison)."),
+        typer.Option(
+            help="Match at or above this confidence (default: "
+            "FACEPIPE_IDENTIFY_MATCH_THRESHOLD, 70 = FAR 1e-6 per comparison)."
+        ),
     ] = None,
     false_match_rate: Annotated[
         float | None,
-        typer.Option(help="Instead of --threshold: the share of faces of people NOT enrolled "
-                     "allowed to match someone (e.g. 0.01); the threshold follows the "
-                     "gallery's size."),
+        typer.Option(
+            help="Instead of --threshold: the share of faces of people NOT enrolled "
+            "allowed to match someone (e.g. 0.01); the threshold follows the "
+            "gallery's size."
+        ),
     ] = None,
     wait: WaitOpt = False,
     as_json: JsonOpt = False,
@@ -202,8 +204,14 @@ def jobs_list(
     for j in jobs:
         rate = j.images_per_s
         table.add_row(
-            j.id[:8], j.kind.value, j.status.value, str(j.n_items), str(j.n_done),
-            str(j.n_failed), str(j.n_faces), f"{rate:.1f}" if rate else "-",
+            j.id[:8],
+            j.kind.value,
+            j.status.value,
+            str(j.n_items),
+            str(j.n_done),
+            str(j.n_failed),
+            str(j.n_faces),
+            f"{rate:.1f}" if rate else "-",
             j.created_at.strftime("%m-%d %H:%M"),
         )
     console.print(table)
@@ -241,8 +249,13 @@ def jobs_show(
     table = Table("seq", "uri", "person", "status", "tries", "faces", "error")
     for r in rows:
         table.add_row(
-            str(r.seq), r.uri[-60:], r.person_id or "", r.status.value, str(r.attempts),
-            str(r.n_faces), f"{r.error_name}: {r.error_message}" if r.error_name else "",
+            str(r.seq),
+            r.uri[-60:],
+            r.person_id or "",
+            r.status.value,
+            str(r.attempts),
+            str(r.n_faces),
+            f"{r.error_name}: {r.error_message}" if r.error_name else "",
         )
     console.print(table)
 

@@ -81,8 +81,10 @@ def create(
     typer.echo(f"secret  {key.secret}")
     typer.echo(f"appid   {key.appid}")
     typer.echo(f"scope   {key.scope.describe()}")
-    typer.echo("The secret is not shown again. It is the /v1 Bearer token, the Tencent SecretKey "
-               "and the Baidu Secret Key; key_id is the SecretId / API Key.")
+    typer.echo(
+        "The secret is not shown again. It is the /v1 Bearer token, the Tencent SecretKey "
+        "and the Baidu Secret Key; key_id is the SecretId / API Key."
+    )
 
 
 @keys_app.command("list")

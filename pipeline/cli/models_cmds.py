@@ -50,8 +50,12 @@ def show(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
         raise typer.Exit(2) from exc
     models = {
         role: {"file": str(m.path), "model_id": m.model_id}
-        for role, m in (("detector", pack.detector), ("recognizer", pack.recognizer),
-                        ("landmark106", pack.landmark106), ("attributes", pack.attributes))
+        for role, m in (
+            ("detector", pack.detector),
+            ("recognizer", pack.recognizer),
+            ("landmark106", pack.landmark106),
+            ("attributes", pack.attributes),
+        )
         if m is not None
     }
     if json_out:
@@ -66,16 +70,20 @@ def show(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
 def quantize(
     calibration: Annotated[
         Path,
-        typer.Argument(help="Folder of photos to calibrate on (recursive), e.g. "
-                       "../shared/data/faces/lfw-dev.", show_default=False),
+        typer.Argument(
+            help="Folder of photos to calibrate on (recursive), e.g. ../shared/data/faces/lfw-dev.",
+            show_default=False,
+        ),
     ],
     images: Annotated[
         int, typer.Option("--images", min=1, max=5000, help="Photos used for calibration.")
     ] = DEFAULT_CALIBRATION_IMAGES,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Folder of the INT8 pack (default: "
-                     "$FACEPIPE_HOME/models/<recognizer id>-int8)."),
+        typer.Option(
+            "--out",
+            help="Folder of the INT8 pack (default: $FACEPIPE_HOME/models/<recognizer id>-int8).",
+        ),
     ] = None,
     skip_detector: Annotated[
         bool, typer.Option("--skip-detector", help="Keep the detector in fp32.")
@@ -101,8 +109,11 @@ def quantize(
         raise typer.Exit(2)
     try:
         report = quantize_pack(
-            get_settings(), spread_sample(photos, images), out,
-            detector=not skip_detector, recognizer=not skip_recognizer,
+            get_settings(),
+            spread_sample(photos, images),
+            out,
+            detector=not skip_detector,
+            recognizer=not skip_recognizer,
         )
     except FacepipeError as exc:
         err_console.print(f"[red]error[/red] {exc}")
@@ -112,16 +123,23 @@ def quantize(
         "calibration_images": report.calibration_images,
         "calibration_faces": report.calibration_faces,
         "models": [
-            {"role": m.role, "from": m.source_id, "model_id": m.model_id,
-             "file": str(m.path), "quantized": m.quantized}
+            {
+                "role": m.role,
+                "from": m.source_id,
+                "model_id": m.model_id,
+                "file": str(m.path),
+                "quantized": m.quantized,
+            }
             for m in report.models
         ],
     }
     if json_out:
         typer.echo(json.dumps(data))
         return
-    console.print(f"INT8 pack written to {report.folder} (calibrated on "
-                  f"{report.calibration_images} photos, {report.calibration_faces} faces)")
+    console.print(
+        f"INT8 pack written to {report.folder} (calibrated on "
+        f"{report.calibration_images} photos, {report.calibration_faces} faces)"
+    )
     for m in report.models:
         kind = "int8" if m.quantized else "unchanged"
         console.print(f"  {m.role:12s} {m.source_id} -> {m.model_id} ({kind})")

@@ -24,8 +24,11 @@ err_console = Console(stderr=True)
 def reembed(
     pack: Annotated[
         Path | None,
-        typer.Option("--pack", help="Model pack folder to re-embed with (e.g. the one "
-                     "`facepipe models quantize` printed)."),
+        typer.Option(
+            "--pack",
+            help="Model pack folder to re-embed with (e.g. the one "
+            "`facepipe models quantize` printed).",
+        ),
     ] = None,
     group: Annotated[
         str | None, typer.Option("--group", "-g", help="Only this group (default: all faces).")
@@ -72,13 +75,16 @@ def reembed(
                 raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, f"{pack} is not a folder")
             with db.connection() as conn:
                 source = source_model or source_model_of(conn, group)
-            params = ReembedParams(group, source, recognizer_model_id(pack, settings),
-                                   str(pack.resolve()), batch)
+            params = ReembedParams(
+                group, source, recognizer_model_id(pack, settings), str(pack.resolve()), batch
+            )
             job = create_reembed_job(db, params)
         if not json_out:
-            console.print(f"reembed job {job.id}: {job.n_done}/{job.n_items} faces already "
-                          f"re-embedded ({job.params.get('source_model')} -> "
-                          f"{job.params.get('target_model')})")
+            console.print(
+                f"reembed job {job.id}: {job.n_done}/{job.n_items} faces already "
+                f"re-embedded ({job.params.get('source_model')} -> "
+                f"{job.params.get('target_model')})"
+            )
         if inline:
             with _progress(json_out) as report:
                 result = run_reembed(db, job.id, settings, on_progress=report)

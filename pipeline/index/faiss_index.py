@@ -141,7 +141,10 @@ class SearchableIndex:
 
     @classmethod
     def from_wrapped(
-        cls, wrapped: faiss.Index, kind: IndexKind, nprobe: int | None = None,
+        cls,
+        wrapped: faiss.Index,
+        kind: IndexKind,
+        nprobe: int | None = None,
         use_gpu: bool | None = None,
     ) -> SearchableIndex:
         """Prepare a (CPU) ``IndexIDMap2`` for searching."""

@@ -135,7 +135,9 @@ def observe_sources(
 
 
 def _write_matches(
-    conn: psycopg.Connection, observed_ids: Sequence[int], results: Sequence[list[Candidate]],
+    conn: psycopg.Connection,
+    observed_ids: Sequence[int],
+    results: Sequence[list[Candidate]],
     job_id: str,
 ) -> int:
     from pipeline.store.observations import record_matches
@@ -205,8 +207,12 @@ def identify_batch(
         raise FacepipeError(ErrorCode.EMPTY_PARAMETER, "at least one group is needed")
     top_n = settings.identify_top_n if top_n is None else top_n
     params = {
-        "groups": list(groups), "probe_job": probe_job, "since": since.isoformat() if since
-        else None, "sources": list(sources), "top_n": top_n, "export": export,
+        "groups": list(groups),
+        "probe_job": probe_job,
+        "since": since.isoformat() if since else None,
+        "sources": list(sources),
+        "top_n": top_n,
+        "export": export,
     }
     job_id = create_run(db, params, job_id)
     started = time.perf_counter()
@@ -225,24 +231,53 @@ def identify_batch(
             n_probes = count_probes(conn, probe_job, since, model_id)
         plan = plan_identify(db, groups, model_id, n_probes, settings)
         if force_engine is not None and force_engine is not plan.engine:
-            plan = Plan(force_engine, f"forced ({plan.reason})", plan.gallery_size,
-                        plan.probes, plan.delta, plan.reindex_due)
-        logger.info("identify-batch %s: %d probes, %s (%s)", job_id, n_probes,
-                    plan.engine.value, plan.reason)
-        result = _run(db, groups, model_id, probe_job, since, top_n, export, plan, job_id,
-                      settings)
+            plan = Plan(
+                force_engine,
+                f"forced ({plan.reason})",
+                plan.gallery_size,
+                plan.probes,
+                plan.delta,
+                plan.reindex_due,
+            )
+        logger.info(
+            "identify-batch %s: %d probes, %s (%s)",
+            job_id,
+            n_probes,
+            plan.engine.value,
+            plan.reason,
+        )
+        result = _run(db, groups, model_id, probe_job, since, top_n, export, plan, job_id, settings)
     except BaseException as exc:
-        _set_job(db, job_id, status="failed", error=Jsonb(error_dict(exc)),
-                 finished_at=datetime.now().astimezone())
+        _set_job(
+            db,
+            job_id,
+            status="failed",
+            error=Jsonb(error_dict(exc)),
+            finished_at=datetime.now().astimezone(),
+        )
         raise
     seconds = time.perf_counter() - started
-    _set_job(db, job_id, status="done", listing_done=True, n_items=result.probes,
-             n_done=result.probes, n_failed=len(errors),
-             finished_at=datetime.now().astimezone())
+    _set_job(
+        db,
+        job_id,
+        status="done",
+        listing_done=True,
+        n_items=result.probes,
+        n_done=result.probes,
+        n_failed=len(errors),
+        finished_at=datetime.now().astimezone(),
+    )
     return IdentifyBatchResult(
-        job_id=job_id, plan=plan, probes=result.probes, matched=result.matched,
-        matches_written=result.written, exported=result.exported, export=export,
-        seconds=seconds, errors=errors, stats=result.stats,
+        job_id=job_id,
+        plan=plan,
+        probes=result.probes,
+        matched=result.matched,
+        matches_written=result.written,
+        exported=result.exported,
+        export=export,
+        seconds=seconds,
+        errors=errors,
+        stats=result.stats,
     )
 
 
@@ -258,8 +293,15 @@ class _Searched:
 
 
 def _run(
-    db: Database, groups: Sequence[str], model_id: str, probe_job: str | None,
-    since: datetime | None, top_n: int, export: str | None, plan: Plan, job_id: str,
+    db: Database,
+    groups: Sequence[str],
+    model_id: str,
+    probe_job: str | None,
+    since: datetime | None,
+    top_n: int,
+    export: str | None,
+    plan: Plan,
+    job_id: str,
     settings: Settings,
 ) -> _Searched:
     from pipeline.library import FaceLibrary
@@ -273,11 +315,13 @@ def _run(
         for batch in iter_observed(db, probe_job, since, model_id, settings.search_batch_size):
             t0 = time.perf_counter()
             if plan.engine is SearchEngine.FAISS:
-                results = identify_faiss(db, batch.vectors, groups, model_id, top_n,
-                                         stats=stats, settings=settings)
+                results = identify_faiss(
+                    db, batch.vectors, groups, model_id, top_n, stats=stats, settings=settings
+                )
             else:
-                results = library.identify_embeddings(batch.vectors, groups, top_n,
-                                                      model_id=model_id)
+                results = library.identify_embeddings(
+                    batch.vectors, groups, top_n, model_id=model_id
+                )
             t1 = time.perf_counter()
             with db.transaction() as conn:
                 written += _write_matches(conn, batch.observed_ids, results, job_id)
@@ -287,17 +331,19 @@ def _run(
             matched += sum(1 for r in results if r)
             if out is not None:
                 for i, cands in enumerate(results):
-                    out.write({
-                        "job_id": job_id,
-                        "observed_id": batch.observed_ids[i],
-                        "source": batch.sources[i],
-                        "face_index": batch.face_indexes[i],
-                        "box": batch.boxes[i],
-                        "engine": plan.engine.value,
-                        "matches": [
-                            {"rank": r, **c.to_dict()} for r, c in enumerate(cands, start=1)
-                        ],
-                    })
+                    out.write(
+                        {
+                            "job_id": job_id,
+                            "observed_id": batch.observed_ids[i],
+                            "source": batch.sources[i],
+                            "face_index": batch.face_indexes[i],
+                            "box": batch.boxes[i],
+                            "engine": plan.engine.value,
+                            "matches": [
+                                {"rank": r, **c.to_dict()} for r, c in enumerate(cands, start=1)
+                            ],
+                        }
+                    )
         if out is not None:
             out.finish()
     except BaseException:

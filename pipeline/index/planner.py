@@ -93,19 +93,26 @@ def choose_engine(
         return Plan(
             SearchEngine.PGVECTOR,
             f"gallery {gallery_size} < {thresholds.min_gallery}",
-            gallery_size, probes, delta,
+            gallery_size,
+            probes,
+            delta,
         )
     if probes < thresholds.min_probes:
         return Plan(
             SearchEngine.PGVECTOR,
             f"probes {probes} < {thresholds.min_probes}",
-            gallery_size, probes, delta,
+            gallery_size,
+            probes,
+            delta,
         )
     if delta > thresholds.max_delta:
         return Plan(
             SearchEngine.PGVECTOR,
             f"snapshot stale: {delta} faces added > {thresholds.max_delta}",
-            gallery_size, probes, delta, reindex_due=True,
+            gallery_size,
+            probes,
+            delta,
+            reindex_due=True,
         )
     return Plan(SearchEngine.FAISS, "large gallery, batch of probes", gallery_size, probes, delta)
 

@@ -134,15 +134,30 @@ def reindex(
     }
     with db.transaction() as conn:
         record = snapshots.insert_snapshot(
-            conn, snapshot_id=meta.snapshot_id, scope=meta.scope, model_id=meta.model_id,
-            location=location, kind=meta.kind, dim=dim, count=meta.count,
-            max_face_id=meta.max_face_id, watermark=watermark, build_seconds=build_s,
+            conn,
+            snapshot_id=meta.snapshot_id,
+            scope=meta.scope,
+            model_id=meta.model_id,
+            location=location,
+            kind=meta.kind,
+            dim=dim,
+            count=meta.count,
+            max_face_id=meta.max_face_id,
+            watermark=watermark,
+            build_seconds=build_s,
             meta=extra,
         )
     logger.info(
         "reindexed %s (%s): %d faces, %s, %.2f s (train %.2f, add %.2f, save %.2f) -> %s",
-        scope.key, scope.model_id, meta.count, spec.factory_string, build_s, train_s, add_s,
-        save_s, location,
+        scope.key,
+        scope.model_id,
+        meta.count,
+        spec.factory_string,
+        build_s,
+        train_s,
+        add_s,
+        save_s,
+        location,
     )
     collect_garbage(db, scope, settings.snapshot_keep, store, settings)
     return record

@@ -61,7 +61,10 @@ class SnapshotCache:
         self._lock = threading.Lock()
 
     def get(
-        self, db: Database, scope: Scope, settings: Settings | None = None,
+        self,
+        db: Database,
+        scope: Scope,
+        settings: Settings | None = None,
         store: SnapshotStore | None = None,
     ) -> LoadedIndex | None:
         """The newest snapshot of ``scope`` (None when there is none), from the store it was
@@ -89,7 +92,11 @@ class SnapshotCache:
             self._loaded[key] = loaded
             logger.info(
                 "loaded snapshot %s of %s (%d faces, %s) in %.2f s",
-                record.snapshot_id, scope.key, record.count, record.kind, loaded.load_seconds,
+                record.snapshot_id,
+                scope.key,
+                record.count,
+                record.kind,
+                loaded.load_seconds,
             )
             return loaded
 
@@ -187,9 +194,7 @@ def _hits_for_scope(
     return out
 
 
-def best_per_person(
-    hits: dict[int, tuple[str, float]], top_n: int
-) -> list[tuple[str, int, float]]:
+def best_per_person(hits: dict[int, tuple[str, float]], top_n: int) -> list[tuple[str, int, float]]:
     """(person, best face, cosine), each person once, best first, at most ``top_n``."""
     best: dict[str, tuple[int, float]] = {}
     for face_id, (person, score) in hits.items():

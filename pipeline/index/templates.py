@@ -52,8 +52,11 @@ def rank_by_template(
     templates = fused_templates({p: v for p, v in vectors_by_person.items() if len(v)})
     unit = probe / max(float(np.linalg.norm(probe)), 1e-12)
     scored = [
-        (person, face_id,
-         float(np.clip(templates[person] @ unit, -1.0, 1.0)) if person in templates else score)
+        (
+            person,
+            face_id,
+            float(np.clip(templates[person] @ unit, -1.0, 1.0)) if person in templates else score,
+        )
         for person, face_id, score in candidates
     ]
     scored.sort(key=lambda t: (-t[2], t[0]))

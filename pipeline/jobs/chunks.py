@@ -73,8 +73,11 @@ def _release(rt: Runtime, owner: str, exc: BaseException) -> None:
         if n:
             log.warning("chunk run %s gave back %d items after %s", owner[:8], n, exc)
     except Exception as release_exc:  # the database may be the reason the run failed
-        log.warning("could not give back the items of %s (%s); their lease will run out",
-                    owner[:8], release_exc)
+        log.warning(
+            "could not give back the items of %s (%s); their lease will run out",
+            owner[:8],
+            release_exc,
+        )
 
 
 def _is_db_error(exc: BaseException) -> bool:
@@ -130,7 +133,13 @@ def _run_claimed(
     )
     log.info(
         "job %s chunk %d-%d: %d done, %d failed, %d to retry, %d faces (%s)",
-        job_id, seq_lo, seq_hi, result.done, result.failed, result.retry_later, result.faces,
+        job_id,
+        seq_lo,
+        seq_hi,
+        result.done,
+        result.failed,
+        result.retry_later,
+        result.faces,
         ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items()),
     )
     return result

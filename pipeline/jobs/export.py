@@ -52,8 +52,6 @@ def export_matches(rt: Runtime, job_id: str, dest: str) -> int:
     with rt.db.connection() as conn:
         job = get_job(conn, job_id)
     with rt.db.connection() as conn:
-        count = export_records(
-            iter_job_matches(conn, job_id), dest, rt.settings, job.origin.trust
-        )
+        count = export_records(iter_job_matches(conn, job_id), dest, rt.settings, job.origin.trust)
     log.info("job %s: exported %d observed faces to %s", job_id, count, dest)
     return count

@@ -52,12 +52,15 @@ def parse_export_destination(text: str, settings: Settings, trust: Trust) -> Exp
         return ExportDestination(location.uri, s3=location)
     if URL_SCHEME.match(text):
         raise FacepipeError(
-            code, f"{text[:120]}: exports go to s3://bucket/key or a file under the export "
-            "folder (FACEPIPE_EXPORT_DIR)"
+            code,
+            f"{text[:120]}: exports go to s3://bucket/key or a file under the export "
+            "folder (FACEPIPE_EXPORT_DIR)",
         )
     if "\\" in text or CONTROL_CHARS.search(text):
-        raise FacepipeError(code, f"{text[:120]!r}: backslashes and control characters are "
-                            "not allowed in an export name")
+        raise FacepipeError(
+            code,
+            f"{text[:120]!r}: backslashes and control characters are not allowed in an export name",
+        )
     if any(part in ("..", ".") for part in PurePosixPath(text).parts) or "%2e" in text.lower():
         raise FacepipeError(code, f"{text[:120]}: '.' and '..' segments are not allowed")
     path = resolve_inside(export_root(settings), text, code)

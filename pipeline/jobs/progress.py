@@ -35,15 +35,15 @@ def watch_job(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, disable=not show, transient=False) as progress:
-        task = progress.add_task(
-            job_id[:8], total=None, rate="-", faces=0, failed=0, listed="?"
-        )
+        task = progress.add_task(job_id[:8], total=None, rate="-", faces=0, failed=0, listed="?")
 
         last_stall: list[str | None] = [None]
 
         def show_state(job: Job) -> None:
-            stall = None if job.status.finished else describe_stall(
-                job.stalled, job.idle_s, rt.settings
+            stall = (
+                None
+                if job.status.finished
+                else describe_stall(job.stalled, job.idle_s, rt.settings)
             )
             if stall and stall != last_stall[0] and show:
                 progress.console.print(f"[yellow]{job.id[:8]} {stall}[/yellow]")

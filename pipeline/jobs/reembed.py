@@ -155,8 +155,7 @@ def active_model(conn: Connection, group: str | None) -> str | None:
 def _scope_sql(group: str | None, alias: str = "f") -> str:
     if group is None:
         return "TRUE"
-    return (f"{alias}.person_id IN (SELECT person_id FROM memberships "
-            "WHERE group_id = %(group)s)")
+    return f"{alias}.person_id IN (SELECT person_id FROM memberships WHERE group_id = %(group)s)"
 
 
 def source_model_of(conn: Connection, group: str | None) -> str:
@@ -263,7 +262,10 @@ def _embed_rows(
 
 
 def _insert_twins(
-    conn: Connection, rows: list[tuple[Any, ...]], vectors: NDArray[np.float32], target: str,
+    conn: Connection,
+    rows: list[tuple[Any, ...]],
+    vectors: NDArray[np.float32],
+    target: str,
     job_id: str,
 ) -> int:
     """The new rows beside the old ones; a twin already there (a redelivered run) is kept."""
@@ -278,9 +280,24 @@ def _insert_twins(
                 "content_sha256, face_index, crop, crop_format, job_id) VALUES "
                 "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT ON CONSTRAINT faces_key DO NOTHING",
-                (row[1], target, int(vector.shape[0]), np.asarray(vector, np.float32), row[2],
-                 row[3], row[4], row[5], row[6], Jsonb(row[7]), row[8], row[9], row[10],
-                 row[11], row[12], job_id),
+                (
+                    row[1],
+                    target,
+                    int(vector.shape[0]),
+                    np.asarray(vector, np.float32),
+                    row[2],
+                    row[3],
+                    row[4],
+                    row[5],
+                    row[6],
+                    Jsonb(row[7]),
+                    row[8],
+                    row[9],
+                    row[10],
+                    row[11],
+                    row[12],
+                    job_id,
+                ),
             )
             inserted += cur.rowcount
     return inserted
@@ -321,8 +338,7 @@ def run_reembed(
         )
     try:
         with LeaseKeeper(db, owner, settings.lease_s, renew=job_store.renew_job_lease):
-            return _run(db, job_id, params, settings, recognizer, on_progress, done, total,
-                        started)
+            return _run(db, job_id, params, settings, recognizer, on_progress, done, total, started)
     except FacepipeError as exc:
         with db.transaction() as conn:
             job_store.fail_job(conn, job_id, exc.to_dict())
@@ -361,9 +377,16 @@ def _run(
         with db.connection() as conn:
             if job_store.get_job(conn, job_id).status.value == "cancelled":
                 break
-            rows = conn.execute(sql, {"source": params.source_model, "after": after,
-                                      "target": params.target_model, "group": params.group,
-                                      "limit": params.batch}).fetchall()
+            rows = conn.execute(
+                sql,
+                {
+                    "source": params.source_model,
+                    "after": after,
+                    "target": params.target_model,
+                    "group": params.group,
+                    "limit": params.batch,
+                },
+            ).fetchall()
         if not rows:
             break
         after = int(rows[-1][0])
@@ -385,7 +408,11 @@ def _run(
 
 
 def _finish(
-    db: Database, job_id: str, params: ReembedParams, embedded: int, broken: list[int],
+    db: Database,
+    job_id: str,
+    params: ReembedParams,
+    embedded: int,
+    broken: list[int],
     seconds: float,
 ) -> ReembedResult:
     """Count again; switch the scope when every face has its twin, else fail with the count."""
@@ -423,8 +450,14 @@ def _finish(
                 (total, done, missing, job_id),
             )
             job_store.fail_job(conn, job_id, {**error.to_dict(), "face_ids": face_ids})
-    log.info("reembed %s: %d embedded this run, %d/%d done, switched=%s", job_id, embedded,
-             done, total, switched)
+    log.info(
+        "reembed %s: %d embedded this run, %d/%d done, switched=%s",
+        job_id,
+        embedded,
+        done,
+        total,
+        switched,
+    )
     return ReembedResult(job_id, embedded, total, done, missing, switched, seconds)
 
 
@@ -432,8 +465,11 @@ def _unmovable_ids(conn: Connection, params: ReembedParams) -> list[int]:
     rows = conn.execute(
         f"SELECT f.face_id FROM faces f WHERE f.model_id = %(source)s AND f.crop IS NULL "
         f"AND {_scope_sql(params.group)} AND NOT {_TWIN} ORDER BY f.face_id LIMIT %(n)s",
-        {"source": params.source_model, "target": params.target_model, "group": params.group,
-         "n": MAX_LISTED_FAILURES},
+        {
+            "source": params.source_model,
+            "target": params.target_model,
+            "group": params.group,
+            "n": MAX_LISTED_FAILURES,
+        },
     ).fetchall()
     return [int(r[0]) for r in rows]
-

@@ -35,9 +35,7 @@ from pipeline.validation import validate_threshold
 GALLERY_COUNT_CAP = 100_000_000
 
 
-def reid_params(
-    match_threshold: float | None, false_match_rate: float | None
-) -> dict[str, float]:
+def reid_params(match_threshold: float | None, false_match_rate: float | None) -> dict[str, float]:
     """The job parameters for a threshold or a target false-match rate (at most one)."""
     if match_threshold is not None and false_match_rate is not None:
         raise FacepipeError(
@@ -95,7 +93,10 @@ def gallery_comparisons(
 
 
 def reidentify_summary(
-    conn: psycopg.Connection, job_id: str, params: dict[str, Any], model_id: str,
+    conn: psycopg.Connection,
+    job_id: str,
+    params: dict[str, Any],
+    model_id: str,
     settings: Settings,
 ) -> dict[str, Any]:
     """Faces searched and matched by a re-identification job, and how many of the matches are

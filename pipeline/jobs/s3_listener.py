@@ -137,8 +137,9 @@ class SqsListener:
             try:
                 handled = handle_message(message, rt=self.rt)
             except Exception:  # transient (db/broker): keep the message, SQS redelivers it
-                log.exception("sqs message %s not handled; it will be redelivered",
-                              message.get("MessageId"))
+                log.exception(
+                    "sqs message %s not handled; it will be redelivered", message.get("MessageId")
+                )
                 continue
             self.client.delete_message(
                 QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]

@@ -87,7 +87,12 @@ def submit_job(
             _require_a_group(conn, groups)
 
     return _create_and_send(
-        rt, kind, params, idempotency_key, origin, check,
+        rt,
+        kind,
+        params,
+        idempotency_key,
+        origin,
+        check,
         lambda job: send_to.send_listing(job.id),
     )
 

@@ -203,8 +203,9 @@ def _unfinished_jobs(rt: Runtime, expired: dict[str, list[int]]) -> list[JobHeal
 def _leased_jobs(rt: Runtime) -> list[LeasedJobHealth]:
     with rt.db.connection() as conn:
         rows = store.leased_job_states(conn, SINGLE_TASK_KINDS)
-    return [LeasedJobHealth(job_id, held, expired, idle_s)
-            for job_id, held, expired, idle_s in rows]
+    return [
+        LeasedJobHealth(job_id, held, expired, idle_s) for job_id, held, expired, idle_s in rows
+    ]
 
 
 def _resend_leased(
@@ -300,4 +301,3 @@ def describe_stall(note: dict[str, str] | None, idle_s: float, settings: Setting
             "(facepipe worker)?"
         )
     return None
-

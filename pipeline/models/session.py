@@ -49,13 +49,15 @@ def provider_options(providers: list[str], settings: Settings) -> list[dict[str,
         if provider == TENSORRT_PROVIDER:
             cache = settings.home / TENSORRT_CACHE
             cache.mkdir(parents=True, exist_ok=True)
-            out.append({
-                "trt_fp16_enable": "True",
-                "trt_engine_cache_enable": "True",
-                "trt_engine_cache_path": str(cache),
-                "trt_timing_cache_enable": "True",
-                "trt_timing_cache_path": str(cache),
-            })
+            out.append(
+                {
+                    "trt_fp16_enable": "True",
+                    "trt_engine_cache_enable": "True",
+                    "trt_engine_cache_path": str(cache),
+                    "trt_timing_cache_enable": "True",
+                    "trt_timing_cache_path": str(cache),
+                }
+            )
         else:
             out.append({})
     return out

@@ -39,11 +39,10 @@ from pipeline.store.stats import JobStats, read_job_stats
 
 log = logging.getLogger(__name__)
 
+
 def job_families(stats: JobStats) -> list[Metric]:
     """The Prometheus families for ``stats`` (pure: no I/O)."""
-    jobs = GaugeMetricFamily(
-        "facepipe_jobs", "Jobs by kind and status.", labels=["kind", "status"]
-    )
+    jobs = GaugeMetricFamily("facepipe_jobs", "Jobs by kind and status.", labels=["kind", "status"])
     for kind in JobKind:
         for status in JobStatus:
             jobs.add_metric([kind.value, status.value], stats.by_status.get((kind, status), 0))

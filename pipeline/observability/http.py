@@ -102,7 +102,8 @@ class MetricsMiddleware:
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 headers = [
-                    (k, v) for k, v in message.get("headers", ())
+                    (k, v)
+                    for k, v in message.get("headers", ())
                     if k.lower() != REQUEST_ID_HEADER.encode()
                 ]
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
@@ -124,9 +125,17 @@ class MetricsMiddleware:
                 # log is written outside it, so `facepipe api` turns that one off)
                 access_log.log(
                     logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
-                    "%s %s %d %.1f ms", method, scope.get("path", ""), status, seconds * 1e3,
-                    extra={"route": route, "protocol": protocol, "status": status,
-                           "duration_s": round(seconds, 6)},
+                    "%s %s %d %.1f ms",
+                    method,
+                    scope.get("path", ""),
+                    status,
+                    seconds * 1e3,
+                    extra={
+                        "route": route,
+                        "protocol": protocol,
+                        "status": status,
+                        "duration_s": round(seconds, 6),
+                    },
                 )
 
 

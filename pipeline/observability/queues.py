@@ -62,9 +62,7 @@ def queue_depths(
     finally:
         client.close()
     steps = len(PRIORITY_STEPS)
-    depths = {
-        queue: sum(lengths[i * steps : (i + 1) * steps]) for i, queue in enumerate(queues)
-    }
+    depths = {queue: sum(lengths[i * steps : (i + 1) * steps]) for i, queue in enumerate(queues)}
     if include_unacked:
         depths[UNACKED] = lengths[-1]
     return depths

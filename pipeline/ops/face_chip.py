@@ -124,11 +124,13 @@ def extract_chip(
     local = matrix.copy()
     local[:, 2] = matrix[:, :2] @ np.array([x0, y0], dtype=np.float64) + matrix[:, 2]
     local[:, :2] = matrix[:, :2] * factor
-    return u8(cv2.warpAffine(
-        source,
-        local,
-        (size, size),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    ))
+    return u8(
+        cv2.warpAffine(
+            source,
+            local,
+            (size, size),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
+    )

@@ -46,9 +46,11 @@ def unrotate_points(
 
 def pad_image(pixels: NDArray[np.uint8], pad: int, value: int) -> NDArray[np.uint8]:
     """``pixels`` inside a constant border of ``pad`` pixels on every side."""
-    return u8(cv2.copyMakeBorder(
-        pixels, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(value, value, value)
-    ))
+    return u8(
+        cv2.copyMakeBorder(
+            pixels, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(value, value, value)
+        )
+    )
 
 
 def map_detections(

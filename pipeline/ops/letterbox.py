@@ -70,8 +70,10 @@ def letterbox(pixels: NDArray[np.uint8], plan: LetterboxPlan) -> NDArray[np.uint
     else:
         # Bilinear, as in SCRFD's training and InsightFace's reference pipeline: INTER_AREA
         # is smoother and shifts the scores of small faces near the threshold.
-        resized = u8(cv2.resize(
-            pixels, (plan.resized_width, plan.resized_height), interpolation=cv2.INTER_LINEAR
-        ))
+        resized = u8(
+            cv2.resize(
+                pixels, (plan.resized_width, plan.resized_height), interpolation=cv2.INTER_LINEAR
+            )
+        )
     canvas[: plan.resized_height, : plan.resized_width] = resized
     return canvas

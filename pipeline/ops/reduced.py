@@ -34,9 +34,7 @@ def crop_upscale(keypoints: NDArray[np.floating], size: int = ARCFACE_SIZE) -> f
     return float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
 
 
-def needs_full_resolution(
-    reduced_keypoints: NDArray[np.floating], limit: float = 1.0
-) -> bool:
+def needs_full_resolution(reduced_keypoints: NDArray[np.floating], limit: float = 1.0) -> bool:
     """Whether a face's aligned crop should come from the full-resolution image: at the reduced
     scale the crop would upsample it by more than ``limit`` (the face holds fewer pixels there
     than the 112x112 crop asks for), so detail the full image has would be lost."""

@@ -32,7 +32,9 @@ REFUSED_EXTENSIONS: dict[str, tuple[str, ...]] = {
     "AVIF": (".avif",),
 }
 IMAGE_EXTENSIONS = frozenset(
-    ext for table in (ACCEPTED_EXTENSIONS, REFUSED_EXTENSIONS) for exts in table.values()
+    ext
+    for table in (ACCEPTED_EXTENSIONS, REFUSED_EXTENSIONS)
+    for exts in table.values()
     for ext in exts
 )
 """What folder and S3 listings yield (every listing: ``detect DIR``, enrol and re-identify

@@ -52,7 +52,8 @@ def read_local(path: Path, settings: Settings) -> bytes:
             data = _read_up_to(fd, cap + 1)
         except OSError as exc:
             raise FacepipeError(
-                ErrorCode.SOURCE_NOT_FOUND, f"{shown}: cannot be read ({exc.strerror})",
+                ErrorCode.SOURCE_NOT_FOUND,
+                f"{shown}: cannot be read ({exc.strerror})",
                 source=shown,
             ) from exc
     finally:
@@ -80,9 +81,7 @@ def _open_error(exc: OSError, shown: str) -> FacepipeError:
     if exc.errno == errno.ENOENT:
         return FacepipeError(ErrorCode.SOURCE_NOT_FOUND, f"{shown}: no such file", source=shown)
     if exc.errno == errno.ELOOP:
-        return FacepipeError(
-            ErrorCode.SOURCE_NOT_FOUND, f"{shown}: a symlink loop", source=shown
-        )
+        return FacepipeError(ErrorCode.SOURCE_NOT_FOUND, f"{shown}: a symlink loop", source=shown)
     return FacepipeError(
         ErrorCode.SOURCE_NOT_FOUND, f"{shown}: cannot be read ({exc.strerror})", source=shown
     )

@@ -149,22 +149,31 @@ def parse_location(
     # names a file "a:b.jpg" as ./a:b.jpg); this server never reads Windows paths either.
     if scheme_match is None:
         if trust is Trust.CALLER:
-            raise _refuse(trust, text, "a local path is not accepted from a caller "
-                          f"(give {', '.join(sorted(allowed))} URLs or an inline image)")
+            raise _refuse(
+                trust,
+                text,
+                "a local path is not accepted from a caller "
+                f"(give {', '.join(sorted(allowed))} URLs or an inline image)",
+            )
         return LocalLocation(Path(text).expanduser())
     scheme = scheme_match.group(1).lower()
     if scheme in ("http", "https", "s3") and scheme not in allowed:
-        raise _refuse(trust, text, f"{scheme}:// is not accepted here "
-                      f"(allowed: {', '.join(sorted(allowed))})")
+        raise _refuse(
+            trust, text, f"{scheme}:// is not accepted here (allowed: {', '.join(sorted(allowed))})"
+        )
     if scheme in ("http", "https"):
         return _http(text, trust)
     if scheme == "s3":
         return _s3(text, trust)
     if scheme == "file" and trust is Trust.OPERATOR:
         return _file_uri(text, trust)
-    raise _refuse(trust, text, f"the scheme {scheme!r} is not accepted "
-                  "(use http(s)://, s3://, base64: or data:"
-                  f"{', a path or file://' if trust is Trust.OPERATOR else ''})")
+    raise _refuse(
+        trust,
+        text,
+        f"the scheme {scheme!r} is not accepted "
+        "(use http(s)://, s3://, base64: or data:"
+        f"{', a path or file://' if trust is Trust.OPERATOR else ''})",
+    )
 
 
 def _http(text: str, trust: Trust) -> HttpLocation:
@@ -208,6 +217,4 @@ def require_remote(location: Location, what: str) -> RemoteLocation:
     """The location when it is an http(s) or s3 one, else URL_FORBIDDEN naming ``what``."""
     if isinstance(location, HttpLocation | S3Location):
         return location
-    raise FacepipeError(
-        ErrorCode.URL_FORBIDDEN, f"{what} must be an http(s):// or s3:// location"
-    )
+    raise FacepipeError(ErrorCode.URL_FORBIDDEN, f"{what} must be an http(s):// or s3:// location")

@@ -91,8 +91,6 @@ def list_s3_keys(
         resp = s3_client(settings).list_objects_v2(**args)
     except (ClientError, BotoCoreError) as exc:
         raise _translate(exc, location.uri) from exc
-    keys = tuple(
-        item["Key"] for item in resp.get("Contents", ()) if not item["Key"].endswith("/")
-    )
+    keys = tuple(item["Key"] for item in resp.get("Contents", ()) if not item["Key"].endswith("/"))
     next_token = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
     return S3KeyPage(keys, next_token)

@@ -46,8 +46,15 @@ def create_key(
     conn.execute(
         "INSERT INTO api_keys (key_id, name, appid, secret_sha256, secret_enc, group_ids,"
         " read_only) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (key_id, name, appid, sha256_hex(secret), cipher.encrypt(secret),
-         sorted(scope.group_ids) if scope.group_ids is not None else None, scope.read_only),
+        (
+            key_id,
+            name,
+            appid,
+            sha256_hex(secret),
+            cipher.encrypt(secret),
+            sorted(scope.group_ids) if scope.group_ids is not None else None,
+            scope.read_only,
+        ),
     )
     return NewKey(key_id, secret, appid, name, scope)
 
@@ -94,8 +101,13 @@ def signing_secret(
 
 def issue_token(conn: psycopg.Connection, key_id: str, ttl: timedelta) -> tuple[str, datetime]:
     """A new access token for an active key (stored as its hash) and its expiry."""
-    token = "24." + secrets.token_hex(16) + "." + str(int(ttl.total_seconds())) + "." + (
-        secrets.token_hex(8)
+    token = (
+        "24."
+        + secrets.token_hex(16)
+        + "."
+        + str(int(ttl.total_seconds()))
+        + "."
+        + (secrets.token_hex(8))
     )
     row = conn.execute(
         "INSERT INTO api_tokens (token_sha256, key_id, expires_at)"

@@ -119,12 +119,12 @@ def large_groups(conn: psycopg.Connection, min_faces: int) -> list[tuple[str, st
 def most_common_model(conn: psycopg.Connection, group: str | None = None) -> str | None:
     """The model of most enrolled faces (of the group), None without faces."""
     scope_sql = (
-        "" if group is None
+        ""
+        if group is None
         else "WHERE person_id IN (SELECT person_id FROM memberships WHERE group_id = %(g)s)"
     )
     row = conn.execute(
-        f"SELECT model_id FROM faces {scope_sql} GROUP BY model_id "
-        "ORDER BY count(*) DESC LIMIT 1",
+        f"SELECT model_id FROM faces {scope_sql} GROUP BY model_id ORDER BY count(*) DESC LIMIT 1",
         {"g": group},
     ).fetchone()
     return None if row is None else str(row[0])
@@ -170,8 +170,8 @@ def sample_scope(
         {**params, "p": p, "n": size},
         binary=True,
     ).fetchall()
-    return np.stack([as_vector(r[0]) for r in rows]) if rows else (
-        np.zeros((0, 0), dtype=np.float32)
+    return (
+        np.stack([as_vector(r[0]) for r in rows]) if rows else (np.zeros((0, 0), dtype=np.float32))
     )
 
 
@@ -326,8 +326,6 @@ def fetch_faces(
         binary=True,
     ).fetchall()
     return {
-        int(r[0]): StoredFace(
-            int(r[0]), r[1], as_vector(r[2]) if with_vectors else None
-        )
+        int(r[0]): StoredFace(int(r[0]), r[1], as_vector(r[2]) if with_vectors else None)
         for r in rows
     }

@@ -171,9 +171,7 @@ def find_job_by_prefix(conn: Connection, prefix: str) -> Job:
     return _job(rows[0])
 
 
-def list_jobs(
-    conn: Connection, *, limit: int = 20, status: JobStatus | None = None
-) -> list[Job]:
+def list_jobs(conn: Connection, *, limit: int = 20, status: JobStatus | None = None) -> list[Job]:
     """Newest jobs first."""
     sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
     args: list[Any] = []
@@ -219,9 +217,7 @@ def error_counts(conn: Connection, job_id: str) -> dict[str, int]:
     return {str(name): int(n) for name, n in rows}
 
 
-def add_items(
-    conn: Connection, job_id: str, specs: Sequence[ItemSpec], first_seq: int
-) -> int:
+def add_items(conn: Connection, job_id: str, specs: Sequence[ItemSpec], first_seq: int) -> int:
     """Insert items with consecutive seq numbers; already-listed URIs are skipped.
 
     Returns how many were new. The job's ``n_items`` grows by that many in the same statement
@@ -250,9 +246,7 @@ def add_items(
             )
             inserted += cur.rowcount
         if inserted:
-            cur.execute(
-                "UPDATE jobs SET n_items = n_items + %s WHERE id = %s", (inserted, job_id)
-            )
+            cur.execute("UPDATE jobs SET n_items = n_items + %s WHERE id = %s", (inserted, job_id))
     return inserted
 
 
@@ -426,9 +420,7 @@ def lock_unfinished(conn: Connection, item_ids: Sequence[int], owner: str) -> se
     return {r[0] for r in rows}
 
 
-def save_listing_progress(
-    conn: Connection, job_id: str, token: str | None, next_seq: int
-) -> None:
+def save_listing_progress(conn: Connection, job_id: str, token: str | None, next_seq: int) -> None:
     """Remember where the listing stopped (the watchdog resumes a lost listing from here)."""
     conn.execute(
         "UPDATE jobs SET listing_token = %s, listing_next_seq = %s, progress_at = now(), "
@@ -523,8 +515,7 @@ def renew_job_lease(conn: Connection, owner: str, lease_s: float) -> int:
 def release_job_lease(conn: Connection, job_id: str, owner: str) -> None:
     """Give the job's lease back (the run ended, or failed with an error it reported)."""
     conn.execute(
-        "UPDATE jobs SET lease_owner = NULL, lease_until = NULL "
-        "WHERE id = %s AND lease_owner = %s",
+        "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE id = %s AND lease_owner = %s",
         (job_id, owner),
     )
 

@@ -193,9 +193,7 @@ def list_group_persons(
     return [PersonSummary(*r) for r in rows], int(total_row[0] if total_row else 0)
 
 
-def list_groups(
-    conn: psycopg.Connection, offset: int, limit: int
-) -> tuple[list[GroupInfo], int]:
+def list_groups(conn: psycopg.Connection, offset: int, limit: int) -> tuple[list[GroupInfo], int]:
     """A page of all groups ordered by id with their person counts, and the group count."""
     total_row = conn.execute("SELECT count(*) FROM groups").fetchone()
     rows = conn.execute(
@@ -265,8 +263,7 @@ def set_membership_values(
 ) -> bool:
     """Store a person's custom field values in a group; False when it is not a member."""
     row = conn.execute(
-        "UPDATE memberships SET ex_values = %s WHERE person_id = %s AND group_id = %s "
-        "RETURNING 1",
+        "UPDATE memberships SET ex_values = %s WHERE person_id = %s AND group_id = %s RETURNING 1",
         (Jsonb(list(values)), person_id, group_id),
     ).fetchone()
     return row is not None
@@ -670,8 +667,17 @@ def replace_matches(
                 "INSERT INTO matches (observed_id, job_id, rank, person_id, face_id, score, "
                 "confidence) SELECT %s, %s, %s, %s, %s, %s, %s WHERE EXISTS "
                 "(SELECT 1 FROM faces WHERE face_id = %s AND person_id = %s)",
-                (observed_id, job_id, rank, person_id, face_id, score, confidence, face_id,
-                 person_id),
+                (
+                    observed_id,
+                    job_id,
+                    rank,
+                    person_id,
+                    face_id,
+                    score,
+                    confidence,
+                    face_id,
+                    person_id,
+                ),
             )
             written += cur.rowcount
     return written

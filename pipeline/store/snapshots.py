@@ -128,8 +128,17 @@ def insert_snapshot(
         "count, max_face_id, watermark, build_seconds, meta) VALUES "
         f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
         (
-            snapshot_id, scope, model_id, location, kind, dim, count, max_face_id, watermark,
-            build_seconds, Jsonb(meta),
+            snapshot_id,
+            scope,
+            model_id,
+            location,
+            kind,
+            dim,
+            count,
+            max_face_id,
+            watermark,
+            build_seconds,
+            Jsonb(meta),
         ),
     ).fetchone()
     return _record(row)  # type: ignore[arg-type]
@@ -137,9 +146,7 @@ def insert_snapshot(
 
 def mark_collected(conn: psycopg.Connection, snapshot_id: str) -> None:
     """Mark a snapshot whose files were deleted."""
-    conn.execute(
-        "UPDATE index_snapshots SET gc_at = now() WHERE snapshot_id = %s", (snapshot_id,)
-    )
+    conn.execute("UPDATE index_snapshots SET gc_at = now() WHERE snapshot_id = %s", (snapshot_id,))
 
 
 def oldest_live_watermark(conn: psycopg.Connection) -> datetime | None:

@@ -111,15 +111,19 @@ def _assert_accounted(job: Job) -> None:
     with get_runtime().db.connection() as conn:
         row = conn.execute(
             "SELECT count(*), count(DISTINCT (content_sha256, face_index)) FROM observed_faces "
-            "WHERE observed_id = ANY(%s)", ([int(o) for o in observed],)
+            "WHERE observed_id = ANY(%s)",
+            ([int(o) for o in observed],),
         ).fetchone()
     assert row is not None and row[0] == row[1] == job.n_faces
 
 
 def test_worker_killed_mid_chunk_heals_without_anyone(
-    chaos_env: dict[str, str], chaos_redis: ChaosRedis, start_worker: Callable[..., Any],
+    chaos_env: dict[str, str],
+    chaos_redis: ChaosRedis,
+    start_worker: Callable[..., Any],
     players_jpg: Path,
-    tmp_path: Path, record_property: Callable[[str, object], None],
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
     folder = _folder(tmp_path / "photos", players_jpg, 24)
     first = start_worker(**_worker_env(chaos_env))
@@ -136,16 +140,23 @@ def test_worker_killed_mid_chunk_heals_without_anyone(
 
 
 def test_redis_restarted_without_persistence_heals_without_anyone(
-    chaos_env: dict[str, str], chaos_redis: ChaosRedis, start_worker: Callable[..., Any],
-    players_jpg: Path, tmp_path: Path, record_property: Callable[[str, object], None],
+    chaos_env: dict[str, str],
+    chaos_redis: ChaosRedis,
+    start_worker: Callable[..., Any],
+    players_jpg: Path,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
     folder = _folder(tmp_path / "photos", players_jpg, 24)
     start_worker(**_worker_env(chaos_env))
     _wait_for_first_watchdog_pass(chaos_redis)
     job = submit_job(JobKind.DETECT, str(folder), chunk_size=2)
     broker = redis.Redis(port=chaos_redis.port, db=0)
-    _wait_for(lambda: _done(job.id) >= 2 and broker.llen("infer") >= 2, 180,
-              "the first chunk to finish with more chunks waiting in the broker")
+    _wait_for(
+        lambda: _done(job.id) >= 2 and broker.llen("infer") >= 2,
+        180,
+        "the first chunk to finish with more chunks waiting in the broker",
+    )
     chaos_redis.restart()  # every queued chunk message is gone
     done = _heal_and_finish(job.id, time.monotonic(), "redis_restart", record_property)
     assert done.n_done == 24
@@ -161,9 +172,13 @@ def _wait_for_first_watchdog_pass(chaos_redis: ChaosRedis) -> None:
 
 
 def test_postgres_away_for_minutes_heals_when_it_returns(
-    chaos_env: dict[str, str], chaos_postgres: ChaosPostgres, chaos_redis: ChaosRedis,
+    chaos_env: dict[str, str],
+    chaos_postgres: ChaosPostgres,
+    chaos_redis: ChaosRedis,
     start_worker: Callable[..., Any],
-    players_jpg: Path, tmp_path: Path, record_property: Callable[[str, object], None],
+    players_jpg: Path,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
     # FACEPIPE_CHAOS_PG_DOWN_S=180 measures the issue's three minutes. In the suite the
     # outage is shorter, and the workers get one task retry instead of five, so that every
@@ -172,8 +187,11 @@ def test_postgres_away_for_minutes_heals_when_it_returns(
     down_s = float(os.environ.get("FACEPIPE_CHAOS_PG_DOWN_S", "75"))
     saved = apply_env({"FACEPIPE_DATABASE_URL": chaos_postgres.url})
     try:
-        env = {**_worker_env(chaos_env), "FACEPIPE_DATABASE_URL": chaos_postgres.url,
-               "FACEPIPE_TASK_MAX_RETRIES": "1"}
+        env = {
+            **_worker_env(chaos_env),
+            "FACEPIPE_DATABASE_URL": chaos_postgres.url,
+            "FACEPIPE_TASK_MAX_RETRIES": "1",
+        }
         folder = _folder(tmp_path / "photos", players_jpg, 24)
         start_worker(**env)
         _wait_for_first_watchdog_pass(chaos_redis)
@@ -196,8 +214,14 @@ def _done(job_id: str) -> int:
 
 
 def _worker_env(chaos_env: dict[str, str]) -> dict[str, str]:
-    keys = ("FACEPIPE_BROKER_URL", "FACEPIPE_RESULT_BACKEND", "FACEPIPE_VISIBILITY_TIMEOUT_S",
-            "FACEPIPE_LEASE_S", "FACEPIPE_WATCHDOG_INTERVAL_S", "FACEPIPE_WATCHDOG_IDLE_S")
+    keys = (
+        "FACEPIPE_BROKER_URL",
+        "FACEPIPE_RESULT_BACKEND",
+        "FACEPIPE_VISIBILITY_TIMEOUT_S",
+        "FACEPIPE_LEASE_S",
+        "FACEPIPE_WATCHDOG_INTERVAL_S",
+        "FACEPIPE_WATCHDOG_IDLE_S",
+    )
     return {k: chaos_env[k] for k in keys}
 
 
@@ -263,19 +287,25 @@ def hostile_server(players_jpg: Path) -> Iterator[str]:
 
 def _png_bomb(side: int) -> bytes:
     """A valid, tiny PNG whose header claims ``side`` x ``side`` grey pixels."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
     rows = zlib.compress(b"\x00" * (side + 1) * side, 9)
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(
-        b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
 
 
 def test_hostile_sources_end_with_codes_and_bounded_time(
-    pipeline_env: dict[str, str], start_worker: Callable[..., Any], hostile_server: str,
-    players_jpg: Path, tmp_path: Path, record_property: Callable[[str, object], None],
+    pipeline_env: dict[str, str],
+    start_worker: Callable[..., Any],
+    hostile_server: str,
+    players_jpg: Path,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
     folder = tmp_path / "poison" / "ann"
     folder.mkdir(parents=True)
@@ -290,9 +320,20 @@ def test_hostile_sources_end_with_codes_and_bounded_time(
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(folder / "socket.jpg"))
     urls = tmp_path / "urls.txt"
-    urls.write_text("\n".join(f"{hostile_server}/{name}" for name in (
-        "good.jpg", "hang.jpg", "drip-headers.jpg", "drip-body.jpg", "to-loopback.jpg",
-        "huge.jpg")) + "\n")
+    urls.write_text(
+        "\n".join(
+            f"{hostile_server}/{name}"
+            for name in (
+                "good.jpg",
+                "hang.jpg",
+                "drip-headers.jpg",
+                "drip-body.jpg",
+                "to-loopback.jpg",
+                "huge.jpg",
+            )
+        )
+        + "\n"
+    )
     start_worker(FACEPIPE_DOWNLOAD_TIMEOUT_S="3")
     started = time.monotonic()
     folder_job = submit_job(JobKind.DETECT, str(tmp_path / "poison"))
@@ -304,8 +345,9 @@ def test_hostile_sources_end_with_codes_and_bounded_time(
     print(f"\nhostile folder + hostile URLs: both jobs done in {elapsed:.1f} s")
     for job in jobs:
         _assert_accounted(job)
-    by_name = {Path(i.uri).name: (i.status.value, i.error_name)
-               for job in jobs for i in items_of(job.id)}
+    by_name = {
+        Path(i.uri).name: (i.status.value, i.error_name) for job in jobs for i in items_of(job.id)
+    }
     assert by_name == {
         "good.jpg": ("done", None),  # twice: the folder's and the server's (same name)
         "fifo.jpg": ("failed", "ILLEGAL_PARAMETER"),

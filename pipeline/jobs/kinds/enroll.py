@@ -97,6 +97,10 @@ def _enroll_one(
     if added.replaced_face_id is not None:
         result["replaced_face_id"] = added.replaced_face_id
     return ItemOutcome(
-        item.id, ItemStatus.DONE, content_sha256=sha, n_faces=1, face_ids=(added.face_id,),
+        item.id,
+        ItemStatus.DONE,
+        content_sha256=sha,
+        n_faces=1,
+        face_ids=(added.face_id,),
         result=result,
     )

@@ -102,7 +102,11 @@ def item_outcomes(
             for face in faces:
                 face["match"] = matched.get(face["observed_id"])
         out[item.id] = ItemOutcome(
-            item.id, ItemStatus.DONE, content_sha256=seen.sha_of.get(item.id), n_faces=len(ids),
-            observed_ids=tuple(str(i) for i in ids), result={"faces": faces},
+            item.id,
+            ItemStatus.DONE,
+            content_sha256=seen.sha_of.get(item.id),
+            n_faces=len(ids),
+            observed_ids=tuple(str(i) for i in ids),
+            result={"faces": faces},
         )
     return out

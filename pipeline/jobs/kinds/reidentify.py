@@ -62,7 +62,10 @@ def _search(
         batches.setdefault((probe.model_id, job_groups(job, probe.item)), []).append(probe)
     for (model, groups), batch in batches.items():
         cands = library.identify_embeddings(
-            np.stack([p.embedding for p in batch]), list(groups), top_n, model_id=model,
+            np.stack([p.embedding for p in batch]),
+            list(groups),
+            top_n,
+            model_id=model,
             conn=conn,
         )
         # a target false-match rate needs the gallery's size; a threshold does not
