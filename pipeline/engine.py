@@ -267,7 +267,8 @@ class FaceEngine:
     ) -> list[Face]:
         faces = []
         for k in range(len(dets)):
-            box = tuple(float(v) for v in dets.boxes[k])
+            x1, y1, x2, y2 = (float(v) for v in dets.boxes[k])
+            box = (x1, y1, x2, y2)
             kps = dets.keypoints[k].astype(np.float32)
             pose = estimate_pose(kps)
             quality = assess_quality(

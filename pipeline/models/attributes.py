@@ -27,6 +27,7 @@ from pipeline.models.manifest import ModelKind
 from pipeline.models.pack import model_id_for
 from pipeline.models.session import create_session
 from pipeline.ops.align import box_crop_transform, crop_scale
+from pipeline.ops.cvtypes import f32, u8
 from pipeline.ops.face_chip import chip_matrix, extract_chip
 from pipeline.types import AGE_WINDOW_YEARS, Attributes
 
@@ -62,8 +63,12 @@ class GenderAge(OnnxModel):
         """Gender and age of each face, ``batch_size`` faces per session run."""
         size = self.manifest.input_size[0] if self.manifest.input_size else 96
         crops = [
-            cv2.warpAffine(
-                f.pixels, box_crop_transform(f.box, size, ATTRIBUTE_MARGIN, f.turn), (size, size)
+            u8(
+                cv2.warpAffine(
+                    f.pixels,
+                    box_crop_transform(f.box, size, ATTRIBUTE_MARGIN, f.turn),
+                    (size, size),
+                )
             )
             for f in faces
         ]
@@ -118,9 +123,10 @@ class _Head:
         return np.ascontiguousarray(stacked[..., ::-1].transpose(0, 3, 1, 2))
 
     def probabilities(self, chips: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
-        return self.session.run([self.spec.output_name], {self.spec.input_name: self.blob(chips)})[
-            0
-        ]
+        outputs = self.session.run(
+            [self.spec.output_name], {self.spec.input_name: self.blob(chips)}
+        )
+        return f32(outputs[0])
 
 
 class DlibAgeGender:

@@ -16,6 +16,7 @@ from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.models.manifest import ModelKind, ModelManifest, TensorInfo, check_manifest
 from pipeline.models.pack import ModelFile
 from pipeline.models.session import create_session, runs_on_cpu
+from pipeline.ops.cvtypes import f32
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,14 @@ class OnnxModel:
         """NCHW float32 ``(pixel - mean) / std``, RGB when the manifest says so."""
         m = self.manifest
         height, width = images[0].shape[:2]
-        return cv2.dnn.blobFromImages(
-            list(images), 1.0 / m.std, (width, height), (m.mean, m.mean, m.mean), swapRB=m.swap_rb
+        return f32(
+            cv2.dnn.blobFromImages(
+                list(images),
+                1.0 / m.std,
+                (width, height),
+                (m.mean, m.mean, m.mean),
+                swapRB=m.swap_rb,
+            )
         )
 
     @property
@@ -75,4 +82,5 @@ class OnnxModel:
 
     def run(self, blob: NDArray[np.float32]) -> list[NDArray[np.float32]]:
         """One session run; outputs in the graph's order."""
-        return self.session.run(self.output_names, {self.input_name: blob})
+        outputs = self.session.run(self.output_names, {self.input_name: blob})
+        return [f32(output) for output in outputs]

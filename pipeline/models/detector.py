@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 
 from pipeline.models.base import OnnxModel
 from pipeline.models.manifest import ModelKind, detector_is_batched
+from pipeline.ops.cvtypes import u8
 from pipeline.ops.geometry import map_detections, pad_image, rotate_image
 from pipeline.ops.letterbox import (
     LetterboxPlan,
@@ -228,7 +229,7 @@ def present(pixels: NDArray[np.uint8], attempt: Attempt, det_size: int) -> Prese
     shown = pixels
     if shrink < 1.0:
         size = (max(1, round(pixels.shape[1] * shrink)), max(1, round(pixels.shape[0] * shrink)))
-        shown = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+        shown = u8(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA))
         shrink = size[0] / pixels.shape[1]
     shown = rotate_image(shown, attempt.degrees)
     pad = round(PAD_FRACTION * max(shown.shape[:2])) if attempt.padded else 0

@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 from pipeline.models.base import OnnxModel
 from pipeline.models.manifest import ModelKind
 from pipeline.ops.align import apply_affine, box_crop_transform, crop_scale
+from pipeline.ops.cvtypes import u8
 
 LANDMARK_MARGIN = 1.5
 """The crop is a square of 1.5 x the box's long side centred on the box (the model's training
@@ -49,10 +50,13 @@ class Landmark106(OnnxModel):
             box_crop_transform(box, size, LANDMARK_MARGIN, turn)
             for box, turn in zip(boxes, turns, strict=True)
         ]
-        crops = [cv2.warpAffine(pixels, m, (size, size), borderValue=0) for m in matrices]
+        crops = [u8(cv2.warpAffine(pixels, m, (size, size), borderValue=0)) for m in matrices]
         raw = self.run(self.blob(crops))[0].reshape(len(crops), -1, 2)
         out = []
         for pred, matrix in zip(raw, matrices, strict=True):
             crop_pts = (pred + 1.0) * (size // 2)
-            out.append(apply_affine(crop_pts, cv2.invertAffineTransform(matrix)))
+            inverse: NDArray[np.float64] = np.asarray(
+                cv2.invertAffineTransform(matrix), dtype=np.float64
+            )
+            out.append(apply_affine(crop_pts, inverse))
         return out

@@ -149,8 +149,8 @@ def check_manifest(
         return
     if len(outputs) != 1:
         raise _invalid(path, manifest, f"expected 1 output, the graph has {len(outputs)}")
-    width = _fixed(outputs[0].shape[-1]) if outputs[0].shape else None
-    if width != manifest.output_width:
+    out_width = _fixed(outputs[0].shape[-1]) if outputs[0].shape else None
+    if out_width != manifest.output_width:
         raise _invalid(
             path,
             manifest,

@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -129,10 +130,13 @@ def calibration_tensors(
     return det_blobs, rec_blobs
 
 
-def _reader(input_name: str, blobs: list[NDArray[np.float32]]):
+def _reader(input_name: str, blobs: list[NDArray[np.float32]]) -> Any:
+    """An ONNX Runtime ``CalibrationDataReader`` over ``blobs`` (its type is onnxruntime's,
+    which ships no type information)."""
     from onnxruntime.quantization import CalibrationDataReader
 
-    class BlobReader(CalibrationDataReader):
+    # (an untyped base class: onnxruntime ships no type information)
+    class BlobReader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
             self._blobs: Iterator[NDArray[np.float32]] = iter(blobs)
 

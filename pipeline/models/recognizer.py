@@ -32,4 +32,5 @@ class ArcFaceRecognizer(OnnxModel):
             parts.append(self.run(self.blob(crops[start : start + step]))[0])
         vectors = np.concatenate(parts).astype(np.float32, copy=False)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.maximum(norms, 1e-12)
+        unit: NDArray[np.float32] = vectors / np.maximum(norms, 1e-12)
+        return unit

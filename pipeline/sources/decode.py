@@ -13,6 +13,7 @@ import io
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -21,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.ops.cvtypes import u8
 from pipeline.sources.formats import ImageFormat, require_format
 from pipeline.sources.orientation import apply_orientation, orientation_from_exif
 from pipeline.types import DecodedImage
@@ -123,12 +125,15 @@ def check_dimensions(header: ImageHeader, source: str, settings: Settings) -> No
 def _to_uint8(pixels: NDArray[np.generic]) -> NDArray[np.uint8]:
     """16-bit (or wider) samples scaled to 8 bits; 8-bit passes through."""
     if pixels.dtype == np.uint8:
-        return pixels  # type: ignore[return-value]
+        return u8(pixels)
     if pixels.dtype == np.uint16:
-        return (pixels >> 8).astype(np.uint8)
+        return np.right_shift(pixels.astype(np.uint16, copy=False), 8).astype(np.uint8)
     if np.issubdtype(pixels.dtype, np.floating):
-        return np.clip(pixels * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return np.clip(pixels, 0, 255).astype(np.uint8)
+        floats = cast(NDArray[np.floating[Any]], pixels)
+        scaled: NDArray[np.uint8] = np.clip(floats * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return scaled
+    clipped: NDArray[np.uint8] = np.clip(pixels, 0, 255).astype(np.uint8)
+    return clipped
 
 
 def _composite_on_white(bgra: NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -149,12 +154,12 @@ def to_bgr(pixels: NDArray[np.generic]) -> NDArray[np.uint8]:
     """Any decoded array (gray, gray+alpha, BGR, BGRA; 8 or 16 bit) -> BGR uint8, 3 channels."""
     arr = _to_uint8(pixels)
     if arr.ndim == 2:
-        return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
+        return u8(cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR))
     channels = arr.shape[2]
     if channels == 1:
-        return cv2.cvtColor(arr[:, :, 0], cv2.COLOR_GRAY2BGR)
+        return u8(cv2.cvtColor(arr[:, :, 0], cv2.COLOR_GRAY2BGR))
     if channels == 2:
-        gray = cv2.cvtColor(arr[:, :, 0], cv2.COLOR_GRAY2BGR)
+        gray = u8(cv2.cvtColor(arr[:, :, 0], cv2.COLOR_GRAY2BGR))
         return _composite_on_white(np.dstack([gray, arr[:, :, 1]]))
     if channels == 4:
         return _composite_on_white(arr)
