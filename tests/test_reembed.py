@@ -15,12 +15,9 @@ from pipeline.index.reindex import default_model
 from pipeline.jobs.model import JobStatus
 from pipeline.jobs.reembed import (
     ReembedParams,
-    active_model,
-    count_scope,
     create_reembed_job,
     load_recognizer,
     run_reembed,
-    scope_key,
 )
 from pipeline.library import FaceLibrary
 from pipeline.models.quantize import QuantizeReport, quantize_pack
@@ -28,6 +25,7 @@ from pipeline.sources import load_image
 from pipeline.store import jobs as job_store
 from pipeline.store.crops import decode_crop
 from pipeline.store.db import Database
+from pipeline.store.reembed import ScopeCount, active_model, count_scope, scope_key
 from pipeline.types import ImageAnalysis
 
 PEOPLE = 12
@@ -177,7 +175,7 @@ def test_faces_without_crop_fail_the_job_and_keep_the_scope(
         assert failed.error["name"] == "FACE_NOT_FOUND"
         assert lost in failed.error["face_ids"]
         assert active_model(conn, None) is None
-        assert count_scope(conn, params) == (PEOPLE + 2, PEOPLE + 1, 1)
+        assert count_scope(conn, params.scope) == ScopeCount(PEOPLE + 2, PEOPLE + 1, 1)
 
 
 def test_params_are_checked() -> None:

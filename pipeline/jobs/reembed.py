@@ -4,7 +4,7 @@
 runs :func:`run_reembed`:
 
 1. the job's scope is one group or every enrolled face; its source model is the scope's active
-   model (see :func:`active_model`) unless given;
+   model (see :func:`pipeline.store.reembed.active_model`) unless given;
 2. faces of the source model in the scope that have no twin of the target model yet (same
    person, image hash and face index) are read in face-id order, ``batch`` at a time; their
    stored 112x112 crops go through the target pack's recognizer, and each new vector is
@@ -44,8 +44,10 @@ from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.jobs.lease import LeaseKeeper, new_owner
 from pipeline.jobs.model import Job, JobKind
 from pipeline.store import jobs as job_store
+from pipeline.store import reembed as reembed_store
 from pipeline.store.crops import decode_crop
 from pipeline.store.db import Database
+from pipeline.store.reembed import PendingFace, ReembedScope, scope_key
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +56,6 @@ DEFAULT_BATCH = 64
 MAX_BATCH = 4096
 MAX_LISTED_FAILURES = 100
 """Face ids without a crop listed on the job's error (the count is always exact)."""
-ALL_SCOPE = "all"
-
-
-def scope_key(group: str | None) -> str:
-    """``all`` or ``group=<id>``, as index snapshots name their scopes."""
-    return ALL_SCOPE if group is None else f"group={group}"
 
 
 @dataclass(frozen=True)
@@ -83,6 +79,11 @@ class ReembedParams:
             raise FacepipeError(
                 ErrorCode.ILLEGAL_PARAMETER, f"batch must be 1..{MAX_BATCH}, got {self.batch}"
             )
+
+    @property
+    def scope(self) -> ReembedScope:
+        """The faces the job moves."""
+        return ReembedScope(self.group, self.source_model, self.target_model)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -141,59 +142,21 @@ class ReembedResult:
         }
 
 
-# --- the scope's active model ----------------------------------------------------------------
-
-
-def active_model(conn: Connection, group: str | None) -> str | None:
-    """The model a scope was switched to by a finished reembed job, or None (never switched)."""
-    row = conn.execute(
-        "SELECT model_id FROM scope_models WHERE scope = %s", (scope_key(group),)
-    ).fetchone()
-    return None if row is None else str(row[0])
-
-
-def _scope_sql(group: str | None, alias: str = "f") -> str:
-    if group is None:
-        return "TRUE"
-    return f"{alias}.person_id IN (SELECT person_id FROM memberships WHERE group_id = %(group)s)"
+# --- the scope's source model -----------------------------------------------------------------
 
 
 def source_model_of(conn: Connection, group: str | None) -> str:
     """The scope's active model, else the model of most of its faces."""
-    switched = active_model(conn, group)
+    switched = reembed_store.active_model(conn, group)
     if switched is not None:
         return switched
-    row = conn.execute(
-        f"SELECT model_id FROM faces f WHERE {_scope_sql(group)} GROUP BY model_id "
-        "ORDER BY count(*) DESC, model_id LIMIT 1",
-        {"group": group},
-    ).fetchone()
-    if row is None:
+    model = reembed_store.majority_model(conn, group)
+    if model is None:
         raise FacepipeError(
             ErrorCode.FACE_NOT_FOUND,
             "no enrolled faces" + ("" if group is None else f" in group {group!r}"),
         )
-    return str(row[0])
-
-
-_TWIN = (
-    "EXISTS (SELECT 1 FROM faces t WHERE t.person_id = f.person_id "
-    "AND t.content_sha256 = f.content_sha256 AND t.face_index = f.face_index "
-    "AND t.model_id = %(target)s)"
-)
-
-
-def count_scope(conn: Connection, params: ReembedParams) -> tuple[int, int, int]:
-    """(faces of the source model in the scope, those with a target twin, those without crop
-    and without twin)."""
-    row = conn.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE {_TWIN}), "
-        f"count(*) FILTER (WHERE f.crop IS NULL AND NOT {_TWIN}) "
-        f"FROM faces f WHERE f.model_id = %(source)s AND {_scope_sql(params.group)}",
-        {"source": params.source_model, "target": params.target_model, "group": params.group},
-    ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1]), int(row[2])
+    return model
 
 
 # --- the job ---------------------------------------------------------------------------------
@@ -204,8 +167,8 @@ def create_reembed_job(
 ) -> Job:
     """The job row of a reembed (pending), with ``n_items`` = the scope's faces to move."""
     with db.transaction() as conn:
-        total, done, _ = count_scope(conn, params)
-        if total == 0:
+        count = reembed_store.count_scope(conn, params.scope)
+        if count.total == 0:
             raise FacepipeError(
                 ErrorCode.FACE_NOT_FOUND,
                 f"no faces of model {params.source_model} in scope {scope_key(params.group)}",
@@ -214,10 +177,7 @@ def create_reembed_job(
             conn, JobKind.REEMBED, params.to_dict(), idempotency_key=idempotency_key
         )
         if created:
-            conn.execute(
-                "UPDATE jobs SET n_items = %s, n_done = %s, listing_done = true WHERE id = %s",
-                (total, done, job.id),
-            )
+            job_store.set_listed_totals(conn, job.id, count.total, count.with_twin)
         return job_store.get_job(conn, job.id)
 
 
@@ -237,70 +197,19 @@ def recognizer_model_id(pack_dir: Path, settings: Settings) -> str:
     return resolve_pack(settings.model_copy(update={"model_dir": pack_dir})).recognizer.model_id
 
 
-_PENDING = (
-    "SELECT f.face_id, f.person_id, f.box, f.landmarks, f.det_score, f.quality_score, "
-    "f.quality_level, f.quality, f.source_uri, f.content_sha256, f.face_index, f.crop, "
-    "f.crop_format, f.job_id FROM faces f "
-    "WHERE f.model_id = %(source)s AND f.face_id > %(after)s AND f.crop IS NOT NULL "
-    "AND {scope} AND NOT {twin} ORDER BY f.face_id LIMIT %(limit)s"
-)
-
-
-def _embed_rows(
-    rows: list[tuple[Any, ...]], recognizer: Any, embed_batch: int
-) -> tuple[list[tuple[Any, ...]], NDArray[np.float32], list[int]]:
-    """(rows whose crop decoded, their new vectors, face ids whose crop did not decode)."""
+def _embed_faces(
+    faces: list[PendingFace], recognizer: Any, embed_batch: int
+) -> tuple[list[PendingFace], NDArray[np.float32], list[int]]:
+    """(faces whose crop decoded, their new vectors, face ids whose crop did not decode)."""
     kept, crops, broken = [], [], []
-    for row in rows:
+    for face in faces:
         try:
-            crops.append(decode_crop(bytes(row[11])))
-            kept.append(row)
+            crops.append(decode_crop(face.crop))
+            kept.append(face)
         except FacepipeError:
-            broken.append(int(row[0]))
+            broken.append(face.face_id)
     vectors = recognizer.embed(crops, embed_batch) if crops else np.zeros((0, 512), np.float32)
     return kept, vectors, broken
-
-
-def _insert_twins(
-    conn: Connection,
-    rows: list[tuple[Any, ...]],
-    vectors: NDArray[np.float32],
-    target: str,
-    job_id: str,
-) -> int:
-    """The new rows beside the old ones; a twin already there (a redelivered run) is kept."""
-    from psycopg.types.json import Jsonb
-
-    inserted = 0
-    with conn.cursor() as cur:
-        for row, vector in zip(rows, vectors, strict=True):
-            cur.execute(
-                "INSERT INTO faces (person_id, model_id, embedding_dim, embedding, box, "
-                "landmarks, det_score, quality_score, quality_level, quality, source_uri, "
-                "content_sha256, face_index, crop, crop_format, job_id) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT ON CONSTRAINT faces_key DO NOTHING",
-                (
-                    row[1],
-                    target,
-                    int(vector.shape[0]),
-                    np.asarray(vector, np.float32),
-                    row[2],
-                    row[3],
-                    row[4],
-                    row[5],
-                    row[6],
-                    Jsonb(row[7]),
-                    row[8],
-                    row[9],
-                    row[10],
-                    row[11],
-                    row[12],
-                    job_id,
-                ),
-            )
-            inserted += cur.rowcount
-    return inserted
 
 
 def run_reembed(
@@ -329,13 +238,9 @@ def run_reembed(
         if not job_store.claim_job_lease(conn, job_id, owner, settings.lease_s):
             log.info("reembed %s: a live run holds the job; this delivery does nothing", job_id)
             return ReembedResult(job_id, 0, job.n_items, job.n_done, 0, False, 0.0, True)
-        total, done, _ = count_scope(conn, params)
-        conn.execute(
-            "UPDATE jobs SET status = 'running', error = NULL, finished_at = NULL, "
-            "started_at = coalesce(started_at, now()), progress_at = now(), stalled = NULL, "
-            "n_items = %s, n_done = %s, n_failed = 0 WHERE id = %s",
-            (total, done, job_id),
-        )
+        count = reembed_store.count_scope(conn, params.scope)
+        total, done = count.total, count.with_twin
+        job_store.start_job_run(conn, job_id, total, done)
     try:
         with LeaseKeeper(db, owner, settings.lease_s, renew=job_store.renew_job_lease):
             return _run(db, job_id, params, settings, recognizer, on_progress, done, total, started)
@@ -370,37 +275,23 @@ def _run(
             f"the pack in {params.pack_dir} now holds {recognizer.model_id}, the job was made "
             f"for {params.target_model}",
         )
-    sql = _PENDING.format(scope=_scope_sql(params.group), twin=_TWIN)
     after, embedded, broken_ids = 0, 0, []
     embed_batch = max(1, min(settings.embed_batch_size, params.batch))
     while True:
         with db.connection() as conn:
             if job_store.get_job(conn, job_id).status.value == "cancelled":
                 break
-            rows = conn.execute(
-                sql,
-                {
-                    "source": params.source_model,
-                    "after": after,
-                    "target": params.target_model,
-                    "group": params.group,
-                    "limit": params.batch,
-                },
-            ).fetchall()
-        if not rows:
+            faces = reembed_store.pending_faces(conn, params.scope, after, params.batch)
+        if not faces:
             break
-        after = int(rows[-1][0])
-        kept, vectors, broken = _embed_rows(rows, recognizer, embed_batch)
+        after = faces[-1].face_id
+        kept, vectors, broken = _embed_faces(faces, recognizer, embed_batch)
         broken_ids.extend(broken)
         with db.transaction() as conn:
             # counted by rows really inserted: a run that lost its lease to another (its
             # renewals failed for longer than the lease) cannot count a face twice
-            inserted = _insert_twins(conn, kept, vectors, params.target_model, job_id)
-            conn.execute(
-                "UPDATE jobs SET n_done = n_done + %s, n_failed = n_failed + %s, "
-                "n_faces = n_faces + %s, progress_at = now(), stalled = NULL WHERE id = %s",
-                (inserted, len(broken), inserted, job_id),
-            )
+            inserted = reembed_store.insert_twins(conn, kept, vectors, params.target_model, job_id)
+            job_store.add_job_run_progress(conn, job_id, done=inserted, failed=len(broken))
         embedded += inserted
         if on_progress is not None:
             on_progress(done + embedded, total)
@@ -418,26 +309,18 @@ def _finish(
     """Count again; switch the scope when every face has its twin, else fail with the count."""
     with db.transaction() as conn:
         job = job_store.get_job(conn, job_id)
-        total, done, without_crop = count_scope(conn, params)
+        count = reembed_store.count_scope(conn, params.scope)
+        total, done, without_crop = count.total, count.with_twin, count.without_crop
         missing = total - done
         switched = False
         if job.status.value == "cancelled":
             pass
         elif missing == 0:
-            conn.execute(
-                "INSERT INTO scope_models (scope, model_id, job_id) VALUES (%s, %s, %s) "
-                "ON CONFLICT (scope) DO UPDATE SET model_id = excluded.model_id, "
-                "job_id = excluded.job_id, switched_at = now()",
-                (scope_key(params.group), params.target_model, job_id),
-            )
-            conn.execute(
-                "UPDATE jobs SET status = 'done', finished_at = now(), n_items = %s, "
-                "n_done = %s, n_failed = 0 WHERE id = %s",
-                (total, done, job_id),
-            )
+            reembed_store.switch_scope(conn, params.group, params.target_model, job_id)
+            job_store.finish_job_run(conn, job_id, total, done)
             switched = True
         else:
-            listed = _unmovable_ids(conn, params)
+            listed = reembed_store.unmovable_face_ids(conn, params.scope, MAX_LISTED_FAILURES)
             error = FacepipeError(
                 ErrorCode.FACE_NOT_FOUND,
                 f"{missing} of {total} faces could not be re-embedded ({without_crop} have no "
@@ -445,10 +328,7 @@ def _finish(
                 "delete them, then resume this job; the scope was not switched",
             )
             face_ids = listed + broken[: MAX_LISTED_FAILURES - len(listed)]
-            conn.execute(
-                "UPDATE jobs SET n_items = %s, n_done = %s, n_failed = %s WHERE id = %s",
-                (total, done, missing, job_id),
-            )
+            job_store.set_job_counts(conn, job_id, total, done, missing)
             job_store.fail_job(conn, job_id, {**error.to_dict(), "face_ids": face_ids})
     log.info(
         "reembed %s: %d embedded this run, %d/%d done, switched=%s",
@@ -459,17 +339,3 @@ def _finish(
         switched,
     )
     return ReembedResult(job_id, embedded, total, done, missing, switched, seconds)
-
-
-def _unmovable_ids(conn: Connection, params: ReembedParams) -> list[int]:
-    rows = conn.execute(
-        f"SELECT f.face_id FROM faces f WHERE f.model_id = %(source)s AND f.crop IS NULL "
-        f"AND {_scope_sql(params.group)} AND NOT {_TWIN} ORDER BY f.face_id LIMIT %(n)s",
-        {
-            "source": params.source_model,
-            "target": params.target_model,
-            "group": params.group,
-            "n": MAX_LISTED_FAILURES,
-        },
-    ).fetchall()
-    return [int(r[0]) for r in rows]

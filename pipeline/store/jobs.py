@@ -520,6 +520,53 @@ def release_job_lease(conn: Connection, job_id: str, owner: str) -> None:
     )
 
 
+# --- the counters of a job run as one task (reembed), set from a count of its scope ---------
+
+
+def set_listed_totals(conn: Connection, job_id: str, n_items: int, n_done: int) -> None:
+    """A new job's totals, known at creation (nothing is listed item by item)."""
+    conn.execute(
+        "UPDATE jobs SET n_items = %s, n_done = %s, listing_done = true WHERE id = %s",
+        (n_items, n_done, job_id),
+    )
+
+
+def start_job_run(conn: Connection, job_id: str, n_items: int, n_done: int) -> None:
+    """A run (or a resumed one) starts: running, no error, its totals counted again."""
+    conn.execute(
+        "UPDATE jobs SET status = 'running', error = NULL, finished_at = NULL, "
+        "started_at = coalesce(started_at, now()), progress_at = now(), stalled = NULL, "
+        "n_items = %s, n_done = %s, n_failed = 0 WHERE id = %s",
+        (n_items, n_done, job_id),
+    )
+
+
+def add_job_run_progress(conn: Connection, job_id: str, *, done: int, failed: int) -> None:
+    """One step of the run: ``done`` faces written (each a done item), ``failed`` not."""
+    conn.execute(
+        "UPDATE jobs SET n_done = n_done + %s, n_failed = n_failed + %s, "
+        "n_faces = n_faces + %s, progress_at = now(), stalled = NULL WHERE id = %s",
+        (done, failed, done, job_id),
+    )
+
+
+def finish_job_run(conn: Connection, job_id: str, n_items: int, n_done: int) -> None:
+    """The run is done, with its final totals."""
+    conn.execute(
+        "UPDATE jobs SET status = 'done', finished_at = now(), n_items = %s, "
+        "n_done = %s, n_failed = 0 WHERE id = %s",
+        (n_items, n_done, job_id),
+    )
+
+
+def set_job_counts(conn: Connection, job_id: str, n_items: int, n_done: int, n_failed: int) -> None:
+    """The job's totals as counted (before it is failed with them)."""
+    conn.execute(
+        "UPDATE jobs SET n_items = %s, n_done = %s, n_failed = %s WHERE id = %s",
+        (n_items, n_done, n_failed, job_id),
+    )
+
+
 # --- the watchdog ----------------------------------------------------------------------------
 
 

@@ -16,7 +16,6 @@ from pipeline.config import Settings
 from pipeline.jobs.model import JobStatus
 from pipeline.jobs.reembed import (
     ReembedParams,
-    active_model,
     create_reembed_job,
     recognizer_model_id,
     source_model_of,
@@ -26,6 +25,7 @@ from pipeline.library import FaceLibrary
 from pipeline.models.quantize import QuantizeReport, quantize_pack
 from pipeline.sources import load_image
 from pipeline.store import jobs as store
+from pipeline.store.reembed import active_model
 from tests.chaos.conftest import ChaosRedis
 from tests.chaos.test_chaos import (
     FINISH_BOUND_S,
