@@ -37,7 +37,7 @@ from pipeline.index.snapshot import (
 from pipeline.index.spec import IndexKind, choose_spec
 from pipeline.store import gallery, snapshots
 from pipeline.store.db import Database
-from pipeline.store.reembed import active_model
+from pipeline.store.reembed import scope_model
 from pipeline.store.snapshots import SnapshotRecord, list_snapshots, newest_snapshot
 
 logger = logging.getLogger(__name__)
@@ -201,10 +201,7 @@ def default_model(db: Database, group: str | None = None) -> str:
     """The model of most enrolled faces (of the group), for commands given no ``--model``;
     a scope switched by a reembed job uses the model it was switched to."""
     with db.connection() as conn:
-        switched = active_model(conn, group)
-        if switched is not None:
-            return switched
-        model = gallery.most_common_model(conn, group)
+        model = scope_model(conn, group)
     if model is None:
         raise FacepipeError(
             ErrorCode.INDEX_NOT_FOUND,

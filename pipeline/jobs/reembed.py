@@ -147,10 +147,7 @@ class ReembedResult:
 
 def source_model_of(conn: Connection, group: str | None) -> str:
     """The scope's active model, else the model of most of its faces."""
-    switched = reembed_store.active_model(conn, group)
-    if switched is not None:
-        return switched
-    model = reembed_store.majority_model(conn, group)
+    model = reembed_store.scope_model(conn, group)
     if model is None:
         raise FacepipeError(
             ErrorCode.FACE_NOT_FOUND,

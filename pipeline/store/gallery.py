@@ -116,20 +116,6 @@ def large_groups(conn: psycopg.Connection, min_faces: int) -> list[tuple[str, st
     return [(str(g), str(m)) for g, m in rows]
 
 
-def most_common_model(conn: psycopg.Connection, group: str | None = None) -> str | None:
-    """The model of most enrolled faces (of the group), None without faces."""
-    scope_sql = (
-        ""
-        if group is None
-        else "WHERE person_id IN (SELECT person_id FROM memberships WHERE group_id = %(g)s)"
-    )
-    row = conn.execute(
-        f"SELECT model_id FROM faces {scope_sql} GROUP BY model_id ORDER BY count(*) DESC LIMIT 1",
-        {"g": group},
-    ).fetchone()
-    return None if row is None else str(row[0])
-
-
 def stream_scope(
     conn: psycopg.Connection, scope: Scope, batch: int
 ) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float32]]]:

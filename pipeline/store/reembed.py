@@ -106,6 +106,12 @@ def majority_model(conn: Connection, group: str | None) -> str | None:
     return None if row is None else str(row[0])
 
 
+def scope_model(conn: Connection, group: str | None) -> str | None:
+    """The model a scope's faces are searched with: the one a reembed job switched it to, else
+    the model of most of its faces; None without faces."""
+    return active_model(conn, group) or majority_model(conn, group)
+
+
 # --- faces and their twins -------------------------------------------------------------------
 
 _TWIN = (
