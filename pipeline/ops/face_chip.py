@@ -7,7 +7,7 @@ and the chip is sampled from an image pyramid so that a large face is not aliase
 32x32 chip. SCRFD gives other points (eye centres, nose tip, mouth corners), so facepipe uses
 a template of *SCRFD's* points in dlib's unit face square, measured on lfw-dev by mapping
 SCRFD's keypoints through dlib's own chip transform (``bench/attributes.py --fit-template``;
-the figures are in the README's attributes section), and then follows dlib's geometry and
+the figures are in docs/attributes.md), and then follows dlib's geometry and
 pyramid sampling.
 """
 
