@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from pipeline.api import create_app
 from pipeline.api.auth import check_exposure, is_loopback
@@ -174,10 +175,21 @@ def test_slow_downloads_do_not_hold_model_slots(
     assert [(r.status_code, len(r.json().get("faces", []))) for r in results] == [(200, 1)] * 3
 
 
+def _slot_waits() -> tuple[float, float]:
+    """(count, sum) of this process's facepipe_api_model_slot_wait_seconds."""
+    name = "facepipe_api_model_slot_wait_seconds"
+    return (
+        REGISTRY.get_sample_value(f"{name}_count") or 0.0,
+        REGISTRY.get_sample_value(f"{name}_sum") or 0.0,
+    )
+
+
 def test_saturated_slots_answer_service_busy(small: TestClient, yaoming_jpg: Path) -> None:
     """Both slots held: a model call waits api_slot_wait_s (0.5 s), then 503 SERVICE_BUSY;
-    /healthz reports the slots in use and the waiting callers meanwhile."""
+    /healthz reports the slots in use and the waiting callers meanwhile; the wait that ran out
+    is in facepipe_api_model_slot_wait_seconds (saturation shows on the dashboard)."""
     state = small.app.state.facepipe  # type: ignore[attr-defined]
+    waits_before = _slot_waits()
     holders = [object(), object()]
     for holder in holders:
         small.portal.call(state.slots.acquire_on_behalf_of_nowait, holder)  # type: ignore[union-attr]
@@ -191,6 +203,8 @@ def test_saturated_slots_answer_service_busy(small: TestClient, yaoming_jpg: Pat
         assert load == {"slots": 2, "in_use": 2, "waiting": 1}
         assert resp.status_code == 503, resp.text
         assert (_error(resp)["name"], _error(resp)["code"]) == ("SERVICE_BUSY", -1907)
+        count, seconds = (a - b for a, b in zip(_slot_waits(), waits_before, strict=True))
+        assert count == 1 and 0.5 <= seconds < 5.0
         # I/O-only calls never wait for a slot.
         assert small.get("/v1/groups").status_code == 200
     finally:

@@ -1,16 +1,22 @@
 """Metrics, logs and events of running processes after real work.
 
-A real ``facepipe api`` server (uvicorn subprocess) answers detect calls; a real Celery worker
-subprocess (prefork pool, two processes, multiprocess metrics) runs a detect job over real
-photos and a GIF; a real ``facepipe metrics serve`` exporter reads Redis and the embedded
+A real ``facepipe api`` server (uvicorn subprocess; alone, then in multiprocess mode) answers
+detect calls;
+a real Celery worker subprocess (prefork pool, two processes, multiprocess metrics) runs a detect
+job over real photos and a GIF, and its watchdog (in the worker's main process) heals a job a
+dead worker left; a real ``facepipe metrics serve`` exporter reads Redis and the embedded
 Postgres. Each ``/metrics`` is scraped over HTTP and the counters must have moved by exactly
-the work done; the Grafana dashboard may only name metrics these scrapes declare.
+the work done; every scrape is named the Prometheus way (and passes ``promtool check metrics``
+where promtool is installed); the Grafana dashboard may only name metrics these scrapes declare.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -31,11 +37,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.jobs.model import ItemSpec, ItemStatus, JobKind, JobStatus
 from pipeline.jobs.runtime import get_runtime
 from pipeline.jobs.submit import submit_job
-from pipeline.observability.logging import log_context
+from pipeline.observability.logging import ContextFilter, json_formatter, log_context
 from pipeline.observability.metrics import exposed_names
 from pipeline.store import jobs as store
 from tests.fixtures.services import free_port, items_of, wait_job
-from tests.test_observability_units import dashboard_metric_names
+from tests.test_observability_units import (
+    convention_problems,
+    dashboard_metric_names,
+    promtool_problems,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -46,9 +56,13 @@ CLI = [sys.executable, "-c", "from pipeline.cli import main; main()"]
 
 
 def scrape(url: str) -> str:
+    """The exposition at ``url``, checked against the naming rules (and by promtool)."""
     with urllib.request.urlopen(url, timeout=10) as resp:
         assert resp.headers["Content-Type"].startswith("text/plain")
-        return resp.read().decode()
+        text = resp.read().decode()
+    assert convention_problems(text) == [], url
+    assert promtool_problems(text) in (None, ""), (url, promtool_problems(text))
+    return text
 
 
 def value(text: str, name: str, **labels: str) -> float:
@@ -118,6 +132,24 @@ def serve(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[...
             served.stop()
 
 
+@contextlib.contextmanager
+def json_log(logger: str) -> Iterator[io.StringIO]:
+    """The JSON lines ``logger`` writes in this process inside the block (INFO and up)."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(json_formatter())
+    handler.addFilter(ContextFilter())
+    log = logging.getLogger(logger)
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield out
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
 def json_lines(text: str) -> list[dict[str, Any]]:
     out = []
     for line in text.splitlines():
@@ -165,7 +197,21 @@ def gif_bytes() -> bytes:
     return b"GIF89a" + png[6:]
 
 
-# --- the test ---------------------------------------------------------------------------------
+def detect(base: str, data: bytes, request_id: str | None = None) -> tuple[int, dict[str, str]]:
+    """POST /v1/detect of an inline image: the status and the answer's headers."""
+    body = json.dumps({"image": base64.b64encode(data).decode()}).encode()
+    headers = {"Content-Type": "application/json"}
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    req = urllib.request.Request(f"{base}/v1/detect", body, headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, dict(resp.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers)
+
+
+# --- the tests --------------------------------------------------------------------------------
 
 
 def test_counters_move_by_the_work_done_and_the_dashboard_names_only_real_metrics(
@@ -206,13 +252,16 @@ def test_counters_move_by_the_work_done_and_the_dashboard_names_only_real_metric
     time.sleep(1.0)  # the event subscription is in place before the first task is sent
     try:
         # submitted as the API would inside a request: the request id travels with the tasks
-        with log_context(request_id="obs-request"):
+        with log_context(request_id="obs-request"), json_log("pipeline.jobs.submit") as out:
             submitted = submit_job(JobKind.DETECT, str(folder))
         job = wait_job(submitted.id)
     finally:
         time.sleep(1.0)
         events.stop()
     assert job.status == JobStatus.DONE and (job.n_done, job.n_failed) == (n_images, 1)
+    # the submission's line (in the API's process, under its request): both ids as fields
+    (submit_line,) = json_lines(out.getvalue())
+    assert (submit_line["job_id"], submit_line["request_id"]) == (job.id, "obs-request")
     gif = next(i for i in items_of(job.id) if i.uri.endswith("anim.gif"))
     assert gif.error_name == "ILLEGAL_FORMAT"
 
@@ -265,32 +314,21 @@ def test_counters_move_by_the_work_done_and_the_dashboard_names_only_real_metric
     }
 
     # --- the API: N detect calls, one GIF, one unknown route ----------------------------------
+    # one process, no multiprocess directory: its scrape declares every metric family, even
+    # those no call moved yet (the dashboard check below); the multiprocess API is the next test
     api_port = free_port()
     api = serve(
         ["api", "--port", str(api_port)],
         "/healthz",
         api_port,
         FACEPIPE_LOG_FORMAT="json",
-        FACEPIPE_API_AUTH="false",
-    )  # loopback trial
+        FACEPIPE_API_AUTH="false",  # loopback trial
+    )
     base = f"http://127.0.0.1:{api_port}"
-
-    def detect(data: bytes, request_id: str | None = None) -> tuple[int, dict[str, str]]:
-        body = json.dumps({"image": base64.b64encode(data).decode()}).encode()
-        headers = {"Content-Type": "application/json"}
-        if request_id:
-            headers["X-Request-ID"] = request_id
-        req = urllib.request.Request(f"{base}/v1/detect", body, headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                return resp.status, dict(resp.headers)
-        except urllib.error.HTTPError as err:
-            return err.code, dict(err.headers)
-
-    answers = [detect(p.read_bytes(), request_id=f"obs-{i}") for i, p in enumerate(sources)]
+    answers = [detect(base, p.read_bytes(), f"obs-{i}") for i, p in enumerate(sources)]
     assert [status for status, _ in answers] == [200] * len(sources)
     assert [h["x-request-id"] for _, h in answers] == [f"obs-{i}" for i in range(len(sources))]
-    gif_status, _ = detect(gif_bytes())
+    gif_status, _ = detect(base, gif_bytes())
     assert gif_status >= 400
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(f"{base}/no/such/route", timeout=10)
@@ -378,3 +416,94 @@ def test_exporter_reports_queues_stalled_jobs_and_waiting_items(
     assert value(down, "facepipe_exporter_up", source="broker") == 0
     assert value(down, "facepipe_exporter_up", source="database") == 1
     assert value(down, "facepipe_jobs", kind="enroll", status="pending") == 1
+
+
+def test_the_watchdog_counts_in_the_workers_scrape(
+    clean_database: Any,
+    start_worker: Callable[..., Any],
+    players_jpg: Path,
+    gdp_jpg: Path,
+    tmp_path: Path,
+) -> None:
+    """A worker died holding a chunk (its leases run out), one of whose items was re-sent as
+    often as allowed already. The watchdog, which runs in the next worker's main process (not a
+    pool process, and after that process emptied the multiprocess directory), expires the
+    leases, fails the worn-out item with ITEM_LOST and re-sends the rest as one chunk: the
+    worker's /metrics says so, exactly."""
+    folder = tmp_path / "images"
+    n_images = photos(folder, [players_jpg, gdp_jpg])
+    specs = [ItemSpec(str(p)) for p in sorted(folder.iterdir())]
+    specs.append(ItemSpec(str(folder / "worn-out.jpg")))
+    max_resends = 2
+    rt = get_runtime()
+    with rt.db.transaction() as conn:
+        job, _ = store.create_job(conn, JobKind.DETECT, {"groups": []})
+        store.add_items(conn, job.id, specs, 0)
+        store.mark_listing_done(conn, job.id)
+        for _ in range(max_resends):  # the last item: re-sent as often as allowed
+            store.count_resend(conn, job.id, [n_images])
+        # a worker claims everything, and dies: its leases (10 ms) run out
+        claimed = store.claim_chunk(conn, job.id, 0, n_images, "dead-worker", 0.01)
+    assert len(claimed) == n_images + 1
+    time.sleep(0.1)
+
+    port = free_port()
+    start_worker(
+        queues=("infer",),
+        concurrency=1,
+        FACEPIPE_WORKER_METRICS_PORT=str(port),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom-multiproc"),
+        FACEPIPE_WATCHDOG_INTERVAL_S="1",
+        FACEPIPE_WATCHDOG_MAX_RESENDS=str(max_resends),
+        FACEPIPE_VISIBILITY_TIMEOUT_S="300",
+    )
+    done = wait_job(job.id)
+    assert done.status == JobStatus.DONE and (done.n_done, done.n_failed) == (n_images, 1)
+    assert items_of(job.id)[-1].error_name == "ITEM_LOST"
+
+    text = scrape(f"http://127.0.0.1:{port}/metrics")
+    assert value(text, "facepipe_leases_expired_total") == n_images + 1
+    assert value(text, "facepipe_watchdog_resent_total") == 1  # one chunk (chunk size 8)
+    assert value(text, "facepipe_items_lost_total") == 1
+    assert value(text, "facepipe_items_failed_total", kind="detect", code="ITEM_LOST") == 1
+    assert value(text, "facepipe_images_processed_total", kind="detect") == n_images
+    assert value(text, "facepipe_chunk_duration_seconds_count", kind="detect") == 1
+
+
+def test_the_api_in_multiprocess_mode_counts_from_zero_each_start(
+    pipeline_env: dict[str, str],
+    serve: Callable[..., Served],
+    yaoming_jpg: Path,
+    tmp_path: Path,
+) -> None:
+    """``facepipe api`` with PROMETHEUS_MULTIPROC_DIR (as ``--workers N`` needs): it empties the
+    directory of an earlier run before serving, and its requests (recorded after its metrics
+    opened their files) are all on /metrics, exactly."""
+    multiproc = tmp_path / "prom-api"
+    multiproc.mkdir()
+    (multiproc / "counter_1.db").write_bytes(b"stale file of an earlier run")
+    port = free_port()
+    api = serve(
+        ["api", "--port", str(port)],
+        "/healthz",
+        port,
+        FACEPIPE_API_AUTH="false",  # loopback trial
+        FACEPIPE_LOG_FORMAT="json",
+        PROMETHEUS_MULTIPROC_DIR=str(multiproc),
+    )
+    assert not (multiproc / "counter_1.db").exists()
+    base = f"http://127.0.0.1:{port}"
+    before = scrape(f"{base}/metrics")
+    assert value(before, "facepipe_http_requests_total", route="/v1/detect") == 0
+    assert [detect(base, yaoming_jpg.read_bytes())[0] for _ in range(2)] == [200, 200]
+    text = scrape(f"{base}/metrics")
+    route = {"route": "/v1/detect", "protocol": "facepipe", "method": "POST"}
+    assert value(text, "facepipe_http_requests_total", **route, status="200") == 2
+    assert value(text, "facepipe_http_request_duration_seconds_count", **route) == 2
+    assert value(text, "facepipe_api_model_slot_wait_seconds_count") == 2
+    assert value(text, "facepipe_http_requests_total", route="/metrics") == 1  # `before`
+    assert value(text, "facepipe_http_requests_in_flight") == 1  # this scrape
+    # access lines: each call's, with its request id; none at INFO for the scrapes
+    access = [r for r in json_lines(api.log.read_text()) if r["logger"] == "facepipe.access"]
+    assert [r["route"] for r in access] == ["/v1/detect"] * 2
+    assert all(len(r["request_id"]) == 32 for r in access)  # made up: the caller sent none

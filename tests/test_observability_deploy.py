@@ -3,6 +3,8 @@ the processes serve, the dashboards provisioned (parsed by the real Compose pars
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from typing import Any
 
 import pytest
@@ -48,3 +50,21 @@ def test_compose_runs_prometheus_grafana_and_the_exporter(
         (DASHBOARD.parent / "provisioning" / "dashboards" / "facepipe.yml").read_text()
     )
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_prometheus_config_passes_promtool() -> None:
+    """Prometheus' own checker reads docker/prometheus.yml as Prometheus will (the Debian
+    package `prometheus` ships promtool; skipped where it is not installed)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed")
+    config = DASHBOARD.parents[1] / "prometheus.yml"
+    run = subprocess.run(
+        [promtool, "check", "config", "--syntax-only", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SUCCESS" in run.stdout + run.stderr

@@ -1,5 +1,6 @@
 """Pure parts of observability: log formats and context ids, label choice, task argument names,
-the exporter's families, the dashboard file."""
+the exporter's families, the metric names' conventions, the dashboard file, the multiprocess
+directory's reset."""
 
 from __future__ import annotations
 
@@ -7,16 +8,23 @@ import io
 import json
 import logging
 import logging.config
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.observability.exporter import job_families, queue_families
+from pipeline.observability import metrics
+from pipeline.observability.exporter import job_families, queue_families, up_family
 from pipeline.observability.http import protocol_of, request_id_of, route_of
 from pipeline.observability.logging import configure_logging, dict_config, log_context
 from pipeline.observability.metrics import exposed_names
@@ -148,13 +156,7 @@ def _exposition(families: list[Any]) -> str:
 
 
 def test_exporter_families_fill_every_kind_and_status() -> None:
-    stats = JobStats(
-        by_status={("enroll", "running"): 2},
-        stalled={"detect": 1},
-        oldest_pending_s=12.5,
-        gallery={"buffalo_l": 7},
-        snapshot_age_s={"buffalo_l": 60.0},
-    )
+    stats = _full_stats()
     text = _exposition(job_families(stats) + queue_families({"infer": 3, "unacked": 1}))
     assert 'facepipe_jobs{kind="enroll",status="running"} 2.0' in text
     assert 'facepipe_jobs{kind="reindex",status="cancelled"} 0.0' in text
@@ -192,3 +194,168 @@ def test_dashboard_parses_and_uses_the_provisioned_datasource() -> None:
     datasources = DASHBOARD.parent / "provisioning" / "datasources" / "prometheus.yml"
     assert "uid: facepipe-prometheus" in datasources.read_text()
     assert len(dashboard_metric_names()) >= 20
+
+
+# --- names and labels the Prometheus way -----------------------------------------------------
+
+UNIT_WORDS = re.compile(r"_(duration|latency|wait|age|time|elapsed)(_|$)")
+"""Words that say a metric measures time: its name must end in the base unit, ``_seconds``."""
+NOT_BASE_UNITS = re.compile(
+    r"_(ms|msec|millis|milliseconds|us|microseconds|minutes|hours|days|kb|mb|gb|kilobytes|"
+    r"megabytes|percent)(_|$)"
+)
+UNBOUNDED_LABELS = {"job_id", "item_id", "request_id", "task_id", "chunk", "uri", "path", "id"}
+"""Per-call values: as labels each would grow a new series."""
+STANDARD_PREFIXES = ("python_", "process_")
+"""prometheus-client's own collectors in a single-process registry."""
+
+
+def convention_problems(exposition_text: str) -> list[str]:
+    """What a text exposition gets wrong by the Prometheus naming rules (the ones
+    ``promtool check metrics`` lints, and facepipe's own: prefix, bounded labels)."""
+    problems = []
+    for family in text_string_to_metric_families(exposition_text):
+        name, kind = family.name, family.type
+        if name.startswith(STANDARD_PREFIXES) or name.endswith("_created"):
+            continue  # _created: the creation times prometheus-client adds to each series
+        if not name.startswith("facepipe_"):
+            problems.append(f"{name}: no facepipe_ prefix")
+        if not family.documentation.strip():
+            problems.append(f"{name}: no help text")
+        if NOT_BASE_UNITS.search(name):
+            problems.append(f"{name}: not in base units (seconds, bytes)")
+        if UNIT_WORDS.search(name) and not name.endswith("_seconds"):
+            problems.append(f"{name}: a time not ending in _seconds")
+        if kind == "counter":
+            if any(not s.name.endswith(("_total", "_created")) for s in family.samples):
+                problems.append(f"{name}: counter samples without _total")
+        elif name.endswith("_total"):
+            problems.append(f"{name}: a {kind} named _total")
+        if kind == "histogram" and not name.endswith(("_seconds", "_bytes")):
+            problems.append(f"{name}: a histogram not in seconds or bytes")
+        for sample in family.samples:
+            bad = UNBOUNDED_LABELS & set(sample.labels)
+            if bad:
+                problems.append(f"{name}: unbounded labels {sorted(bad)}")
+    return problems
+
+
+def promtool_problems(exposition_text: str) -> str | None:
+    """``promtool check metrics`` on the exposition: its complaints, "" when clean, None when
+    promtool is not installed (Debian's package `prometheus` has it)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        return None
+    run = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=exposition_text.encode(),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    return (run.stdout + run.stderr).decode().strip() if run.returncode else ""
+
+
+def _full_stats() -> JobStats:
+    return JobStats(
+        by_status={("enroll", "running"): 2},
+        stalled={"detect": 1},
+        oldest_pending_s=12.5,
+        gallery={"buffalo_l": 7},
+        snapshot_age_s={"buffalo_l": 60.0},
+    )
+
+
+def _every_process_metric() -> str:
+    """This process's registry with one sample on every labelled facepipe metric (as after
+    real work), and the exporter's families."""
+    for metric in vars(metrics).values():
+        if isinstance(metric, MetricWrapperBase) and metric._labelnames:
+            metric.labels(*["x"] * len(metric._labelnames))
+    return generate_latest(REGISTRY).decode() + _exposition(
+        job_families(_full_stats())
+        + queue_families({"infer": 1, "unacked": 0})
+        + [up_family({"broker": True, "database": False})]
+    )
+
+
+def test_every_metric_is_named_the_prometheus_way() -> None:
+    text = _every_process_metric()
+    assert len([n for n in exposed_names(text) if n.startswith("facepipe_")]) >= 30
+    assert convention_problems(text) == []
+    # the checker does catch what it looks for
+    wrong = (
+        "# HELP facepipe_wait_ms x\n# TYPE facepipe_wait_ms gauge\nfacepipe_wait_ms 1\n"
+        "# HELP jobs_total y\n# TYPE jobs_total gauge\n"
+        'jobs_total{job_id="1"} 1\n'
+    )
+    assert len(convention_problems(wrong)) == 5
+    assert promtool_problems(text) in (None, "")
+    assert promtool_problems(wrong) in (None,) or "_total" in str(promtool_problems(wrong))
+
+
+PROMQL_BY = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+PROMQL_SELECTOR = re.compile(r"\b(facepipe_[a-z0-9_]+)\s*\{([^}]*)\}")
+PROMQL_MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
+SCRAPE_LABELS = {"le", "instance", "job"}
+"""Labels Prometheus (or a histogram's buckets) add to every series."""
+
+
+def metric_labels() -> dict[str, set[str]]:
+    """Sample name -> label names, for every facepipe metric any process exposes."""
+    out: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(_every_process_metric()):
+        for sample in family.samples:
+            out.setdefault(sample.name, set()).update(sample.labels)
+    return out
+
+
+def test_dashboard_groups_and_filters_only_by_labels_its_metrics_have() -> None:
+    labels = metric_labels()
+    for path in DASHBOARD.glob("*.json"):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                expr = target["expr"]
+                names = set(METRIC_NAME.findall(expr))
+                assert names <= set(labels), f"{panel['title']}: {names - set(labels)}"
+                have = set().union(*(labels[n] for n in names)) | SCRAPE_LABELS
+                for group in PROMQL_BY.findall(expr):
+                    used = {g.strip() for g in group.split(",") if g.strip()}
+                    assert used <= have, f"{panel['title']}: by {used - have}"
+                for name, matchers in PROMQL_SELECTOR.findall(expr):
+                    used = set(PROMQL_MATCHER.findall(matchers))
+                    assert used <= labels[name] | SCRAPE_LABELS, f"{panel['title']}: {used}"
+
+
+# --- the multiprocess directory ----------------------------------------------------------------
+
+_RECORD_AFTER_CLEAR = """
+from pipeline.observability import metrics as m
+m.LEASES_EXPIRED.inc(5)  # recorded before the reset: a previous run's, gone with it
+print(m.clear_multiprocess_dir())
+m.LEASES_EXPIRED.inc(3)
+m.count_processed("detect", faces=4, images=2)
+print(m.exposition()[0].decode())
+"""
+
+
+def test_a_process_that_empties_the_multiprocess_dir_goes_on_reaching_the_scrape(
+    tmp_path: Path,
+) -> None:
+    """The worker's main process (its watchdog) and ``facepipe api`` empty the directory after
+    their metrics opened their files: what they record next must still be scraped."""
+    (tmp_path / "counter_1.db").write_bytes(b"a previous run's file")
+    run = subprocess.run(
+        [sys.executable, "-c", _RECORD_AFTER_CLEAR],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    removed, text = run.stdout.split("\n", 1)
+    assert int(removed) >= 2  # the stale file and this process's own first files
+    assert "facepipe_leases_expired_total 3.0" in text
+    assert 'facepipe_images_processed_total{kind="detect"} 2.0' in text
+    assert 'facepipe_faces_processed_total{kind="detect"} 4.0' in text
+    assert not (tmp_path / "counter_1.db").exists()

@@ -68,7 +68,6 @@ class ApiState(Runtime):
         try:
             with anyio.fail_after(self.settings.api_slot_wait_s):
                 await self.slots.acquire()
-            MODEL_SLOT_WAIT.observe(time.perf_counter() - waited)
         except TimeoutError as exc:
             raise FacepipeError(
                 ErrorCode.SERVICE_BUSY,
@@ -77,6 +76,8 @@ class ApiState(Runtime):
             ) from exc
         finally:
             self._waiting -= 1
+            # the waits that ran out too: they are the ones that say the API is saturated
+            MODEL_SLOT_WAIT.observe(time.perf_counter() - waited)
         try:
             # Not cancellable: a caller who hangs up still lets its thread finish, and the slot
             # is only released once the models are free again.

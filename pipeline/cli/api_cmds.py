@@ -36,7 +36,11 @@ def api(
         typer.echo(f"error {exc.numeric_code} {exc.code.value}: {exc.message}", err=True)
         raise typer.Exit(2) from exc
     from pipeline.observability.logging import dict_config
+    from pipeline.observability.metrics import clear_multiprocess_dir
 
+    # With PROMETHEUS_MULTIPROC_DIR (several server processes added up on /metrics): a previous
+    # run's values must not be added to this run's.
+    clear_multiprocess_dir()
     level = (log_level or get_settings().log_level).lower()
     uvicorn.run(
         "pipeline.api:create_app",

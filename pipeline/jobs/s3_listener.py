@@ -75,7 +75,14 @@ def submit_objects(
             params={"trigger": "s3", "source": specs[0].uri},
             rt=rt,
         )
-        log.info("s3 event: job %s (%s, %s) with %d items", job.id, action, groups, len(specs))
+        log.info(
+            "s3 event: job %s (%s, %s) with %d items",
+            job.id,
+            action,
+            groups,
+            len(specs),
+            extra={"job_id": job.id},
+        )
         jobs.append(job.id)
     return HandledMessage(tuple(jobs), ignored)
 

@@ -120,7 +120,14 @@ def _create_and_send(
             with rt.db.transaction() as conn:
                 store.delete_job(conn, job.id)
         raise
-    log.info("job %s (%s, from %s) submitted: %s", job.id, kind.value, origin.value, params)
+    log.info(
+        "job %s (%s, from %s) submitted: %s",
+        job.id,
+        kind.value,
+        origin.value,
+        params,
+        extra={"job_id": job.id},  # a field of its own in JSON logs, beside the request id
+    )
     return job
 
 

@@ -39,7 +39,12 @@ from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.jobs.dispatch import BrokerState, Dispatcher
 from pipeline.jobs.model import ItemOutcome, ItemStatus
 from pipeline.jobs.runtime import Runtime
-from pipeline.observability.metrics import ITEMS_LOST, LEASES_EXPIRED, WATCHDOG_RESENT
+from pipeline.observability.metrics import (
+    ITEMS_LOST,
+    LEASES_EXPIRED,
+    WATCHDOG_RESENT,
+    count_failure,
+)
 from pipeline.store import jobs as store
 
 log = logging.getLogger(__name__)
@@ -258,6 +263,8 @@ def _apply(
         lost = store.lock_resent_too_often(conn, job_id, limit, seqs)
         if lost:
             store.write_outcomes(conn, job_id, [_lost(r[0], r[1], r[2]) for r in lost])
+            # failed items by code count every failure, not only those a chunk wrote
+            count_failure(job.kind.value, ErrorCode.ITEM_LOST.value, len(lost))
         resent = store.count_resend(conn, job_id, seqs)
         ranges = store.seq_ranges(resent, _chunk_size(rt, job.params))
         action = f"re-sent {len(resent)} items in {len(ranges)} chunks"

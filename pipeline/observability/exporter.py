@@ -88,6 +88,18 @@ def queue_families(depths: dict[str, int]) -> list[Metric]:
     return [waiting, unacked]
 
 
+def up_family(answered: dict[str, bool]) -> Metric:
+    """``facepipe_exporter_up{source}``: which sources answered this scrape (pure: no I/O)."""
+    up = GaugeMetricFamily(
+        "facepipe_exporter_up",
+        "1 when the source answered the exporter during this scrape.",
+        labels=["source"],
+    )
+    for source, ok in answered.items():
+        up.add_metric([source], 1 if ok else 0)
+    return up
+
+
 class PipelineCollector(Collector):
     """Reads the broker and the database on every scrape (a failing source reports up=0 and
     leaves its gauges out for this scrape, rather than failing the whole scrape)."""
@@ -97,26 +109,22 @@ class PipelineCollector(Collector):
         self.db = db
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily(
-            "facepipe_exporter_up",
-            "1 when the source answered the exporter during this scrape.",
-            labels=["source"],
-        )
+        answered: dict[str, bool] = {}
         try:
             yield from queue_families(queue_depths(self.settings.broker_url))
-            up.add_metric(["broker"], 1)
+            answered["broker"] = True
         except FacepipeError as exc:
             log.warning("queue depths not read: %s", exc)
-            up.add_metric(["broker"], 0)
+            answered["broker"] = False
         try:
             with self.db.connection() as conn:
                 stats = read_job_stats(conn, self.settings.metrics_stalled_after_s)
             yield from job_families(stats)
-            up.add_metric(["database"], 1)
+            answered["database"] = True
         except (FacepipeError, psycopg.Error) as exc:
             log.warning("job statistics not read: %s", exc)
-            up.add_metric(["database"], 0)
-        yield up
+            answered["database"] = False
+        yield up_family(answered)
 
 
 def exporter_registry(settings: Settings, db: Any) -> CollectorRegistry:

@@ -34,6 +34,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -42,6 +43,28 @@ from pipeline.observability.logging import log_context
 log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_generation = 0
+"""Bumped each time this process empties the multiprocess directory (see
+:func:`clear_multiprocess_dir`)."""
+
+
+def _process_identifier() -> str:
+    # Names this process's value files (``counter_<id>.db``). prometheus-client opens them when
+    # the metrics below are created, at import; a process that then empties the directory (the
+    # worker's main process, ``facepipe api``) would go on writing to unlinked files, and every
+    # value it records (the watchdog's counters, one API process's requests) would never reach
+    # a scrape. A new id makes prometheus-client open new files, as it does after a fork.
+    pid = os.getpid()
+    return f"{pid}-{_generation}" if _generation else str(pid)
+
+
+if os.environ.get(MULTIPROC_ENV):
+    # Both must be in place before the first metric is created (below): prometheus-client
+    # opens its files then, and fails the import when the directory does not exist (as in a
+    # fresh container, whose compose file only names it).
+    Path(os.environ[MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
+    values.ValueClass = values.MultiProcessValue(_process_identifier)  # type: ignore[no-untyped-call]
 
 # Bucket bounds in seconds. HTTP calls run from a few ms (library reads) to seconds (a large
 # photo on CPU); per-image stages from sub-ms (align) to seconds (a 20 MP decode); chunks of
@@ -285,9 +308,12 @@ def exposition(registry: CollectorRegistry | None = None) -> tuple[bytes, str]:
 def clear_multiprocess_dir() -> int:
     """Delete the value files a previous run left in the multiprocess directory.
 
-    Called by the one process that owns the directory (the worker's main process) before its
-    pool starts: counters of a previous run would otherwise be added to this run's.
+    Called by the one process that owns the directory (the worker's main process before its
+    pool starts, ``facepipe api`` before its server processes start): counters of a previous
+    run would otherwise be added to this run's. This process's own values start again at zero
+    in new files.
     """
+    global _generation
     folder = multiprocess_dir()
     if folder is None:
         return 0
@@ -296,6 +322,7 @@ def clear_multiprocess_dir() -> int:
     for path in folder.glob("*.db"):
         path.unlink(missing_ok=True)
         removed += 1
+    _generation += 1  # this process's next value write opens new files (_process_identifier)
     return removed
 
 
