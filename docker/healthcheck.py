@@ -6,6 +6,8 @@ images run ``tini -- facepipe <sub-command> ...``) and checks what that sub-comm
 
 - ``api``: ``GET http://127.0.0.1:<port>/healthz`` answers 200 (the API's own health endpoint;
   ``--port`` is read from the command line, default 8000);
+- ``metrics`` (``metrics serve``, the Prometheus exporter): ``GET http://127.0.0.1:<port>/metrics``
+  answers 200 (default port 9108), i.e. the exporter serves what Prometheus scrapes;
 - ``worker``: the Celery worker of this container answers a broadcast ping over the broker
   (what ``celery inspect ping -d celery@<hostname>`` does), so the broker is reachable and the
   worker's main loop responds;
@@ -27,15 +29,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TIMEOUT_S = 5.0
-DEFAULT_API_PORT = 8000
+# The sub-commands that serve HTTP: the path checked and the port when --port is not given
+# (the CLI's own defaults: pipeline/cli/).
+HTTP_CHECKS = {"api": ("/healthz", 8000), "metrics": ("/metrics", 9108)}
 
 
 @dataclass(frozen=True)
 class Target:
-    """What the container runs: the facepipe sub-command and, for the API, its port."""
+    """What the container runs: the facepipe sub-command and the ``--port`` it was given."""
 
     command: str
-    api_port: int = DEFAULT_API_PORT
+    port: int | None = None
+
+    def http_url(self) -> str | None:
+        """The URL to check for a sub-command that serves HTTP, else None."""
+        if self.command not in HTTP_CHECKS:
+            return None
+        path, default_port = HTTP_CHECKS[self.command]
+        return f"http://127.0.0.1:{self.port or default_port}{path}"
 
 
 def parse_target(argv: list[str]) -> Target | None:
@@ -43,7 +54,7 @@ def parse_target(argv: list[str]) -> Target | None:
     for i, arg in enumerate(argv):
         if os.path.basename(arg) == "facepipe" and i + 1 < len(argv):
             command, rest = argv[i + 1], argv[i + 2 :]
-            port = DEFAULT_API_PORT
+            port = None
             for j, opt in enumerate(rest):
                 value = None
                 if opt == "--port" and j + 1 < len(rest):
@@ -54,7 +65,7 @@ def parse_target(argv: list[str]) -> Target | None:
                     if not value.isdigit() or not 0 < int(value) < 65536:
                         return None
                     port = int(value)
-            return Target(command=command, api_port=port)
+            return Target(command=command, port=port)
     return None
 
 
@@ -69,8 +80,7 @@ def _state(pid: str) -> str:
     return stat.rsplit(")", 1)[1].split()[0]
 
 
-def check_api(port: int) -> tuple[bool, str]:
-    url = f"http://127.0.0.1:{port}/healthz"
+def check_http(url: str) -> tuple[bool, str]:
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp:
             return resp.status == 200, f"{url}: {resp.status}"
@@ -126,8 +136,9 @@ def main(argv: list[str]) -> int:
     if target is None:
         print(f"pid {pid} does not run `facepipe <command>`")
         return 1
-    if target.command == "api":
-        ok, why = check_api(target.api_port)
+    url = target.http_url()
+    if url is not None:
+        ok, why = check_http(url)
     elif target.command == "worker":
         ok, why = check_worker()
     else:

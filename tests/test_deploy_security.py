@@ -6,7 +6,8 @@ independently of checkov's rules, check that every checkov skip carries a reason
 the images' health check (docker/healthcheck.py) against a real ``facepipe api`` and a real
 ``facepipe worker`` subprocess (real Redis, the session's Postgres).
 
-No terraform binary or Docker engine is available here: nothing is planned or built.
+No Docker engine is available here: nothing is built (terraform's own checks and plan are in
+tests/test_deploy_terraform.py).
 """
 
 from __future__ import annotations
@@ -211,8 +212,14 @@ def test_one_customer_managed_key_encrypts_everything(tf: dict) -> None:
         ("aws_elasticache_replication_group", "broker"),
         ("aws_db_instance", "library"),
         ("aws_cloudwatch_log_group", "service"),
+        ("aws_cloudwatch_log_group", "library"),  # the database's exported logs
         ("aws_ecr_repository", "service"),
         ("aws_ecr_repository", "worker"),
+        ("aws_sqs_queue", "events"),
+        ("aws_sqs_queue", "events_dlq"),
+        ("aws_ecs_cluster", "main"),  # Fargate ephemeral storage
+        ("aws_launch_template", "gpu"),  # GPU instances' root volumes
+        ("aws_kms_grant", "gpu_volumes"),
     }
     for ident in uses:
         assert "${local.kms_key_arn}" in json.dumps(tf[ident]), ident
@@ -360,7 +367,17 @@ def test_compose_images_pinned_and_redis_append_only() -> None:
         image = svc["image"]
         if "build" in svc:  # our images: tag chosen by the operator
             continue
-        assert not image.endswith(":latest") and re.search(r":.*\d", image), (name, image)
+        # an exact release: x.y.z (v-prefixed or suffixed), a dated MinIO RELEASE, or a digest
+        tag = image.rsplit(":", 1)[1]
+        assert re.fullmatch(
+            r"v?\d+\.\d+\.\d+([-.][\w.-]+)?|RELEASE\.[\dT-]+Z|[\w.-]*@sha256:[0-9a-f]{64}", tag
+        ), (name, image)
+    # every long-running service says when it is ready (compose-smoke waits for that): its own
+    # healthcheck, or the facepipe images' HEALTHCHECK
+    for name, svc in services.items():
+        if svc.get("restart") == "no" or "profiles" in svc:
+            continue
+        assert "healthcheck" in svc or "build" in svc, name
     redis_cmd = services["redis"]["command"]
     assert redis_cmd[redis_cmd.index("--appendonly") + 1] == "yes"
     assert redis_cmd[redis_cmd.index("--appendfsync") + 1] == "everysec"
@@ -386,11 +403,20 @@ def healthcheck() -> ModuleType:
 def test_parse_target(healthcheck: ModuleType) -> None:
     parse = healthcheck.parse_target
     target = parse(["tini", "--", "facepipe", "api", "--host", "0.0.0.0", "--port", "8000"])
-    assert (target.command, target.api_port) == ("api", 8000)
+    assert (target.command, target.port) == ("api", 8000)
+    assert target.http_url() == "http://127.0.0.1:8000/healthz"
     assert parse(["/opt/venv/bin/python", "/opt/venv/bin/facepipe", "api", "--port=9001"]) == (
         healthcheck.Target("api", 9001)
     )
-    assert parse(["tini", "--", "facepipe", "worker", "--queues", "infer"]).command == "worker"
+    assert parse(["tini", "--", "facepipe", "api"]).http_url() == "http://127.0.0.1:8000/healthz"
+    # the exporter: its own path and default port
+    exporter = parse(["tini", "--", "facepipe", "metrics", "serve", "--host", "0.0.0.0"])
+    assert exporter.http_url() == "http://127.0.0.1:9108/metrics"
+    exporter = parse(["tini", "--", "facepipe", "metrics", "serve", "--port", "9200"])
+    assert exporter.http_url() == "http://127.0.0.1:9200/metrics"
+    worker = parse(["tini", "--", "facepipe", "worker", "--queues", "infer"])
+    assert worker.command == "worker" and worker.http_url() is None
+    assert parse(["tini", "--", "facepipe", "queue-metrics", "--interval", "30"]).http_url() is None
     assert parse(["tini", "--", "facepipe", "api", "--port", "http"]) is None
     assert parse(["tini", "--", "facepipe", "api", "--port", "70000"]) is None
     assert parse(["redis-server", "--port", "6379"]) is None
@@ -442,6 +468,39 @@ def test_healthcheck_api(database_url: str, tmp_path: Path) -> None:
         log.close()
     gone = _run_healthcheck(proc.pid, env)
     assert gone.returncode == 1
+
+
+def test_healthcheck_metrics_exporter(database_url: str, tmp_path: Path) -> None:
+    """A real `facepipe metrics serve` (the compose file's exporter): healthy once /metrics
+    answers, unhealthy when the process is gone."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "FACEPIPE_DATABASE_URL": database_url,
+        "FACEPIPE_BROKER_URL": f"redis://127.0.0.1:{TEST_REDIS_PORT}/13",
+        "FACEPIPE_HOME": str(tmp_path),
+    }
+    log_path = tmp_path / "metrics.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [str(FACEPIPE), "metrics", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        result = _run_healthcheck(proc.pid, env)
+        while result.returncode != 0 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            result = _run_healthcheck(proc.pid, env)
+        assert result.returncode == 0, (result.stdout, log_path.read_text()[-2000:])
+        assert result.stdout == f"http://127.0.0.1:{port}/metrics: 200\n"
+    finally:
+        _stop(proc)
+        log.close()
+    assert _run_healthcheck(proc.pid, env).returncode == 1
 
 
 def test_healthcheck_worker_and_process(tmp_path: Path) -> None:

@@ -124,6 +124,20 @@ resource "aws_db_parameter_group" "library" {
   }
 }
 
+# The database's exported logs (enabled_cloudwatch_logs_exports below). RDS would create these
+# groups itself on first export, kept forever and on an AWS-owned key; created here first, they
+# get the stated retention and the facepipe key like the container logs (main.tf).
+locals {
+  db_log_exports = ["postgresql", "upgrade"]
+}
+
+resource "aws_cloudwatch_log_group" "library" {
+  for_each          = toset(local.db_log_exports)
+  name              = "/aws/rds/instance/${var.name}-library/${each.key}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = local.kms_key_arn
+}
+
 resource "aws_db_instance" "library" {
   identifier                            = "${var.name}-library"
   engine                                = "postgres"
@@ -157,10 +171,12 @@ resource "aws_db_instance" "library" {
   monitoring_interval   = 60
   monitoring_role_arn   = aws_iam_role.rds_monitoring.arn
   copy_tags_to_snapshot = true
-  # Postgres and upgrade logs in CloudWatch Logs.
-  enabled_cloudwatch_logs_exports = ["postgresql", "upgrade"]
+  # Postgres and upgrade logs in CloudWatch Logs, in the groups above.
+  enabled_cloudwatch_logs_exports = local.db_log_exports
   auto_minor_version_upgrade      = true
   apply_immediately               = false
+
+  depends_on = [aws_cloudwatch_log_group.library]
 }
 
 # The whole connection URL is the secret: facepipe reads one FACEPIPE_DATABASE_URL.

@@ -8,6 +8,15 @@ resource "aws_ecs_cluster" "main" {
     name  = "containerInsights"
     value = "enabled"
   }
+
+  # Fargate tasks' ephemeral storage (image layers, the /tmp and FACEPIPE_HOME volumes, where
+  # photos pass through) encrypted with the facepipe key instead of an AWS-owned one (kms.tf's
+  # Fargate statements). It applies to tasks started after the change.
+  configuration {
+    managed_storage_configuration {
+      fargate_ephemeral_storage_kms_key_id = local.kms_key_arn
+    }
+  }
 }
 
 # Amazon Linux 2 ECS GPU-optimised AMI: NVIDIA driver and the container toolkit preinstalled.
@@ -38,6 +47,7 @@ resource "aws_launch_template" "gpu" {
       volume_size           = var.gpu_root_volume_gb
       volume_type           = "gp3"
       encrypted             = true
+      kms_key_id            = local.kms_key_arn # the Auto Scaling role's grant: kms.tf
       delete_on_termination = true
     }
   }
@@ -69,6 +79,8 @@ resource "aws_autoscaling_group" "gpu" {
   vpc_zone_identifier   = var.private_subnet_ids
   protect_from_scale_in = true # the capacity provider decides which instances may go
   health_check_type     = "EC2"
+  # Launches as the role that holds the grant on the key of the encrypted root volumes.
+  service_linked_role_arn = aws_iam_service_linked_role.autoscaling.arn
 
   mixed_instances_policy {
     instances_distribution {
@@ -101,6 +113,8 @@ resource "aws_autoscaling_group" "gpu" {
     # The capacity provider's managed scaling owns the desired count.
     ignore_changes = [desired_capacity]
   }
+
+  depends_on = [aws_kms_grant.gpu_volumes]
 }
 
 resource "aws_ecs_capacity_provider" "gpu" {

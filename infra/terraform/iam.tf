@@ -119,6 +119,26 @@ data "aws_iam_policy_document" "listener" {
     resources = [aws_sqs_queue.events.arn]
   }
 
+  # The queues are encrypted with the facepipe key: receiving decrypts. GenerateDataKey covers
+  # SQS moving a message to the (equally encrypted) dead-letter queue on the receiver's behalf.
+  statement {
+    sid       = "EventQueueKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [local.kms_key_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["sqs.${var.region}.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:aws:sqs:arn"
+      values   = [aws_sqs_queue.events.arn, aws_sqs_queue.events_dlq.arn]
+    }
+  }
+
   statement {
     sid       = "ReadObjects"
     actions   = ["s3:GetObject"]

@@ -4,8 +4,13 @@ output "api_lb_dns_name" {
 }
 
 output "kms_key_arn" {
-  description = "The customer-managed KMS key encrypting the bucket, secrets, broker, database, logs and images."
+  description = "The customer-managed KMS key encrypting the bucket, event queues, secrets, broker, database, logs, images and task storage."
   value       = local.kms_key_arn
+}
+
+output "kms_key_service_statements" {
+  description = "The key-policy statements the AWS services need (kms.tf); add them to an existing key's policy when kms_key_arn is set."
+  value       = jsonencode(local.kms_service_statements)
 }
 
 output "logs_bucket_name" {

@@ -141,10 +141,13 @@ resource "aws_s3_bucket_policy" "data" {
   depends_on = [aws_s3_bucket_public_access_block.data]
 }
 
+# The event messages name the uploaded objects (enroll/<group>/<person>/...: names of people), so
+# both queues are encrypted with the facepipe key; S3 may use it for the event queue only
+# (kms.tf), s3-listen reads through SQS (iam.tf).
 resource "aws_sqs_queue" "events_dlq" {
   name                      = "${var.name}-s3-events-dlq"
   message_retention_seconds = 1209600
-  sqs_managed_sse_enabled   = true
+  kms_master_key_id         = local.kms_key_arn
 }
 
 resource "aws_sqs_queue" "events" {
@@ -152,7 +155,7 @@ resource "aws_sqs_queue" "events" {
   visibility_timeout_seconds = var.event_queue_visibility_timeout_s
   message_retention_seconds  = 345600
   receive_wait_time_seconds  = 20
-  sqs_managed_sse_enabled    = true
+  kms_master_key_id          = local.kms_key_arn # its name is in local.events_queue_arn (kms.tf)
 
   redrive_policy = jsonencode({
     deadLetterTargetArn = aws_sqs_queue.events_dlq.arn

@@ -55,15 +55,27 @@ variable "certificate_arn" {
 }
 
 variable "ssl_policy" {
-  description = "TLS policy of the HTTPS listener (TLS 1.3 + 1.2 with forward secrecy by default)."
+  description = "TLS policy of the HTTPS listener (TLS 1.3 + 1.2 with forward secrecy by default). Only policies without TLS 1.0/1.1 are accepted."
   type        = string
   default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+  # The ELB policy families whose lowest protocol is TLS 1.2 (or 1.3); the TLS13-1-0/1-1,
+  # TLS-1-1 and 2016-08 families still speak TLS 1.0 or 1.1.
+  validation {
+    condition     = can(regex("^ELBSecurityPolicy-(TLS13-1-[23]-|TLS-1-2-|FS-1-2-)", var.ssl_policy))
+    error_message = "ssl_policy must be a TLS 1.2+ policy: ELBSecurityPolicy-TLS13-1-2-*, -TLS13-1-3-*, -TLS-1-2-* or -FS-1-2-*."
+  }
 }
 
 variable "waf_web_acl_arn" {
   description = "Optional WAFv2 web ACL (scope REGIONAL) to associate with the load balancer; empty for none."
   type        = string
   default     = ""
+
+  validation {
+    condition     = var.waf_web_acl_arn == "" || can(regex("^arn:aws[a-z-]*:wafv2:[a-z0-9-]+:[0-9]{12}:regional/webacl/.+$", var.waf_web_acl_arn))
+    error_message = "waf_web_acl_arn must be empty or a REGIONAL WAFv2 web ACL ARN (arn:aws:wafv2:<region>:<account>:regional/webacl/<name>/<id>)."
+  }
 }
 
 variable "alb_deletion_protection" {
@@ -81,9 +93,15 @@ variable "bucket_name" {
 }
 
 variable "kms_key_arn" {
-  description = "Existing customer-managed KMS key for the bucket, secrets, broker, database, logs and ECR; empty creates one (kms.tf). An existing key's policy must let CloudWatch Logs use it."
+  description = "Existing customer-managed KMS key (its ARN, single-Region) for everything kms.tf lists; empty creates one. An existing key's policy must hold the statements of the kms_key_service_statements output."
   type        = string
   default     = ""
+
+  # A key ARN, not an alias or key id: log groups and Fargate storage accept only the key's ARN.
+  validation {
+    condition     = var.kms_key_arn == "" || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$", var.kms_key_arn))
+    error_message = "kms_key_arn must be empty or a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>)."
+  }
 }
 
 variable "export_prefix" {
