@@ -434,8 +434,28 @@ def print_summary(report: dict[str, Any]) -> None:
     out(f"ROC plot: {report['roc_png']}  ({report['seconds']:.1f} s)\n")
 
 
+def impostor_pairs_with_groups(
+    embeddings: NDArray[np.float32],
+    identities: list[str],
+    distractors: NDArray[np.float32] | None = None,
+) -> tuple[NDArray[np.float32], tuple[NDArray[np.intp], NDArray[np.intp]]]:
+    """All impostor cosines (labelled pairs, then labelled x distractor) and the identity code
+    of each pair's two photos, for the knots' standard errors. Each distractor face counts as
+    a person of its own (their identities are unknown: optimistic if some share a person)."""
+    _, impostor, _, pairs = pair_scores(embeddings, identities)
+    codes = np.unique(np.asarray(identities), return_inverse=True)[1].astype(np.intp)
+    group_a, group_b = codes[pairs[:, 0]], codes[pairs[:, 1]]
+    if distractors is not None and distractors.shape[0]:
+        impostor = np.concatenate([impostor, cosine_matrix(embeddings, distractors).ravel()])
+        extra = int(codes.max()) + 1 + np.arange(distractors.shape[0], dtype=np.intp)
+        group_a = np.concatenate([group_a, np.repeat(codes, distractors.shape[0])])
+        group_b = np.concatenate([group_b, np.tile(extra, len(identities))])
+    return impostor, (group_a, group_b)
+
+
 def calibrate(
     impostor: NDArray[np.floating],
+    pair_groups: tuple[NDArray[np.intp], NDArray[np.intp]],
     model_id: str,
     labels: Path,
     directory: Path,
@@ -451,7 +471,10 @@ def calibrate(
         "face_rule": face_rule,
         "computed_by": "python -m bench.accuracy --calibrate",
     }
-    cal = fit_calibration(impostor, model_id, provenance=provenance)
+    try:
+        cal = fit_calibration(impostor, model_id, pair_groups=pair_groups, provenance=provenance)
+    except ValueError as exc:  # too few labelled photos: say so rather than extrapolate blind
+        raise SystemExit(f"cannot calibrate {model_id} from {labels}: {exc}") from exc
     return cal, save_calibration(cal, directory)
 
 
@@ -466,8 +489,9 @@ def print_calibration(cal: Calibration, path: Path) -> None:
         "exceedances)\n"
     )
     for level, c in cal.provenance["check"].items():
+        se = f" +- {c['cosine_se']:.4f}" if "cosine_se" in c else "         "
         out(
-            f"  confidence {level:>3}: cosine {c['cosine']:.4f}  target FAR "
+            f"  confidence {level:>3}: cosine {c['cosine']:.4f}{se}  target FAR "
             f"{c['target_far']:.0e}  measured {c['measured_far']:.2e} "
             f"({c['false_accepts']} pairs, knot from the {c['source']})\n"
         )
@@ -576,11 +600,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.calibrate is None:
         cal = calibration_for(model_id, get_settings().calibration_dir)
     else:
-        _, impostor, _, _ = pair_scores(data.embeddings, data.identities)
-        if extra is not None and extra.shape[0]:
-            impostor = np.concatenate([impostor, cosine_matrix(data.embeddings, extra).ravel()])
+        impostor, groups = impostor_pairs_with_groups(data.embeddings, data.identities, extra)
         cal, cal_path = calibrate(
             impostor,
+            groups,
             model_id,
             args.labels,
             args.calibrate,
@@ -588,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
             len(set(data.identities)),
             args.face,
         )
-        del impostor
+        del impostor, groups
     report = evaluate(samples, data.embeddings, root, extra, cal)
     genuine, impostor = report.pop("_scores")
     png = args.out / "roc.png"

@@ -105,6 +105,22 @@ def fnir_at_fpir(
     return dir_, threshold
 
 
+def det_curve(
+    mated_ok: NDArray[np.bool_],
+    mated_conf: NDArray[np.float64],
+    non_mated_conf: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(FPIR, FNIR) at every distinct threshold a probe's top-1 confidence sets, highest
+    threshold first (FPIR rising, FNIR falling): the exact step curve, no grid."""
+    hits = np.sort(mated_conf[mated_ok])
+    strangers = np.sort(non_mated_conf)
+    thresholds = np.unique(np.concatenate([hits, strangers]))[::-1]
+    fpir = (strangers.size - np.searchsorted(strangers, thresholds, side="left")) / strangers.size
+    found = hits.size - np.searchsorted(hits, thresholds, side="left")
+    fnir = 1.0 - found / max(mated_conf.size, 1)
+    return fpir.astype(np.float64), fnir.astype(np.float64)
+
+
 def evaluate_open_set(
     embeddings: NDArray[np.float32],
     identities: list[str],
@@ -169,13 +185,19 @@ def evaluate_open_set(
                     "per_threshold": per_threshold,
                 }
             )
-            grid = np.linspace(0.0, 100.0, 401)
+            fpir, fnir = det_curve(ok, m_conf, n_conf)
             curves.append(
                 {
                     "gallery_persons": size,
                     "template": template,
-                    "fpir": [float(np.mean(n_conf >= t)) for t in grid],
-                    "fnir": [1.0 - float(np.mean(ok & (m_conf >= t))) for t in grid],
+                    "fpir": fpir,
+                    "fnir": fnir,
+                    "marks": {
+                        t: (float(np.mean(n_conf >= t)), 1.0 - float(np.mean(ok & (m_conf >= t))))
+                        for t in (50.0, 60.0, 70.0)
+                    },
+                    "non_mated": int(n_conf.size),
+                    "mated": int(m_conf.size),
                 }
             )
     return {
@@ -189,34 +211,47 @@ def evaluate_open_set(
 
 
 def plot_det(curves: list[dict[str, Any]], path: Any, title: str) -> None:
-    """DET plot: FNIR against FPIR (log-log), one line per gallery size and template."""
+    """DET plot: FNIR against FPIR (log-log), one line per gallery size and template, the
+    thresholds 50 / 60 / 70 marked on the fused-template lines. A rate of 0 has no place on a
+    log axis: each line ends where it reaches 0 (the axes start at one probe in all)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
-    styles = {"best-face": "-", "mean": "--"}
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    styles = {"best-face": ":", "mean": "-"}
     sizes = sorted({c["gallery_persons"] for c in curves})
     for c in curves:
         color = f"C{sizes.index(c['gallery_persons'])}"
-        fpir = np.maximum(np.asarray(c["fpir"]), 1e-4)
-        fnir = np.maximum(np.asarray(c["fnir"]), 1e-4)
-        ax.plot(
-            fpir,
-            fnir,
+        fpir, fnir = np.asarray(c["fpir"]), np.asarray(c["fnir"])
+        shown = (fpir > 0) & (fnir > 0)
+        ax.step(
+            fpir[shown],
+            fnir[shown],
             styles[c["template"]],
+            where="post",
             color=color,
             label=f"{c['gallery_persons']} persons, {c['template']}",
         )
+        if c["template"] != "mean":
+            continue
+        for t, (x, y) in c["marks"].items():
+            if x > 0 and y > 0:
+                ax.plot([x], [y], "o", color=color, ms=4)
+                if c["gallery_persons"] == sizes[-1]:
+                    ax.annotate(f"T {t:g}", (x, y), textcoords="offset points", xytext=(4, 4))
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("FPIR (strangers matched to someone)")
+    floor = 1.0 / max(c["non_mated"] for c in curves)
+    ax.set_xlim(floor / 1.5, 1.0)
+    ax.set_ylim(1.0 / max(c["mated"] for c in curves) / 1.5, 1.0)
+    ax.set_xlabel(f"FPIR (strangers matched to someone; one stranger = {floor:.1e})")
     ax.set_ylabel("FNIR (enrolled probes missed or misidentified)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)

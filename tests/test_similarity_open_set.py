@@ -75,3 +75,37 @@ def test_identify_ranks_candidates_by_fused_template() -> None:
     assert rank_by_template(probe, candidates, vectors, top_n=1) == ranked[:1]
     # a person without stored vectors keeps its face score
     assert rank_by_template(probe, candidates, {"a": vectors["a"]}, 2)[1][2] == candidates[0][2]
+
+
+def test_det_curve_steps_through_every_threshold() -> None:
+    from bench.open_set import det_curve
+
+    # mated: 4 probes, one misidentified (never counts as found); strangers: 4 probes
+    ok = np.array([True, True, False, True])
+    mated = np.array([90.0, 70.0, 95.0, 40.0])
+    strangers = np.array([80.0, 60.0, 30.0, 10.0])
+    fpir, fnir = det_curve(ok, mated, strangers)
+    # thresholds high to low: 90 80 70 60 40 30 10 (95 is no one's right answer)
+    np.testing.assert_allclose(fpir, [0, 0.25, 0.25, 0.5, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(fnir, [0.75, 0.75, 0.5, 0.5, 0.25, 0.25, 0.25])
+
+
+def test_open_set_run_draws_a_det_plot(tmp_path) -> None:
+    from bench.open_set import evaluate_open_set, plot_det
+    from pipeline.calibration import default_calibration
+
+    rng = np.random.default_rng(0)
+    identities = [f"p{k}" for k in range(40) for _ in range(3)]
+    centres = rng.normal(size=(40, 64))
+    emb = np.repeat(centres, 3, axis=0) + 1.2 * rng.normal(size=(120, 64))
+    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    result = evaluate_open_set(emb, identities, default_calibration(), gallery_sizes=(10,))
+    curves = result.pop("_curves")
+    assert [(c["gallery_persons"], c["template"]) for c in curves] == [
+        (10, "best-face"),
+        (10, "mean"),
+        (20, "best-face"),
+        (20, "mean"),
+    ]
+    plot_det(curves, tmp_path / "det.png", "synthetic")
+    assert (tmp_path / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
