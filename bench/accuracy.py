@@ -509,7 +509,7 @@ def print_open_set(result: dict[str, Any]) -> None:
         out(
             f"  {row['gallery_persons']:4d} persons ({row['gallery_faces']:4d} faces) "
             f"{row['template']:9s} rank-1 {row['rank1']:.4f}  DIR@FPIR 1e-1 "
-            f"{fp['0.1']['dir']:.4f}  DIR@FPIR 1e-2 {fp['0.01']['dir']:.4f} "
+            f"{fp['0.1']['dir']:.4f}  1e-2 {fp['0.01']['dir']:.4f}  1e-3 {fp['0.001']['dir']:.4f} "
             f"({row['mated_probes']} mated, {row['non_mated_probes']} non-mated probes)\n"
         )
         for t in row["per_threshold"]:
@@ -621,7 +621,11 @@ def main(argv: list[str] | None = None) -> int:
     open_set = None
     if args.open_set:
         open_set = evaluate_open_set(
-            data.embeddings, data.identities, cal, per_person=args.per_person
+            data.embeddings,
+            data.identities,
+            cal,
+            per_person=args.per_person,
+            quality=data.det_scores,
         )
         plot_det(open_set.pop("_curves"), args.out / "det.png", title)
     report.update(

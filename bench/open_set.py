@@ -15,7 +15,9 @@ gallery's persons are scored with a person *template*:
 * ``best-face``: the person's best face (what identify does when it keeps each person's best
   face among the nearest faces);
 * ``mean``: one fused template per person, the normalised mean of the person's unit embeddings
-  (what Tencent IAI's SearchPersons does).
+  (what Tencent IAI's SearchPersons does);
+* ``weighted``: the same, each face weighted by its quality (given ``quality``: the bench passes
+  the detector's score, the one per-photo quality an embedding cache holds).
 
 DIR(T) (detection and identification rate) = share of mated probes whose top-1 person is the
 right one with confidence >= T; FPIR(T) (false positive identification rate) = share of
@@ -32,7 +34,7 @@ from numpy.typing import NDArray
 
 from pipeline.calibration import Calibration, expected_false_matches
 
-TEMPLATES = ("best-face", "mean")
+TEMPLATES = ("best-face", "mean", "weighted")
 THRESHOLDS = (40.0, 50.0, 60.0, 70.0, 80.0, 90.0)
 
 
@@ -72,8 +74,16 @@ def person_scores(
     persons: list[str],
     faces: dict[str, list[int]],
     template: str,
+    quality: NDArray[np.float32] | None = None,
 ) -> NDArray[np.float32]:
-    """(probes, persons) cosine of each probe with each person's template."""
+    """(probes, persons) cosine of each probe with each person's template (``weighted``: the
+    faces' unit embeddings weighted by ``quality``)."""
+    if template == "weighted":
+        if quality is None:
+            raise ValueError("the weighted template needs the faces' quality")
+        fused = np.stack([quality[faces[p]] @ embeddings[faces[p]] for p in persons])
+        fused /= np.linalg.norm(fused, axis=1, keepdims=True)
+        return probes @ fused.T
     if template == "mean":
         fused = np.stack([embeddings[faces[p]].mean(axis=0) for p in persons])
         fused /= np.linalg.norm(fused, axis=1, keepdims=True)
@@ -129,8 +139,10 @@ def evaluate_open_set(
     per_person: int = 3,
     gallery_sizes: tuple[int, ...] = (100, 250, 500),
     seed: int = 12,
+    quality: NDArray[np.float32] | None = None,
 ) -> dict[str, Any]:
-    """All open-set figures (see the module doc), plus the curves for the DET plot."""
+    """All open-set figures (see the module doc), plus the curves for the DET plot; the
+    ``weighted`` template only with ``quality`` (one per embedding)."""
     split = split_identities(identities, per_person, seed)
     sizes = sorted(
         {min(n, len(split.gallery_person)) for n in gallery_sizes} | {len(split.gallery_person)}
@@ -146,14 +158,21 @@ def evaluate_open_set(
         mated_idx = mated_all[in_gallery]
         truth = np.asarray([index[identities[i]] for i in mated_idx])
         faces_in_gallery = sum(len(split.gallery_faces[p]) for p in persons)
-        for template in TEMPLATES:
+        for template in TEMPLATES if quality is not None else TEMPLATES[:2]:
             m_best, m_score = top1(
                 person_scores(
-                    embeddings[mated_idx], embeddings, persons, split.gallery_faces, template
+                    embeddings[mated_idx],
+                    embeddings,
+                    persons,
+                    split.gallery_faces,
+                    template,
+                    quality,
                 )
             )
             _, n_score = top1(
-                person_scores(non_mated, embeddings, persons, split.gallery_faces, template)
+                person_scores(
+                    non_mated, embeddings, persons, split.gallery_faces, template, quality
+                )
             )
             m_conf = calibration.confidence(m_score.astype(np.float64))
             n_conf = calibration.confidence(n_score.astype(np.float64))
@@ -220,9 +239,11 @@ def plot_det(curves: list[dict[str, Any]], path: Any, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
-    styles = {"best-face": ":", "mean": "-"}
+    styles = {"best-face": ":", "mean": "-", "weighted": "--"}
     sizes = sorted({c["gallery_persons"] for c in curves})
     for c in curves:
+        if c["template"] == "weighted":  # lies on ``mean`` (docs/calibration.md)
+            continue
         color = f"C{sizes.index(c['gallery_persons'])}"
         fpir, fnir = np.asarray(c["fpir"]), np.asarray(c["fnir"])
         shown = (fpir > 0) & (fnir > 0)

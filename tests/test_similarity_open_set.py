@@ -37,6 +37,17 @@ def test_best_face_and_mean_templates() -> None:
     mean = person_scores(probes, emb, ["a", "b"], faces, "mean")
     # the fused template of a points at 20 degrees
     np.testing.assert_allclose(mean[:, 0], np.cos(np.deg2rad([10.0, 10.0, 60.0])), atol=1e-6)
+    # weighted by quality: a's face at 0 degrees counts 3x, the template points at
+    # atan2(sin 40, 3 + cos 40) = 8.3 degrees
+    quality = np.array([3.0, 1.0, 0.5], dtype=np.float32)
+    weighted = person_scores(probes, emb, ["a", "b"], faces, "weighted", quality)
+    angle = np.rad2deg(np.arctan2(np.sin(np.deg2rad(40.0)), 3.0 + np.cos(np.deg2rad(40.0))))
+    np.testing.assert_allclose(
+        weighted[:, 0], np.cos(np.deg2rad([10.0, 30.0, 80.0]) - np.deg2rad(angle)), atol=1e-6
+    )
+    np.testing.assert_allclose(weighted[:, 1], mean[:, 1], atol=1e-6)  # one face: its own
+    with pytest.raises(ValueError, match="quality"):
+        person_scores(probes, emb, ["a", "b"], faces, "weighted")
     who, score = top1(best)
     assert who.tolist() == [0, 0, 1]
     assert score[2] == pytest.approx(np.cos(np.deg2rad(10.0)), abs=1e-6)
@@ -99,13 +110,14 @@ def test_open_set_run_draws_a_det_plot(tmp_path) -> None:
     centres = rng.normal(size=(40, 64))
     emb = np.repeat(centres, 3, axis=0) + 1.2 * rng.normal(size=(120, 64))
     emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
-    result = evaluate_open_set(emb, identities, default_calibration(), gallery_sizes=(10,))
+    quality = rng.uniform(0.5, 0.9, size=120).astype(np.float32)
+    result = evaluate_open_set(
+        emb, identities, default_calibration(), gallery_sizes=(10,), quality=quality
+    )
     curves = result.pop("_curves")
     assert [(c["gallery_persons"], c["template"]) for c in curves] == [
-        (10, "best-face"),
-        (10, "mean"),
-        (20, "best-face"),
-        (20, "mean"),
+        (size, template) for size in (10, 20) for template in ("best-face", "mean", "weighted")
     ]
+    assert len(result["rows"]) == 6
     plot_det(curves, tmp_path / "det.png", "synthetic")
     assert (tmp_path / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
