@@ -434,8 +434,28 @@ def print_summary(report: dict[str, Any]) -> None:
     out(f"ROC plot: {report['roc_png']}  ({report['seconds']:.1f} s)\n")
 
 
+def impostor_pairs_with_groups(
+    embeddings: NDArray[np.float32],
+    identities: list[str],
+    distractors: NDArray[np.float32] | None = None,
+) -> tuple[NDArray[np.float32], tuple[NDArray[np.intp], NDArray[np.intp]]]:
+    """All impostor cosines (labelled pairs, then labelled x distractor) and the identity code
+    of each pair's two photos, for the knots' standard errors. Each distractor face counts as
+    a person of its own (their identities are unknown: optimistic if some share a person)."""
+    _, impostor, _, pairs = pair_scores(embeddings, identities)
+    codes = np.unique(np.asarray(identities), return_inverse=True)[1].astype(np.intp)
+    group_a, group_b = codes[pairs[:, 0]], codes[pairs[:, 1]]
+    if distractors is not None and distractors.shape[0]:
+        impostor = np.concatenate([impostor, cosine_matrix(embeddings, distractors).ravel()])
+        extra = int(codes.max()) + 1 + np.arange(distractors.shape[0], dtype=np.intp)
+        group_a = np.concatenate([group_a, np.repeat(codes, distractors.shape[0])])
+        group_b = np.concatenate([group_b, np.tile(extra, len(identities))])
+    return impostor, (group_a, group_b)
+
+
 def calibrate(
     impostor: NDArray[np.floating],
+    pair_groups: tuple[NDArray[np.intp], NDArray[np.intp]],
     model_id: str,
     labels: Path,
     directory: Path,
@@ -451,7 +471,10 @@ def calibrate(
         "face_rule": face_rule,
         "computed_by": "python -m bench.accuracy --calibrate",
     }
-    cal = fit_calibration(impostor, model_id, provenance=provenance)
+    try:
+        cal = fit_calibration(impostor, model_id, pair_groups=pair_groups, provenance=provenance)
+    except ValueError as exc:  # too few labelled photos: say so rather than extrapolate blind
+        raise SystemExit(f"cannot calibrate {model_id} from {labels}: {exc}") from exc
     return cal, save_calibration(cal, directory)
 
 
@@ -466,8 +489,9 @@ def print_calibration(cal: Calibration, path: Path) -> None:
         "exceedances)\n"
     )
     for level, c in cal.provenance["check"].items():
+        se = f" +- {c['cosine_se']:.4f}" if "cosine_se" in c else "         "
         out(
-            f"  confidence {level:>3}: cosine {c['cosine']:.4f}  target FAR "
+            f"  confidence {level:>3}: cosine {c['cosine']:.4f}{se}  target FAR "
             f"{c['target_far']:.0e}  measured {c['measured_far']:.2e} "
             f"({c['false_accepts']} pairs, knot from the {c['source']})\n"
         )
@@ -485,7 +509,7 @@ def print_open_set(result: dict[str, Any]) -> None:
         out(
             f"  {row['gallery_persons']:4d} persons ({row['gallery_faces']:4d} faces) "
             f"{row['template']:9s} rank-1 {row['rank1']:.4f}  DIR@FPIR 1e-1 "
-            f"{fp['0.1']['dir']:.4f}  DIR@FPIR 1e-2 {fp['0.01']['dir']:.4f} "
+            f"{fp['0.1']['dir']:.4f}  1e-2 {fp['0.01']['dir']:.4f}  1e-3 {fp['0.001']['dir']:.4f} "
             f"({row['mated_probes']} mated, {row['non_mated_probes']} non-mated probes)\n"
         )
         for t in row["per_threshold"]:
@@ -576,11 +600,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.calibrate is None:
         cal = calibration_for(model_id, get_settings().calibration_dir)
     else:
-        _, impostor, _, _ = pair_scores(data.embeddings, data.identities)
-        if extra is not None and extra.shape[0]:
-            impostor = np.concatenate([impostor, cosine_matrix(data.embeddings, extra).ravel()])
+        impostor, groups = impostor_pairs_with_groups(data.embeddings, data.identities, extra)
         cal, cal_path = calibrate(
             impostor,
+            groups,
             model_id,
             args.labels,
             args.calibrate,
@@ -588,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
             len(set(data.identities)),
             args.face,
         )
-        del impostor
+        del impostor, groups
     report = evaluate(samples, data.embeddings, root, extra, cal)
     genuine, impostor = report.pop("_scores")
     png = args.out / "roc.png"
@@ -598,7 +621,11 @@ def main(argv: list[str] | None = None) -> int:
     open_set = None
     if args.open_set:
         open_set = evaluate_open_set(
-            data.embeddings, data.identities, cal, per_person=args.per_person
+            data.embeddings,
+            data.identities,
+            cal,
+            per_person=args.per_person,
+            quality=data.det_scores,
         )
         plot_det(open_set.pop("_curves"), args.out / "det.png", title)
     report.update(

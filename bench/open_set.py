@@ -15,7 +15,9 @@ gallery's persons are scored with a person *template*:
 * ``best-face``: the person's best face (what identify does when it keeps each person's best
   face among the nearest faces);
 * ``mean``: one fused template per person, the normalised mean of the person's unit embeddings
-  (what Tencent IAI's SearchPersons does).
+  (what Tencent IAI's SearchPersons does);
+* ``weighted``: the same, each face weighted by its quality (given ``quality``: the bench passes
+  the detector's score, the one per-photo quality an embedding cache holds).
 
 DIR(T) (detection and identification rate) = share of mated probes whose top-1 person is the
 right one with confidence >= T; FPIR(T) (false positive identification rate) = share of
@@ -32,7 +34,7 @@ from numpy.typing import NDArray
 
 from pipeline.calibration import Calibration, expected_false_matches
 
-TEMPLATES = ("best-face", "mean")
+TEMPLATES = ("best-face", "mean", "weighted")
 THRESHOLDS = (40.0, 50.0, 60.0, 70.0, 80.0, 90.0)
 
 
@@ -72,8 +74,16 @@ def person_scores(
     persons: list[str],
     faces: dict[str, list[int]],
     template: str,
+    quality: NDArray[np.float32] | None = None,
 ) -> NDArray[np.float32]:
-    """(probes, persons) cosine of each probe with each person's template."""
+    """(probes, persons) cosine of each probe with each person's template (``weighted``: the
+    faces' unit embeddings weighted by ``quality``)."""
+    if template == "weighted":
+        if quality is None:
+            raise ValueError("the weighted template needs the faces' quality")
+        fused = np.stack([quality[faces[p]] @ embeddings[faces[p]] for p in persons])
+        fused /= np.linalg.norm(fused, axis=1, keepdims=True)
+        return probes @ fused.T
     if template == "mean":
         fused = np.stack([embeddings[faces[p]].mean(axis=0) for p in persons])
         fused /= np.linalg.norm(fused, axis=1, keepdims=True)
@@ -105,6 +115,22 @@ def fnir_at_fpir(
     return dir_, threshold
 
 
+def det_curve(
+    mated_ok: NDArray[np.bool_],
+    mated_conf: NDArray[np.float64],
+    non_mated_conf: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(FPIR, FNIR) at every distinct threshold a probe's top-1 confidence sets, highest
+    threshold first (FPIR rising, FNIR falling): the exact step curve, no grid."""
+    hits = np.sort(mated_conf[mated_ok])
+    strangers = np.sort(non_mated_conf)
+    thresholds = np.unique(np.concatenate([hits, strangers]))[::-1]
+    fpir = (strangers.size - np.searchsorted(strangers, thresholds, side="left")) / strangers.size
+    found = hits.size - np.searchsorted(hits, thresholds, side="left")
+    fnir = 1.0 - found / max(mated_conf.size, 1)
+    return fpir.astype(np.float64), fnir.astype(np.float64)
+
+
 def evaluate_open_set(
     embeddings: NDArray[np.float32],
     identities: list[str],
@@ -113,8 +139,10 @@ def evaluate_open_set(
     per_person: int = 3,
     gallery_sizes: tuple[int, ...] = (100, 250, 500),
     seed: int = 12,
+    quality: NDArray[np.float32] | None = None,
 ) -> dict[str, Any]:
-    """All open-set figures (see the module doc), plus the curves for the DET plot."""
+    """All open-set figures (see the module doc), plus the curves for the DET plot; the
+    ``weighted`` template only with ``quality`` (one per embedding)."""
     split = split_identities(identities, per_person, seed)
     sizes = sorted(
         {min(n, len(split.gallery_person)) for n in gallery_sizes} | {len(split.gallery_person)}
@@ -130,14 +158,21 @@ def evaluate_open_set(
         mated_idx = mated_all[in_gallery]
         truth = np.asarray([index[identities[i]] for i in mated_idx])
         faces_in_gallery = sum(len(split.gallery_faces[p]) for p in persons)
-        for template in TEMPLATES:
+        for template in TEMPLATES if quality is not None else TEMPLATES[:2]:
             m_best, m_score = top1(
                 person_scores(
-                    embeddings[mated_idx], embeddings, persons, split.gallery_faces, template
+                    embeddings[mated_idx],
+                    embeddings,
+                    persons,
+                    split.gallery_faces,
+                    template,
+                    quality,
                 )
             )
             _, n_score = top1(
-                person_scores(non_mated, embeddings, persons, split.gallery_faces, template)
+                person_scores(
+                    non_mated, embeddings, persons, split.gallery_faces, template, quality
+                )
             )
             m_conf = calibration.confidence(m_score.astype(np.float64))
             n_conf = calibration.confidence(n_score.astype(np.float64))
@@ -169,13 +204,19 @@ def evaluate_open_set(
                     "per_threshold": per_threshold,
                 }
             )
-            grid = np.linspace(0.0, 100.0, 401)
+            fpir, fnir = det_curve(ok, m_conf, n_conf)
             curves.append(
                 {
                     "gallery_persons": size,
                     "template": template,
-                    "fpir": [float(np.mean(n_conf >= t)) for t in grid],
-                    "fnir": [1.0 - float(np.mean(ok & (m_conf >= t))) for t in grid],
+                    "fpir": fpir,
+                    "fnir": fnir,
+                    "marks": {
+                        t: (float(np.mean(n_conf >= t)), 1.0 - float(np.mean(ok & (m_conf >= t))))
+                        for t in (50.0, 60.0, 70.0)
+                    },
+                    "non_mated": int(n_conf.size),
+                    "mated": int(m_conf.size),
                 }
             )
     return {
@@ -189,34 +230,49 @@ def evaluate_open_set(
 
 
 def plot_det(curves: list[dict[str, Any]], path: Any, title: str) -> None:
-    """DET plot: FNIR against FPIR (log-log), one line per gallery size and template."""
+    """DET plot: FNIR against FPIR (log-log), one line per gallery size and template, the
+    thresholds 50 / 60 / 70 marked on the fused-template lines. A rate of 0 has no place on a
+    log axis: each line ends where it reaches 0 (the axes start at one probe in all)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
-    styles = {"best-face": "-", "mean": "--"}
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    styles = {"best-face": ":", "mean": "-", "weighted": "--"}
     sizes = sorted({c["gallery_persons"] for c in curves})
     for c in curves:
+        if c["template"] == "weighted":  # lies on ``mean`` (docs/calibration.md)
+            continue
         color = f"C{sizes.index(c['gallery_persons'])}"
-        fpir = np.maximum(np.asarray(c["fpir"]), 1e-4)
-        fnir = np.maximum(np.asarray(c["fnir"]), 1e-4)
-        ax.plot(
-            fpir,
-            fnir,
+        fpir, fnir = np.asarray(c["fpir"]), np.asarray(c["fnir"])
+        shown = (fpir > 0) & (fnir > 0)
+        ax.step(
+            fpir[shown],
+            fnir[shown],
             styles[c["template"]],
+            where="post",
             color=color,
             label=f"{c['gallery_persons']} persons, {c['template']}",
         )
+        if c["template"] != "mean":
+            continue
+        for t, (x, y) in c["marks"].items():
+            if x > 0 and y > 0:
+                ax.plot([x], [y], "o", color=color, ms=4)
+                if c["gallery_persons"] == sizes[-1]:
+                    ax.annotate(f"T {t:g}", (x, y), textcoords="offset points", xytext=(4, 4))
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("FPIR (strangers matched to someone)")
+    floor = 1.0 / max(c["non_mated"] for c in curves)
+    ax.set_xlim(floor / 1.5, 1.0)
+    ax.set_ylim(1.0 / max(c["mated"] for c in curves) / 1.5, 1.0)
+    ax.set_xlabel(f"FPIR (strangers matched to someone; one stranger = {floor:.1e})")
     ax.set_ylabel("FNIR (enrolled probes missed or misidentified)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)

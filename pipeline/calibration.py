@@ -17,6 +17,9 @@ of photos of different people):
   fitted to the impostor cosines above their top ``tail_fraction`` (1e-3) quantile with the
   Zhang-Stephens estimator (Technometrics 51(3), 2009; the estimator PSIS uses), and the knot's
   cosine is that distribution's quantile;
+* with the identities of the photos of each impostor pair, every knot read from the data gets
+  its standard error (:func:`knot_standard_errors`: a delete-one-identity jackknife, because
+  pairs that share a person are not independent), recorded with the calibration;
 * below confidence 15 (FAR above 0.32, the bulk of unrelated faces) the scale carries no
   FAR meaning: it is a straight ramp from cosine -1 (confidence 0), and above the last fitted
   knot (confidence 99, FAR ~1.3e-9) a straight ramp to cosine 1 (confidence 100).
@@ -67,6 +70,13 @@ MIN_TAIL_COUNT = 100
 """Knots need this many impostor pairs above them to be read from the data, else the fit."""
 TAIL_FRACTION = 1e-3
 """The generalized Pareto fit uses the impostor cosines above this upper quantile."""
+MIN_EXCEEDANCES = 100
+"""The tail fit needs this many impostor pairs above its threshold (so at least 100,000 impostor
+pairs, about 450 photos of different people): a light tail fitted to a dozen pairs is bounded
+just past them and would put confidence 99 a hair above the largest impostor seen."""
+SLOPE_SPAN = 2.0
+"""Confidence points either side of a knot over which its cosine-per-decade slope is read (the
+delta method of :func:`knot_standard_errors`); wide enough to smooth the quantiles' steps."""
 
 
 # --- the published scales (pure) ---
@@ -248,7 +258,14 @@ def fit_generalized_pareto(excess: NDArray[np.floating]) -> tuple[float, float]:
 
 def fit_tail(impostor_sorted: NDArray[np.float64], tail_fraction: float) -> ParetoTail:
     n = impostor_sorted.size
-    exceed = max(round(n * tail_fraction), 10)
+    exceed = round(n * tail_fraction)
+    if exceed < MIN_EXCEEDANCES:
+        needed = MIN_EXCEEDANCES / tail_fraction
+        raise ValueError(
+            f"{n} impostor pairs leave {exceed} above the tail's threshold (top {tail_fraction:g});"
+            f" the tail fit needs {MIN_EXCEEDANCES}: at least {needed:,.0f} impostor pairs"
+            " (about 450 photos of different people)"
+        )
     threshold = float(impostor_sorted[n - exceed - 1])
     excess = impostor_sorted[n - exceed :] - threshold
     excess = excess[excess > 0]
@@ -256,19 +273,68 @@ def fit_tail(impostor_sorted: NDArray[np.float64], tail_fraction: float) -> Pare
     return ParetoTail(threshold, excess.size / n, shape, scale, int(excess.size))
 
 
+def knot_standard_errors(
+    impostor: NDArray[np.floating],
+    pair_groups: tuple[NDArray[np.integer], NDArray[np.integer]],
+    cosines: NDArray[np.floating],
+    levels: NDArray[np.floating],
+) -> NDArray[np.float64]:
+    """Standard error of each data knot ``(cosines[k], levels[k])`` (strictly increasing both).
+
+    The knot is the cosine above which a share FAR(level) of the impostor pairs lies. Its error
+    comes from the FAR measured there: impostor pairs sharing a photo or a person are correlated
+    (a person who resembles many others lifts all their pairs), so the binomial error of
+    independent pairs understates it (by 1.7-7x on lfw-dev). ``pair_groups`` are the identities
+    (integer codes) of each impostor pair's two photos; the FAR's standard error is the
+    delete-one-identity jackknife of the ratio (pairs above / pairs), and the delta method turns
+    it into cosine: se(cos) = slope x se(FAR) / FAR, the slope (cosine per unit of ln FAR) read
+    from the knots ``SLOPE_SPAN`` points either side.
+    """
+    scores = np.asarray(impostor, dtype=np.float64).ravel()
+    ga, gb = (np.asarray(g, dtype=np.int64).ravel() for g in pair_groups)
+    cos = np.asarray(cosines, dtype=np.float64)
+    lev = np.asarray(levels, dtype=np.float64)
+    if not (scores.size == ga.size == gb.size) or cos.shape != lev.shape:
+        raise ValueError("one group pair per impostor pair, one cosine per level")
+    groups = int(max(ga.max(), gb.max())) + 1
+    knots = cos.size
+    # bins[p] = how many knots lie at or below pair p's cosine: p counts above knot k iff k < bins
+    bins = np.searchsorted(cos, scores, side="right")
+    per_bin = np.bincount(ga * (knots + 1) + bins, minlength=groups * (knots + 1))
+    per_bin += np.bincount(gb * (knots + 1) + bins, minlength=groups * (knots + 1))
+    # above[g, k]: pairs with a photo of group g at or above knot k
+    above = np.cumsum(per_bin.reshape(groups, knots + 1)[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    pairs_of = np.bincount(ga, minlength=groups) + np.bincount(gb, minlength=groups)
+    used = pairs_of > 0
+    above, pairs_of = above[used].astype(np.float64), pairs_of[used].astype(np.float64)
+    m = int(used.sum())
+    total_above = above.sum(axis=0) / 2.0  # each pair counted once per photo
+    far_without = (total_above[None, :] - above) / (scores.size - pairs_of)[:, None]
+    far = total_above / scores.size
+    jack_var = (m - 1) / m * np.sum((far_without - far_without.mean(axis=0)) ** 2, axis=0)
+    # cosine per unit of ln FAR: a knot step of 10 points is one decade (ln 10)
+    lo = np.interp(lev - SLOPE_SPAN, lev, cos)
+    hi = np.interp(lev + SLOPE_SPAN, lev, cos)
+    span = np.interp(lev + SLOPE_SPAN, lev, lev) - np.interp(lev - SLOPE_SPAN, lev, lev)
+    slope = (hi - lo) / (span * math.log(10.0) / 10.0)
+    out: NDArray[np.float64] = slope * np.sqrt(jack_var) / np.maximum(far, 1e-300)
+    return out
+
+
 def fit_calibration(
     impostor: NDArray[np.floating],
     model_id: str,
     *,
+    pair_groups: tuple[NDArray[np.integer], NDArray[np.integer]] | None = None,
     min_tail_count: int = MIN_TAIL_COUNT,
     tail_fraction: float = TAIL_FRACTION,
     provenance: dict[str, Any] | None = None,
 ) -> Calibration:
-    """The calibration of a recognizer from its impostor cosines (see the module doc)."""
-    scores = np.sort(np.asarray(impostor, dtype=np.float64).ravel())
+    """The calibration of a recognizer from its impostor cosines (see the module doc);
+    ``pair_groups`` (the identities of each pair's photos) add the data knots' standard errors."""
+    raw = np.asarray(impostor, dtype=np.float64).ravel()
+    scores = np.sort(raw)
     n = scores.size
-    if n < 1000:
-        raise ValueError(f"need at least 1000 impostor pairs to calibrate, got {n}")
     tail = fit_tail(scores, tail_fraction)
     levels = np.arange(FIRST_KNOT, LAST_KNOT + KNOT_STEP / 2, KNOT_STEP)
     fars = far_from_confidence(levels)
@@ -301,6 +367,18 @@ def fit_calibration(
         "tail": tail.to_json(),
         "check": check,
     }
+    if pair_groups is not None:
+        data = far_from_confidence(levels) * n >= min_tail_count
+        se = knot_standard_errors(raw, pair_groups, cos[data], levels[data])
+        info["knot_standard_errors"] = {
+            "method": "delete-one-identity jackknife of the FAR, delta method to cosine",
+            "confidence": [float(x) for x in levels[data]],
+            "cosine_se": [round(float(x), 6) for x in se],
+        }
+        for key, entry in check.items():
+            hit = np.flatnonzero(levels[data] == float(key))
+            if hit.size:
+                entry["cosine_se"] = round(float(se[hit[0]]), 6)
     return Calibration(
         model_id=model_id,
         cosine_knots=np.concatenate([[-1.0], cos, [1.0]]),

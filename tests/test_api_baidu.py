@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
+from pipeline.similarity import baidu_score
 from tests.fixtures.api_server import ApiServer
 
 aip = pytest.importorskip("aip")
@@ -61,7 +62,7 @@ def ok(resp: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_users_groups_and_recognition_through_the_sdk(
-    client: Any, yaoming_jpg: Path, gdp_jpg: Path, players_jpg: Path
+    client: Any, yaoming_jpg: Path, gdp_jpg: Path, players_jpg: Path, yao_gdp_confidence: float
 ) -> None:
     run = uuid.uuid4().hex[:8]
     uid, g1, g2 = f"yao_{run}", f"nba_{run}", f"cn_{run}"
@@ -85,6 +86,9 @@ def test_users_groups_and_recognition_through_the_sdk(
     scores = {(r["index_i"], r["index_j"]): r["score"] for r in pair["result"]}
     assert set(scores) == {(0, 1), (0, 2), (1, 2)} and scores[(0, 2)] > 99
     assert scores[(0, 1)] < scores[(0, 2)]
+    # Baidu's routes answer on Baidu's scale (80 = same person), not on the Tencent confidence
+    assert scores[(0, 1)] == pytest.approx(baidu_score(yao_gdp_confidence), abs=0.02)
+    assert scores[(0, 1)] > yao_gdp_confidence + 10
 
     detected = ok(
         client.detect(players_jpg.read_bytes(), {"max_face_num": 30, "face_fields": "landmark,age"})

@@ -68,6 +68,7 @@ def test_iai_library_and_search_through_the_sdk(
     yaoming_jpg: Path,
     gdp_jpg: Path,
     players_jpg: Path,
+    yao_gdp_confidence: float,
 ) -> None:
     key = api_server.key
     client, models = make_client(api_server, version, key.key_id, key.secret), VERSIONS[version][1]
@@ -220,6 +221,8 @@ def test_iai_library_and_search_through_the_sdk(
     assert compared.Score > 99
     different = call(client, models, "CompareFace", ImageA=b64(yaoming_jpg), ImageB=b64(gdp_jpg))
     assert different.Score < compared.Score
+    # Tencent's routes answer on the Tencent 3.0 scale: the calibrated confidence itself
+    assert different.Score == pytest.approx(yao_gdp_confidence, abs=0.02)
     found = call(
         client, models, "SearchFaces", GroupIds=[group], Image=b64(yaoming_jpg), NeedPersonInfo=1
     )

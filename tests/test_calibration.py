@@ -19,6 +19,7 @@ from pipeline.calibration import (
     far_from_confidence,
     fit_calibration,
     fit_generalized_pareto,
+    knot_standard_errors,
     read_calibration,
     save_calibration,
 )
@@ -127,7 +128,7 @@ def test_json_round_trip_and_validation(normal_calibration: Calibration, tmp_pat
     data["scale"] = "baidu"
     with pytest.raises(ValueError, match="scale"):
         Calibration.from_json(data)
-    with pytest.raises(ValueError, match="1000 impostor"):
+    with pytest.raises(ValueError, match="100,000 impostor pairs"):
         fit_calibration(np.zeros(10), "tiny")
 
 
@@ -163,3 +164,98 @@ def test_open_set_arithmetic() -> None:
     for bad in (0.0, 1.0, -0.1, float("nan")):
         with pytest.raises(FacepipeError):
             confidence_for_false_match_rate(bad, 100)
+
+
+def _naive_jackknife_se(scores, ga, gb, cos, levels) -> np.ndarray:
+    """knot_standard_errors written out: delete each group, recount, jackknife, delta method."""
+    groups = sorted(set(ga.tolist()) | set(gb.tolist()))
+    fars = []
+    for g in groups:
+        keep = (ga != g) & (gb != g)
+        fars.append([np.mean(scores[keep] >= c) for c in cos])
+    fars_arr = np.asarray(fars)
+    m = len(groups)
+    var = (m - 1) / m * np.sum((fars_arr - fars_arr.mean(axis=0)) ** 2, axis=0)
+    far = np.asarray([np.mean(scores >= c) for c in cos])
+    lo = np.interp(levels - 2.0, levels, cos)
+    hi = np.interp(levels + 2.0, levels, cos)
+    span = np.interp(levels + 2.0, levels, levels) - np.interp(levels - 2.0, levels, levels)
+    return (hi - lo) / (span * math.log(10.0) / 10.0) * np.sqrt(var) / far
+
+
+def test_knot_standard_errors_are_the_delete_one_identity_jackknife() -> None:
+    rng = np.random.default_rng(11)
+    i, j = np.triu_indices(40, k=1)
+    scores = rng.normal(0.0, 0.1, i.size)
+    levels = np.arange(15.0, 30.5, 0.5)
+    cos = np.quantile(scores, 1.0 - far_from_confidence(levels))
+    got = knot_standard_errors(scores, (i, j), cos, levels)
+    np.testing.assert_allclose(got, _naive_jackknife_se(scores, i, j, cos, levels), rtol=1e-9)
+    with pytest.raises(ValueError, match="one group pair"):
+        knot_standard_errors(scores[:-1], (i, j), cos, levels)
+
+
+@pytest.mark.parametrize(
+    "person_sd, low, high",
+    [
+        # pairs independent: the jackknife counts each pair's noise through both its photos'
+        # persons and errs high (1.3-1.6x in this set-up), never low
+        (0.0, 1.1, 1.8),
+        # a person effect (some people resemble many others), as in real faces: about right
+        (0.03, 0.85, 1.4),
+    ],
+)
+def test_knot_standard_errors_match_the_spread_over_repeated_sets(
+    person_sd: float, low: float, high: float
+) -> None:
+    # cosine of persons a and b = u_a + u_b + noise, 500 persons: the knots' spread over 200
+    # independent sets is the known answer the standard error of one set must estimate
+    rng = np.random.default_rng(5)
+    i, j = np.triu_indices(500, k=1)
+    levels = np.arange(15.0, 41.0, 0.5)
+    fars = far_from_confidence(levels)
+    knots, errors = [], []
+    for _ in range(200):
+        person = rng.normal(0.0, person_sd, 500)
+        scores = person[i] + person[j] + rng.normal(0.0, 0.1, i.size)
+        cos = np.quantile(scores, 1.0 - fars)
+        knots.append(cos)
+        errors.append(knot_standard_errors(scores, (i, j), cos, levels))
+    spread = np.std(knots, axis=0)
+    ratio = np.mean(errors, axis=0) / spread
+    for level in (20.0, 30.0, 40.0):
+        assert low < ratio[levels == level][0] < high
+    if person_sd:  # the binomial error of independent pairs would understate it several times
+        slope = -np.gradient(np.mean(knots, axis=0), np.log(fars))  # cosine per unit ln FAR
+        binomial = slope * np.sqrt((1.0 - fars) / (fars * i.size))
+        assert np.all(spread[levels <= 30.0] > 2 * binomial[levels <= 30.0])
+
+
+def test_calibration_records_the_data_knots_standard_errors(
+    normal_calibration: Calibration,
+) -> None:
+    assert "knot_standard_errors" not in normal_calibration.provenance  # no identities given
+    rng = np.random.default_rng(2)
+    i, j = np.triu_indices(1000, k=1)  # 499,500 pairs: data down to FAR 2e-4 (confidence 47)
+    person = rng.normal(0.0, 0.02, 1000)
+    scores = person[i] + person[j] + rng.normal(0.0, 0.1, i.size)
+    cal = fit_calibration(scores, "synthetic-persons", pair_groups=(i, j))
+    recorded = cal.provenance["knot_standard_errors"]
+    levels = np.asarray(recorded["confidence"])
+    assert levels[0] == 15.0 and levels[-1] == 46.5  # every data knot, none of the fit's
+    expected = knot_standard_errors(scores, (i, j), cal.cosine(levels), levels)
+    np.testing.assert_allclose(recorded["cosine_se"], expected, atol=1e-6)
+    assert cal.provenance["check"]["40"]["cosine_se"] == pytest.approx(
+        float(expected[levels == 40.0][0]), abs=1e-6
+    )
+    assert "cosine_se" not in cal.provenance["check"]["50"]  # from the fitted tail
+
+
+def test_too_few_impostor_pairs_for_a_tail_are_refused() -> None:
+    # 155 photos (about 11,000 impostor pairs, the old scale's data) leave 11 pairs for the tail
+    # fit: a light tail fitted to them ends just past the largest impostor, and every cosine
+    # beyond would read 99. Refused, saying how much is needed.
+    rng = np.random.default_rng(4)
+    with pytest.raises(ValueError, match="needs 100: at least 100,000 impostor pairs"):
+        fit_calibration(rng.normal(0.0, 0.07, 11_450), "too-small")
+    assert fit_calibration(rng.normal(0.0, 0.07, 100_000), "enough").model_id == "enough"

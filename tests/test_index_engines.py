@@ -288,3 +288,67 @@ def test_nightly_run_goes_through_identify_batch_when_the_planner_picks_faiss(
     # what the search worker runs with that message: every probe matched through FAISS
     res = identify_batch(db, [GROUP], since=since, job_id=job.id, settings=settings)
     assert res.plan.engine is SearchEngine.FAISS and res.probes == len(probe_matrix(analyses))
+
+
+def test_identify_batch_with_a_target_false_match_rate_or_threshold(
+    enrolled, tmp_path, engine, gdp_jpg
+) -> None:
+    import cv2
+    from fastapi.testclient import TestClient
+
+    from pipeline.api import create_app
+    from pipeline.calibration import confidence_for_false_match_rate, expected_false_matches
+
+    db, _, _ = enrolled
+    settings = Settings(home=tmp_path, database_url=db.url, api_auth=False)
+    mirrored = tmp_path / "gdp-mirrored.png"  # not the enrolled pixels: confidences below 100
+    assert cv2.imwrite(str(mirrored), cv2.imread(str(gdp_jpg))[:, ::-1])
+    by_rate = identify_batch(
+        db,
+        [GROUP],
+        sources=[str(mirrored)],
+        top_n=2,
+        engine=engine,
+        settings=settings,
+        false_match_rate=0.001,
+    )
+    summary = by_rate.summary
+    persons = summary["gallery_comparisons"]
+    assert persons == 27 and summary["person_template"] == "mean"  # one template per person
+    threshold = confidence_for_false_match_rate(0.001, persons)
+    assert summary["threshold"] == {
+        "confidence": round(threshold, 3),
+        "rule": "false_match_rate",
+        "false_match_rate": 0.001,
+    }
+    # the mirrored photo: every face found is matched (to itself), far above the threshold
+    faces = by_rate.probes
+    assert faces >= 3 and (summary["faces_searched"], summary["faces_matched"]) == (faces, faces)
+    assert summary["expected_false_matches"] == pytest.approx(
+        expected_false_matches(threshold, persons, faces), abs=1e-3
+    )
+    with db.connection() as conn:
+        best = sorted(
+            r[0]
+            for r in conn.execute(
+                "SELECT confidence FROM matches WHERE job_id = %s AND rank = 1", (by_rate.job_id,)
+            )
+        )
+    assert threshold < best[0] < best[1] < 100.0
+    # a threshold just above the weakest best match leaves that face unmatched
+    by_threshold = identify_batch(
+        db,
+        [GROUP],
+        sources=[str(mirrored)],
+        top_n=2,
+        engine=engine,
+        settings=settings,
+        match_threshold=best[0] + (best[1] - best[0]) / 2,
+    )
+    assert by_threshold.summary["threshold"]["rule"] == "match_threshold"
+    assert by_threshold.summary["faces_matched"] == faces - 1 and by_threshold.matched == faces
+    # the summary comes with the run over HTTP as it does with a reidentify job
+    app = create_app(settings, engine=engine, database=db, preload=False)
+    with TestClient(app) as client:
+        shown = client.get(f"/v1/jobs/{by_rate.job_id}", params={"items": 0}).json()
+    assert shown["kind"] == "identify-batch" and shown["summary"] == summary

@@ -37,6 +37,17 @@ def test_best_face_and_mean_templates() -> None:
     mean = person_scores(probes, emb, ["a", "b"], faces, "mean")
     # the fused template of a points at 20 degrees
     np.testing.assert_allclose(mean[:, 0], np.cos(np.deg2rad([10.0, 10.0, 60.0])), atol=1e-6)
+    # weighted by quality: a's face at 0 degrees counts 3x, the template points at
+    # atan2(sin 40, 3 + cos 40) = 8.3 degrees
+    quality = np.array([3.0, 1.0, 0.5], dtype=np.float32)
+    weighted = person_scores(probes, emb, ["a", "b"], faces, "weighted", quality)
+    angle = np.rad2deg(np.arctan2(np.sin(np.deg2rad(40.0)), 3.0 + np.cos(np.deg2rad(40.0))))
+    np.testing.assert_allclose(
+        weighted[:, 0], np.cos(np.deg2rad([10.0, 30.0, 80.0]) - np.deg2rad(angle)), atol=1e-6
+    )
+    np.testing.assert_allclose(weighted[:, 1], mean[:, 1], atol=1e-6)  # one face: its own
+    with pytest.raises(ValueError, match="quality"):
+        person_scores(probes, emb, ["a", "b"], faces, "weighted")
     who, score = top1(best)
     assert who.tolist() == [0, 0, 1]
     assert score[2] == pytest.approx(np.cos(np.deg2rad(10.0)), abs=1e-6)
@@ -75,3 +86,38 @@ def test_identify_ranks_candidates_by_fused_template() -> None:
     assert rank_by_template(probe, candidates, vectors, top_n=1) == ranked[:1]
     # a person without stored vectors keeps its face score
     assert rank_by_template(probe, candidates, {"a": vectors["a"]}, 2)[1][2] == candidates[0][2]
+
+
+def test_det_curve_steps_through_every_threshold() -> None:
+    from bench.open_set import det_curve
+
+    # mated: 4 probes, one misidentified (never counts as found); strangers: 4 probes
+    ok = np.array([True, True, False, True])
+    mated = np.array([90.0, 70.0, 95.0, 40.0])
+    strangers = np.array([80.0, 60.0, 30.0, 10.0])
+    fpir, fnir = det_curve(ok, mated, strangers)
+    # thresholds high to low: 90 80 70 60 40 30 10 (95 is no one's right answer)
+    np.testing.assert_allclose(fpir, [0, 0.25, 0.25, 0.5, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(fnir, [0.75, 0.75, 0.5, 0.5, 0.25, 0.25, 0.25])
+
+
+def test_open_set_run_draws_a_det_plot(tmp_path) -> None:
+    from bench.open_set import evaluate_open_set, plot_det
+    from pipeline.calibration import default_calibration
+
+    rng = np.random.default_rng(0)
+    identities = [f"p{k}" for k in range(40) for _ in range(3)]
+    centres = rng.normal(size=(40, 64))
+    emb = np.repeat(centres, 3, axis=0) + 1.2 * rng.normal(size=(120, 64))
+    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    quality = rng.uniform(0.5, 0.9, size=120).astype(np.float32)
+    result = evaluate_open_set(
+        emb, identities, default_calibration(), gallery_sizes=(10,), quality=quality
+    )
+    curves = result.pop("_curves")
+    assert [(c["gallery_persons"], c["template"]) for c in curves] == [
+        (size, template) for size in (10, 20) for template in ("best-face", "mean", "weighted")
+    ]
+    assert len(result["rows"]) == 6
+    plot_det(curves, tmp_path / "det.png", "synthetic")
+    assert (tmp_path / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

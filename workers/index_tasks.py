@@ -66,10 +66,13 @@ def identify_batch_task(
     export: str | None = None,
     run_job_id: str | None = None,
     engine: str | None = None,
+    match_threshold: float | None = None,
+    false_match_rate: float | None = None,
 ) -> dict[str, Any]:
     """Identify a batch of probes (observed faces of ``job``, stored ``since`` an ISO time, or
     the faces of ``sources``) against ``groups``; matches go to Postgres (``run_job_id`` is the
-    run's jobs row, created by the caller or here). A redelivered run rewrites the same
+    run's jobs row, created by the caller or here); ``match_threshold`` or ``false_match_rate``
+    decide which count as matches in its summary. A redelivered run rewrites the same
     matches."""
     rt = get_runtime()
     result = identify_batch(
@@ -84,5 +87,7 @@ def identify_batch_task(
         settings=rt.settings,
         job_id=run_job_id,
         force_engine=SearchEngine(engine) if engine else None,
+        match_threshold=match_threshold,
+        false_match_rate=false_match_rate,
     )
     return result.to_dict()

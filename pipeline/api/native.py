@@ -555,8 +555,8 @@ async def show_job(
     failed: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
     """A job with its error counts by code and up to ``items`` of its items; a
-    re-identification also with its ``summary``: faces matched at its threshold and how many of
-    them to expect to be false given the gallery's size."""
+    re-identification (reidentify or identify-batch) also with its ``summary``: faces matched at
+    its threshold and how many of them to expect to be false given the gallery's size."""
     from pipeline.jobs.model import ItemStatus, JobKind
     from pipeline.jobs.reid_threshold import reidentify_summary
     from pipeline.store import jobs as store
@@ -573,7 +573,7 @@ async def show_job(
                 else []
             )
             extra: dict[str, Any] = {}
-            if job.kind is JobKind.REIDENTIFY:
+            if job.kind in (JobKind.REIDENTIFY, JobKind.IDENTIFY_BATCH):
                 extra["summary"] = reidentify_summary(
                     conn, job.id, job.params, state.engine.model_id, state.settings
                 )

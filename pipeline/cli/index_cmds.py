@@ -129,6 +129,21 @@ def identify_batch_cmd(
     engine: Annotated[
         str | None, typer.Option(help="Force pgvector or faiss (default: the planner).")
     ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Count a probe as matched at or above this confidence (default: "
+            "FACEPIPE_IDENTIFY_MATCH_THRESHOLD, 70 = FAR 1e-6 per comparison)."
+        ),
+    ] = None,
+    false_match_rate: Annotated[
+        float | None,
+        typer.Option(
+            help="Instead of --threshold: the share of faces of people NOT enrolled "
+            "allowed to match someone (e.g. 0.01); the threshold follows the "
+            "gallery's size."
+        ),
+    ] = None,
     inline: InlineOpt = False,
     wait: WaitOpt = False,
     as_json: JsonOpt = False,
@@ -136,6 +151,7 @@ def identify_batch_cmd(
     """Identify many faces against groups; matches go to Postgres (and --export)."""
     from pipeline.index.identify_batch import create_run, identify_batch
     from pipeline.index.planner import SearchEngine
+    from pipeline.jobs.reid_threshold import reid_params
 
     if sum(x is not None for x in (job, since, source or None)) != 1:
         err_console.print("give exactly one of --job, --since or --source")
@@ -153,6 +169,7 @@ def identify_batch_cmd(
             "sources": source or [],
             "top_n": top,
             "export": export,
+            **reid_params(threshold, false_match_rate),
         }
         run_id = create_run(db, params)
         if inline:
@@ -166,13 +183,18 @@ def identify_batch_cmd(
                 export=export,
                 job_id=run_id,
                 force_engine=forced,
+                match_threshold=threshold,
+                false_match_rate=false_match_rate,
             )
             data = result.to_dict()
+            summary = result.summary
             _out(
                 data,
                 as_json,
-                f"job {run_id}: {result.probes} probes, {result.matched} "
-                f"matched, engine {result.plan.engine.value} ({result.plan.reason}), "
+                f"job {run_id}: {result.probes} probes, {summary['faces_matched']} matched at "
+                f"confidence >= {summary['threshold']['confidence']:g} (about "
+                f"{summary['expected_false_matches']:g} false matches expected if all were "
+                f"strangers), engine {result.plan.engine.value} ({result.plan.reason}), "
                 f"{result.seconds:.2f} s" + (f", exported to {export}" if export else ""),
             )
             return
@@ -187,6 +209,8 @@ def identify_batch_cmd(
                 "export": export,
                 "run_job_id": run_id,
                 "engine": engine,
+                "match_threshold": threshold,
+                "false_match_rate": false_match_rate,
             },
         )
         if not wait:

@@ -242,7 +242,7 @@ def jobs_show(
         console.print_json(json.dumps(out))
         return
     _print_job(job, as_json=False)
-    if job.kind is JobKind.REIDENTIFY:
+    if job.kind in (JobKind.REIDENTIFY, JobKind.IDENTIFY_BATCH):
         _print_reid_summary(job)
     for name, n in errors.items():
         console.print(f"  {n} x {name}")

@@ -10,6 +10,11 @@ export (:mod:`pipeline.jobs.exporter`: ``s3://bucket/key`` or a file under the e
 checked under the trust of whoever started the run), put in place at the end.
 
 The run is a row in ``jobs`` (kind ``identify-batch``) so ``facepipe jobs list/show`` see it.
+Like a reidentify job (the nightly run is one or the other by the planner's choice) it takes a
+match threshold or a target false-match rate (:mod:`pipeline.jobs.reid_threshold`; neither
+means ``Settings.identify_match_threshold``): every top-N candidate is still written, and its
+``summary`` says how many probes reached the threshold and how many of those to expect to be
+false given the gallery's size.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pipeline.errors import ErrorCode, FacepipeError, error_dict
 from pipeline.index.planner import Plan, SearchEngine, plan_identify
 from pipeline.index.search import SearchStats, identify_faiss
 from pipeline.jobs.exporter import JsonLinesExport
+from pipeline.jobs.reid_threshold import reid_params, reidentify_summary
 from pipeline.store import observations
 from pipeline.store.db import Database
 from pipeline.store.gallery import as_vector
@@ -64,6 +70,10 @@ class IdentifyBatchResult:
     seconds: float
     errors: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    """Probes matched at the run's threshold and the false matches to expect
+    (:func:`pipeline.jobs.reid_threshold.reidentify_summary`); ``matched`` counts probes with
+    any candidate."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +88,7 @@ class IdentifyBatchResult:
             "probes_per_s": round(self.probes / self.seconds, 1) if self.seconds else None,
             "errors": self.errors[:20],
             "stats": self.stats,
+            "summary": self.summary,
         }
 
 
@@ -190,12 +201,16 @@ def identify_batch(
     settings: Settings | None = None,
     job_id: str | None = None,
     force_engine: SearchEngine | None = None,
+    match_threshold: float | None = None,
+    false_match_rate: float | None = None,
 ) -> IdentifyBatchResult:
     """Run identify-batch (see the module docstring); returns what it did.
 
     Exactly one probe selection is expected: ``probe_job`` (observed faces of that job),
     ``since`` (observed faces stored since then) or ``sources`` (analysed now with ``engine``).
-    ``job_id`` is the run's ``jobs`` row (created when None).
+    ``job_id`` is the run's ``jobs`` row (created when None). ``match_threshold`` (confidence)
+    or ``false_match_rate`` (share of strangers' faces allowed to match someone) sets which
+    candidates count as matches in the summary.
     """
     settings = settings or get_settings()
     chosen = sum(x is not None and x != () for x in (probe_job, since, tuple(sources) or None))
@@ -213,6 +228,7 @@ def identify_batch(
         "sources": list(sources),
         "top_n": top_n,
         "export": export,
+        **reid_params(match_threshold, false_match_rate),
     }
     job_id = create_run(db, params, job_id)
     started = time.perf_counter()
@@ -247,6 +263,8 @@ def identify_batch(
             plan.reason,
         )
         result = _run(db, groups, model_id, probe_job, since, top_n, export, plan, job_id, settings)
+        with db.connection() as conn:
+            summary = reidentify_summary(conn, job_id, params, model_id, settings)
     except BaseException as exc:
         _set_job(
             db,
@@ -278,6 +296,7 @@ def identify_batch(
         seconds=seconds,
         errors=errors,
         stats=result.stats,
+        summary=summary,
     )
 
 
