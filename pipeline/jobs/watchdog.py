@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.jobs.dispatch import BrokerState, Dispatcher
-from pipeline.jobs.model import ItemOutcome, ItemStatus
+from pipeline.jobs.model import ItemOutcome, ItemStatus, JobKind
 from pipeline.jobs.runtime import Runtime
 from pipeline.observability.metrics import ITEMS_LOST, LEASES_EXPIRED, WATCHDOG_RESENT
 from pipeline.store import jobs as store
@@ -98,6 +98,11 @@ def decide(health: JobHealth, broker: BrokerState, settings: Settings) -> Decisi
         )
     return None
 
+
+CHUNKED_KINDS = tuple(kind.value for kind in JobKind if kind.chunked)
+"""Job kinds listed into items (cases 1-3). An identify-batch or reindex run has no items and
+its "listing" never ends before the run does: taken for a stalled item job, it would be sent a
+listing that fails it while it runs."""
 
 SINGLE_TASK_KINDS = ("reembed",)
 """Job kinds run as one task holding the job's own lease (no items, no chunks)."""
@@ -186,7 +191,7 @@ def run_watchdog(rt: Runtime, dispatcher: Dispatcher) -> WatchdogReport:
 
 def _unfinished_jobs(rt: Runtime, expired: dict[str, list[int]]) -> list[JobHealth]:
     with rt.db.connection() as conn:
-        rows = store.unfinished_job_counts(conn)
+        rows = store.unfinished_job_counts(conn, CHUNKED_KINDS)
     return [
         JobHealth(
             job_id=r[0],
