@@ -156,25 +156,44 @@ def test_watchdog_resends_lost_work_then_gives_up_with_item_lost(
     assert report.broker_lost and _queued_chunks(pipeline_redis) == [[fresh.id, 0, 0]]
 
 
-def test_watchdog_leaves_jobs_without_items_to_their_own_run(
+def test_watchdog_heals_an_identify_batch_as_one_task_never_as_items(
     runtime: Runtime, pipeline_env: dict[str, str], pipeline_redis: redis.Redis
 ) -> None:
-    """An identify-batch run has no items and its listing is never "done" until it ends: the
-    item rule must not take it for a stalled job (a listing sent for it failed the running job
-    with EMPTY_PARAMETER, or listed its probes as items that then failed)."""
+    """An identify-batch run has no items and its listing is never "done" until it ends. The
+    item rule took it for a stalled job and sent it a listing, which failed the running job
+    (EMPTY_PARAMETER) or listed its probes as items that then failed. Now: a live run (its
+    lease renewed) is left alone; a run nothing holds is re-sent as its own task."""
     send = runtime.dispatcher
     with runtime.db.transaction() as conn:
-        job, _ = store.create_job(
-            conn, JobKind.IDENTIFY_BATCH, {"groups": ["g"], "probe_job": None}
-        )
-        store.set_job_fields(conn, job.id, status="running")
-    for _ in range(2):  # the first pass also finds a brand-new broker (lost): re-send all
-        report = run_watchdog(runtime, send)
-        assert job.id not in report.jobs
+        live, _ = store.create_job(conn, JobKind.IDENTIFY_BATCH, {"groups": ["g"]})
+        store.set_job_fields(conn, live.id, status="running")
+        assert store.claim_job_lease(conn, live.id, "live-run", 600)
+        lost, _ = store.create_job(
+            conn,
+            JobKind.IDENTIFY_BATCH,
+            {"groups": ["g"], "probe_job": None, "since": "2026-01-01T00:00:00+00:00",
+             "sources": [], "top_n": 3, "export": None},
+        )  # fmt: skip
+    report = run_watchdog(runtime, send)  # a brand-new broker: lost, re-send what nobody holds
+    assert live.id not in report.jobs and report.job_tasks_sent == 1
     assert pipeline_redis.llen("ingest") == 0 and pipeline_redis.llen("infer") == 0
+    (raw,) = pipeline_redis.lrange("search", 0, -1)
+    message = json.loads(raw)
+    _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+    assert message["headers"]["task"] == "facepipe.search.identify_batch"
+    assert kwargs == {
+        "groups": ["g"],
+        "job": None,
+        "since": "2026-01-01T00:00:00+00:00",
+        "sources": None,
+        "top_n": 3,
+        "export": None,
+        "run_job_id": lost.id,
+    }
     with runtime.db.connection() as conn:
-        after = store.get_job(conn, job.id)
-        assert store.list_items(conn, job.id) == []
+        after = store.get_job(conn, live.id)
+        assert store.list_items(conn, live.id) == []
+        assert "re-sent the job's task" in (store.get_job(conn, lost.id).stalled or {})["action"]
     assert after.status is JobStatus.RUNNING and after.error is None and after.stalled is None
 
 
