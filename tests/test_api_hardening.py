@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 
 from pipeline.api import create_app
 from pipeline.api.auth import check_exposure, is_loopback
-from pipeline.api.body import MAX_JSON_DEPTH, json_depth
+from pipeline.api.body import MAX_JSON_DEPTH, MAX_JSON_STRUCTURE, json_depth, json_structure
 from pipeline.config import Settings
 from pipeline.engine import FaceEngine
 from pipeline.errors import FacepipeError
@@ -73,6 +73,31 @@ def test_deeply_nested_json_is_400(small: TestClient) -> None:
         resp = small.post("/v1/detect", content=body, headers={"content-type": "application/json"})
         assert resp.status_code == 400, resp.text
         assert _error(resp)["name"] == "ILLEGAL_PARAMETER" and "nested" in _error(resp)["message"]
+
+
+def test_json_scan_is_linear_on_unterminated_strings() -> None:
+    """An unterminated string of escaped quotes made the old scan restart at every quote:
+    quadratic, 3.7 s for 40 kB (and it runs on the event loop). Now one pass."""
+    hostile = b'{"a": "' + b'\\"' * 500_000  # 1 MB, never closed
+    start = time.monotonic()
+    assert json_structure(hostile) == b"{:"
+    assert json_depth(hostile, MAX_JSON_DEPTH) == 1
+    assert time.monotonic() - start < 2.0
+    assert json_structure(b'{"k": ["a\\"b", "c\\\\"], "t": "\\') == b"{:[,],:"
+
+
+def test_a_json_body_of_too_many_values_is_400(small: TestClient) -> None:
+    """160 MB of ``{},`` would parse into about 4 GB of Python objects: the body's structure is
+    counted before it is parsed."""
+    wide = '{"image": [' + "{}," * (MAX_JSON_STRUCTURE // 3 + 1) + "{}]}"
+    resp = small.post("/v1/detect", content=wide, headers={"content-type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    assert (
+        _error(resp)["name"] == "ILLEGAL_PARAMETER" and "too many values" in _error(resp)["message"]
+    )
+    fits = '{"image": [' + "1," * 1000 + "1]}"  # parsed, then refused for what it is
+    resp = small.post("/v1/detect", content=fits, headers={"content-type": "application/json"})
+    assert resp.status_code == 400 and "too many values" not in _error(resp)["message"]
 
 
 def _stream(total: int, chunk: bytes = b"A" * 65536) -> Iterator[bytes]:
@@ -182,6 +207,35 @@ def _slot_waits() -> tuple[float, float]:
         REGISTRY.get_sample_value(f"{name}_count") or 0.0,
         REGISTRY.get_sample_value(f"{name}_sum") or 0.0,
     )
+
+
+def test_many_slow_downloads_do_not_starve_the_other_calls(
+    patient: TestClient, slow_url: str, yaoming_jpg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More slow caller URLs than the server's worker threads (anyio's 40): downloads run on
+    threads of their own (DOWNLOAD_THREADS), so a model call and /healthz still find a thread
+    instead of waiting for the downloads to end."""
+    from pipeline.api.state import DOWNLOAD_THREADS
+
+    monkeypatch.setattr(_SlowImage, "delay_s", 6.0)
+    inline = {"image": base64.b64encode(yaoming_jpg.read_bytes()).decode()}
+    patient.post("/v1/detect", json=inline)  # warm-up
+    n_slow = 45
+    assert n_slow > DOWNLOAD_THREADS
+    with ThreadPoolExecutor(n_slow + 2) as pool:
+        slow = [
+            pool.submit(patient.post, "/v1/detect", json={"url": slow_url}) for _ in range(n_slow)
+        ]
+        time.sleep(1.5)
+        started = time.monotonic()
+        health = patient.get("/healthz")
+        quick = patient.post("/v1/detect", json=inline)
+        quick_s = time.monotonic() - started
+        assert not any(f.done() for f in slow)
+        codes = [f.result().status_code for f in slow]
+    assert health.status_code == 200 and quick.status_code == 200
+    assert quick_s < 4.0, quick_s  # the downloads hold their threads for 6 s
+    assert codes == [200] * n_slow
 
 
 def test_saturated_slots_answer_service_busy(small: TestClient, yaoming_jpg: Path) -> None:

@@ -352,3 +352,43 @@ def test_identify_batch_with_a_target_false_match_rate_or_threshold(
     with TestClient(app) as client:
         shown = client.get(f"/v1/jobs/{by_rate.job_id}", params={"items": 0}).json()
     assert shown["kind"] == "identify-batch" and shown["summary"] == summary
+
+
+def test_identify_batch_holds_its_job_lease_and_a_second_delivery_changes_nothing(
+    enrolled, analyses, tmp_path
+):
+    """The run holds its job's lease (the watchdog re-sends the task of a run that died, see
+    tests/test_reliability_units.py); a delivery while a live run holds it is refused."""
+    from pipeline.errors import ErrorCode, FacepipeError
+    from pipeline.index.identify_batch import create_run
+    from pipeline.store import jobs as job_store
+
+    db, _, _ = enrolled
+    settings = Settings(home=tmp_path, snapshot_uri=str(tmp_path / "snaps"))
+    _, mirrored = analyses
+    with db.transaction() as conn:
+        for a in mirrored:
+            record_observed_faces(conn, a, job_id="night-2")
+    job_id = create_run(db, {"groups": [GROUP], "probe_job": "night-2"})
+    with db.transaction() as conn:
+        assert job_store.claim_job_lease(conn, job_id, "live-run", 600)
+    with pytest.raises(FacepipeError) as info:
+        identify_batch(db, [GROUP], probe_job="night-2", job_id=job_id, settings=settings)
+    assert info.value.code is ErrorCode.JOB_STATE
+
+    def row() -> tuple[str, str | None, int]:
+        with db.connection() as conn:
+            found = conn.execute(
+                "SELECT status, lease_owner, (SELECT count(*) FROM matches WHERE job_id = %s) "
+                "FROM jobs WHERE id = %s",
+                (job_id, job_id),
+            ).fetchone()
+        return found[0], found[1], found[2]
+
+    assert row() == ("pending", "live-run", 0)
+    with db.transaction() as conn:
+        job_store.release_job_lease(conn, job_id, "live-run")  # that run died and let go
+    res = identify_batch(db, [GROUP], probe_job="night-2", job_id=job_id, settings=settings)
+    assert res.matched == res.probes > 0
+    status, owner, matches = row()
+    assert (status, owner) == ("done", None) and matches > 0

@@ -44,3 +44,47 @@ def test_enroll_then_list_show_cancel_retry(
     assert usage.exit_code == 2
     gone = runner.invoke(app, ["enroll", str(tmp_path / "nope"), "--group", "g1"])
     assert gone.exit_code == 2 and "SOURCE_NOT_FOUND" in gone.output
+
+
+def test_show_and_wait_say_when_a_job_is_stalled_and_why(
+    pipeline_env: Any, clean_database: Any, pipeline_redis: Any, tmp_path: Path
+) -> None:
+    """`jobs show` and `--wait` print the watchdog's finding (why, what it did), and say so
+    when nothing heals a job, instead of looking normal or waiting silently."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from pipeline.jobs.progress import watch_job
+    from pipeline.jobs.runtime import get_runtime
+    from pipeline.jobs.watchdog import run_watchdog
+    from tests.fixtures.services import apply_env, restore_env
+
+    (tmp_path / "ann").mkdir()
+    runner = CliRunner()
+    saved = apply_env({"FACEPIPE_WATCHDOG_IDLE_S": "0"})  # every job is idle at once
+    try:
+        rt = get_runtime()
+        rt.dispatcher.broker_state_handled()  # a broker the watchdog has seen before
+        out = runner.invoke(app, ["enroll", str(tmp_path), "--group", "g1", "--json"])
+        job_id = json.loads(out.output)["id"]
+        shown = runner.invoke(app, ["jobs", "show", job_id])
+        assert "no progress for" in shown.output and "is a worker running" in shown.output
+
+        run_watchdog(rt, rt.dispatcher)  # its listing waits in the queue: noted, not re-sent
+        shown = runner.invoke(app, ["jobs", "show", job_id])
+        assert "stalled: no progress for" in shown.output, shown.output
+        assert "messages are queued ahead" in shown.output and "watchdog waiting" in shown.output
+
+        pipeline_redis.delete("ingest")  # the listing message is lost
+        run_watchdog(rt, rt.dispatcher)
+        shown = runner.invoke(app, ["jobs", "show", job_id])
+        assert "nothing queued or running" in shown.output
+        assert "resumed the listing" in shown.output, shown.output
+
+        console = Console(file=StringIO(), width=300)
+        watch_job(job_id, console, timeout_s=0.5)  # what `enroll --wait` shows
+        printed = console.file.getvalue()  # type: ignore[attr-defined]
+        assert f"{job_id[:8]} stalled:" in printed and "resumed the listing" in printed
+    finally:
+        restore_env(saved)

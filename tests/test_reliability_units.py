@@ -5,10 +5,12 @@ restarts) is tests/chaos/."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -154,6 +156,71 @@ def test_watchdog_resends_lost_work_then_gives_up_with_item_lost(
     assert report.broker_lost and _queued_chunks(pipeline_redis) == [[fresh.id, 0, 0]]
 
 
+def test_watchdog_heals_an_identify_batch_as_one_task_never_as_items(
+    runtime: Runtime, pipeline_env: dict[str, str], pipeline_redis: redis.Redis
+) -> None:
+    """An identify-batch run has no items and its listing is never "done" until it ends. The
+    item rule took it for a stalled job and sent it a listing, which failed the running job
+    (EMPTY_PARAMETER) or listed its probes as items that then failed. Now: a live run (its
+    lease renewed) is left alone; a run nothing holds is re-sent as its own task."""
+    send = runtime.dispatcher
+    with runtime.db.transaction() as conn:
+        live, _ = store.create_job(conn, JobKind.IDENTIFY_BATCH, {"groups": ["g"]})
+        store.set_job_fields(conn, live.id, status="running")
+        assert store.claim_job_lease(conn, live.id, "live-run", 600)
+        lost, _ = store.create_job(
+            conn,
+            JobKind.IDENTIFY_BATCH,
+            {"groups": ["g"], "probe_job": None, "since": "2026-01-01T00:00:00+00:00",
+             "sources": [], "top_n": 3, "export": None, "engine": "faiss",
+             "false_match_rate": 0.01},
+        )  # fmt: skip
+    report = run_watchdog(runtime, send)  # a brand-new broker: lost, re-send what nobody holds
+    assert live.id not in report.jobs and report.job_tasks_sent == 1
+    assert pipeline_redis.llen("ingest") == 0 and pipeline_redis.llen("infer") == 0
+    (raw,) = pipeline_redis.lrange("search", 0, -1)
+    message = json.loads(raw)
+    _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+    assert message["headers"]["task"] == "facepipe.search.identify_batch"
+    assert kwargs == {
+        "groups": ["g"],
+        "job": None,
+        "since": "2026-01-01T00:00:00+00:00",
+        "sources": None,
+        "top_n": 3,
+        "export": None,
+        "run_job_id": lost.id,
+        "engine": "faiss",  # what the run was asked for, not the planner's choice on re-send
+        "match_threshold": None,
+        "false_match_rate": 0.01,
+    }
+    with runtime.db.connection() as conn:
+        after = store.get_job(conn, live.id)
+        assert store.list_items(conn, live.id) == []
+        assert "re-sent the job's task" in (store.get_job(conn, lost.id).stalled or {})["action"]
+    assert after.status is JobStatus.RUNNING and after.error is None and after.stalled is None
+
+
+def test_chunk_messages_carry_time_limits_sized_from_their_items(
+    runtime: Runtime, pipeline_env: dict[str, str], pipeline_redis: redis.Redis
+) -> None:
+    """Soft limit items x FACEPIPE_TASK_ITEM_BUDGET_S + 60 s, hard limit 30 s more, in the
+    message the broker holds (what the worker applies); listings get their own."""
+    send = runtime.dispatcher
+    budget = runtime.settings.task_item_budget_s
+    send.send_chunk("job-a", 0, 0)
+    send.send_chunk("job-b", 0, 31)
+    send.send_listing("job-c")
+    limits = {}
+    for queue in ("infer", "ingest"):
+        for raw in pipeline_redis.lrange(queue, 0, -1):
+            headers = json.loads(raw)["headers"]
+            limits[headers["argsrepr"].split(",")[0].strip("(' ")] = headers["timelimit"]
+    assert limits["job-a"] == [budget + 90, budget + 60]
+    assert limits["job-b"] == [32 * budget + 90, 32 * budget + 60]
+    assert limits["job-c"][0] > limits["job-c"][1] > 0
+
+
 def test_a_run_cut_by_its_soft_time_limit_gives_its_items_back(
     runtime: Runtime, players_jpg: Path, tmp_path: Path
 ) -> None:
@@ -294,3 +361,102 @@ def test_submit_while_the_broker_is_down_answers_at_once_and_leaves_no_job(
     assert elapsed < 10, elapsed
     with runtime.db.connection() as conn:
         assert store.list_jobs(conn) == []  # no orphan job row
+
+
+def test_submit_to_a_frozen_broker_answers_within_the_submit_timeout(
+    runtime: Runtime, pipeline_env: dict[str, str], players_jpg: Path, tmp_path: Path
+) -> None:
+    """A broker that accepts connections and never answers (a frozen Redis; a connection left
+    half-open by a failover looks the same): kombu and the result backend would wait on it for
+    ever. The submit answers BROKER_UNAVAILABLE within FACEPIPE_SUBMIT_TIMEOUT_S all the same,
+    and leaves no job behind."""
+    from pipeline.jobs.submit import submit_job
+    from tests.fixtures.services import free_port
+    from workers.app import app, configure
+
+    port = free_port()
+    frozen = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(port=port).ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        frozen.send_signal(signal.SIGSTOP)
+        down = runtime.settings.model_copy(
+            update={
+                "broker_url": f"redis://127.0.0.1:{port}/0",
+                "result_backend": f"redis://127.0.0.1:{port}/1",
+                "submit_timeout_s": 2.0,
+            }
+        )
+        configure(app, down)
+        try:
+            for _ in range(2):  # the second finds the first send still stuck
+                start = time.monotonic()
+                with pytest.raises(FacepipeError) as info:
+                    submit_job(JobKind.DETECT, str(players_jpg), rt=Runtime(down, db=runtime.db))
+                elapsed = time.monotonic() - start
+                assert info.value.code is ErrorCode.BROKER_UNAVAILABLE
+                assert elapsed < 4, elapsed
+        finally:
+            configure(
+                app,
+                runtime.settings.model_copy(
+                    update={
+                        "broker_url": pipeline_env["FACEPIPE_BROKER_URL"],
+                        "result_backend": pipeline_env["FACEPIPE_RESULT_BACKEND"],
+                    }
+                ),
+            )
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+        frozen.kill()
+        frozen.wait(10)
+    with runtime.db.connection() as conn:
+        assert store.list_jobs(conn) == []  # no orphan job row
+
+
+def test_the_redis_the_project_starts_keeps_its_queues_across_a_crash(tmp_path: Path) -> None:
+    """scripts/ensure-redis (what `make demo` and `make test` start) runs Redis with an
+    append-only file: a queued message survives kill -9 and a restart by the same script."""
+    from tests.fixtures.services import free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "FACEPIPE_REDIS_PORT": str(port),
+        "FACEPIPE_REDIS_DIR": str(tmp_path / "redis"),
+    }
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ensure-redis"
+    subprocess.run([str(script)], env=env, check=True, timeout=60)
+    client = redis.Redis(port=port)
+    try:
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        client.lpush("infer", b"a chunk message")
+        time.sleep(1.5)  # appendfsync everysec: on disk within a second
+        os.kill(int(client.info("server")["process_id"]), signal.SIGKILL)
+        time.sleep(0.5)
+        subprocess.run([str(script)], env=env, check=True, timeout=60)
+        assert client.lrange("infer", 0, -1) == [b"a chunk message"]
+    finally:
+        with contextlib.suppress(redis.RedisError):
+            client.shutdown(nosave=True)

@@ -16,6 +16,7 @@ import pytest
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.jobs.exportdest import parse_export_destination, resolve_inside
+from pipeline.jobs.exporter import JsonLinesExport, export_records
 from pipeline.jobs.model import Origin
 from pipeline.sources import read_source_bytes
 from pipeline.sources.location import (
@@ -185,3 +186,26 @@ def test_good_export_destinations(export_settings: Settings, tmp_path: Path) -> 
     assert parse_export_destination(inside, export_settings, Trust.OPERATOR).path is not None
     remote = parse_export_destination("s3://out-bucket/run/1.jsonl", export_settings, Trust.CALLER)
     assert remote.s3 == S3Location("out-bucket", "run/1.jsonl") and remote.path is None
+
+
+def test_an_export_never_writes_through_a_symlink(
+    export_settings: Settings, tmp_path: Path
+) -> None:
+    """A symlink at the destination that leads out is refused; one placed there after the
+    check is replaced by the export, never followed (the file outside keeps its content)."""
+    exports = tmp_path / "exports"
+    victim = tmp_path / "outside" / "victim.txt"
+    victim.write_text("keep")
+    (exports / "link.jsonl").symlink_to(victim)
+    with pytest.raises(FacepipeError) as info:
+        export_records([{"a": 1}], "link.jsonl", export_settings, Trust.CALLER)
+    assert info.value.code is ErrorCode.URL_FORBIDDEN
+
+    late = JsonLinesExport("late.jsonl", export_settings, Trust.CALLER)
+    late.write({"a": 1})
+    (exports / "late.jsonl").symlink_to(victim)  # between the check and the write
+    assert late.finish() == 1
+    assert victim.read_text() == "keep"
+    written = exports / "late.jsonl"
+    assert not written.is_symlink() and written.read_text() == '{"a":1}\n'
+    assert sorted(p.name for p in exports.iterdir()) == ["late.jsonl", "link.jsonl"]

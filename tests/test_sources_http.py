@@ -183,6 +183,26 @@ def test_one_deadline_covers_dripped_headers(base: str) -> None:
     assert elapsed < 3.0, elapsed  # the deadline is 1 s; the server would drip for 20 s
 
 
+def test_one_deadline_covers_a_slow_name_lookup(base: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name whose servers never answer holds getaddrinfo for the resolver's own timeouts
+    (tens of seconds); the download gives up at its deadline all the same. (The resolver is
+    the one thing slowed down here: no DNS server can be made slow in a test sandbox.)"""
+    real = socket.getaddrinfo
+
+    def unanswered(*args: object, **kwargs: object) -> object:
+        time.sleep(3)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", unanswered)
+    quick = Settings(url_allow_hosts=["localhost"], download_timeout_s=0.5)
+    start = time.monotonic()
+    err = error_of(base.replace("127.0.0.1", "localhost") + "/photo.jpg", quick)
+    elapsed = time.monotonic() - start
+    assert err.code is ErrorCode.DOWNLOAD_FAILED and err.retryable, err
+    assert "longer than 0.5 s" in err.message
+    assert elapsed < 1.5, elapsed
+
+
 def test_connection_refused_is_retryable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

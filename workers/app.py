@@ -25,6 +25,12 @@ from workers import observability
 
 log = logging.getLogger(__name__)
 
+BROKER_SOCKET_TIMEOUT_S = 30.0
+"""Longest wait for one reply of the broker or the result backend (Redis answers in
+milliseconds; kombu's blocking pop returns every second). Without it a connection whose peer
+vanished without closing it (a failover, a NAT timeout, a frozen Redis) blocks its caller
+forever; with it the call fails and kombu reconnects."""
+
 ROUTES = {
     "facepipe.ingest.*": {"queue": "ingest"},
     "facepipe.schedule.*": {"queue": "ingest"},
@@ -78,6 +84,7 @@ def configure(celery: Celery, settings: Settings) -> None:
         broker_connection_timeout=max(1.0, settings.submit_timeout_s),
         broker_transport_options={
             "socket_connect_timeout": max(1.0, settings.submit_timeout_s),
+            "socket_timeout": BROKER_SOCKET_TIMEOUT_S,
             "visibility_timeout": settings.visibility_timeout_s,
             # sweep for abandoned (unacknowledged) messages at least this often
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 2)),
@@ -86,6 +93,8 @@ def configure(celery: Celery, settings: Settings) -> None:
             "unacked_mutex_expire": max(10, min(300, settings.visibility_timeout_s)),
         },
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        redis_socket_timeout=BROKER_SOCKET_TIMEOUT_S,
+        redis_socket_connect_timeout=max(1.0, settings.submit_timeout_s),
         timezone=settings.timezone,
         enable_utc=True,
         worker_hijack_root_logger=False,

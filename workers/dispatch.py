@@ -2,6 +2,14 @@
 
 Sending fails fast: a broker that does not answer within ``submit_timeout_s`` is
 BROKER_UNAVAILABLE (-1906) for the caller, instead of a traceback after kombu's default retries.
+That holds for a broker that refuses connections and for one that accepts them and never
+answers (a frozen Redis, a connection left half-open by a failover): kombu and the Redis result
+backend would wait on such a socket forever, so every send runs in a small pool of sender
+threads and the caller waits for it at most ``submit_timeout_s``. A send given up on this way
+is not cancelled: it ends when the broker answers or its socket times out
+(``BROKER_SOCKET_TIMEOUT_S``, set on the app in workers.app) and may still deliver its message
+late, which is harmless (a listing or chunk of a job that was removed finds no job; one of a
+job that exists is a duplicate, and duplicates skip finished and leased items).
 
 The broker's state for the watchdog (Redis brokers only; others answer "unknown"): the length of
 every facepipe queue plus the messages workers hold unacknowledged, and a canary key. The canary
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,12 +37,16 @@ from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.jobs.dispatch import BrokerState, TaskName
 from pipeline.observability.queues import queue_depths
+from pipeline.threadpool import ProcessThreadPool
 from workers.errors import PermanentTaskError
 
 log = logging.getLogger(__name__)
 
 CANARY_KEY = "facepipe:broker-canary"
 LISTING_SOFT_LIMIT_S = 600.0
+_SENDERS = ProcessThreadPool(4, "facepipe-send")
+"""Sends in flight at once per process (more wait their turn, within the same deadline);
+long-lived threads, so Celery's per-thread result backends stay few."""
 
 
 def celery_dispatcher(settings: Settings) -> CeleryDispatcher:
@@ -86,10 +99,17 @@ class CeleryDispatcher:
             "interval_step": timeout / 6,
             "interval_max": timeout / 3,
         }
+        sending = _SENDERS.submit(
+            self.app.send_task, str(name), args=args, retry=True, retry_policy=policy, **options
+        )
         try:
-            return self.app.send_task(
-                str(name), args=args, retry=True, retry_policy=policy, **options
-            )
+            return sending.result(timeout=timeout)
+        except FutureTimeout as exc:
+            sending.cancel()  # not started yet (every sender busy): never sent
+            raise FacepipeError(
+                ErrorCode.BROKER_UNAVAILABLE,
+                f"the message broker did not answer within {timeout:g} s while taking {name}",
+            ) from exc
         except (KombuOperationalError, RedisError, OSError) as exc:
             raise FacepipeError(
                 ErrorCode.BROKER_UNAVAILABLE,

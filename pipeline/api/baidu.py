@@ -26,7 +26,6 @@ from pipeline.api.answers import answers
 from pipeline.api.auth import ANONYMOUS, Caller, Refused
 from pipeline.api.calls import create_person_with_face, detect_faces, raise_first_error
 from pipeline.api.deps import PayloadDep, StateDep, keyring
-from pipeline.api.images import fetch, fetch_all
 from pipeline.api.scope import Needs, enforce, split_values, visible_groups
 from pipeline.api.state import ApiState
 from pipeline.api_io import Payload, inline_source
@@ -302,7 +301,7 @@ async def detect(state: StateDep, form: FormDep) -> dict[str, Any]:
     max_faces = form.integer("max_face_num", 1, 1, 100)
     fields = {f.strip() for f in (form.text("face_fields") or "").split(",") if f.strip()}
     source = form.image()
-    fetched = await state.blocking(lambda: fetch(source, state.settings))
+    fetched = await state.fetch(source)
 
     def run() -> dict[str, Any]:
         analysis = detect_faces(state.engine, fetched.decode(state.settings), max_faces)
@@ -318,7 +317,7 @@ async def match(state: StateDep, form: FormDep) -> dict[str, Any]:
     sources = form.images()
     if len(sources) < 2:
         raise FacepipeError(ErrorCode.EMPTY_PARAMETER, "match needs at least 2 images")
-    fetched = await state.blocking(lambda: fetch_all(sources, state.settings))
+    fetched = await state.fetch_all(sources)
 
     def run() -> dict[str, Any]:
         decoded = [f.decode(state.settings) for f in fetched]
@@ -337,7 +336,7 @@ async def identify(state: StateDep, form: FormDep) -> dict[str, Any]:
     groups = form.listed("group_id")
     top_n = form.integer("user_top_num", 1, 1, 5)
     source = form.image()
-    fetched = await state.blocking(lambda: fetch(source, state.settings))
+    fetched = await state.fetch(source)
 
     def run() -> dict[str, Any]:
         result = state.library.identify(fetched.decode(state.settings), groups, top_n)
@@ -365,7 +364,7 @@ async def identify(state: StateDep, form: FormDep) -> dict[str, Any]:
 async def verify(state: StateDep, form: FormDep) -> dict[str, Any]:
     uid, groups = form.required("uid"), form.listed("group_id")
     source = form.image()
-    fetched = await state.blocking(lambda: fetch(source, state.settings))
+    fetched = await state.fetch(source)
 
     def run() -> dict[str, Any]:
         person = state.library.get_person(uid)
@@ -386,7 +385,7 @@ async def _enrol(state: ApiState, form: Form, *, update: bool) -> dict[str, Any]
     replace = update or form.text("action_type") == "replace"
     creates = not update or form.text("action_type") == "replace"
     sources = form.images() if update else [form.image()]
-    fetched = await state.blocking(lambda: fetch_all(sources, state.settings))
+    fetched = await state.fetch_all(sources)
 
     def run() -> dict[str, Any]:
         lib = state.library

@@ -2,8 +2,12 @@
 
 The body is streamed with a running byte count and reading stops at the limit (413
 IMAGE_TOO_LARGE), whatever Content-Length claims, so a chunked upload cannot grow without end.
-A JSON body nested deeper than :data:`MAX_JSON_DEPTH` is ILLEGAL_PARAMETER (400) before it is
-parsed (a deep enough nesting would otherwise exhaust the parser's recursion: a 500).
+Before a JSON body is parsed, one linear pass over it (strings skipped) counts its structure: a
+body nested deeper than :data:`MAX_JSON_DEPTH` (a deep enough nesting would otherwise exhaust
+the parser's recursion: a 500) or holding more than :data:`MAX_JSON_STRUCTURE` brackets,
+commas and colons is ILLEGAL_PARAMETER (400). The second bound is what keeps parsing within
+bounded memory: every parsed value is a Python object of 30-100 bytes, so a body of 160 MB of
+``{},`` would parse into about 4 GB; strings cost about their size in the body.
 """
 
 from __future__ import annotations
@@ -24,11 +28,18 @@ from pipeline.errors import ErrorCode, FacepipeError
 MAX_JSON_DEPTH = 32
 """Deepest accepted nesting of a JSON body (facepipe's own bodies are 2 levels deep)."""
 
+MAX_JSON_STRUCTURE = 200_000
+"""Most brackets, commas and colons (outside strings) of one JSON body, i.e. about 100 000
+values: a few MB once parsed. facepipe's own bodies hold a few dozen."""
+
 MAX_FORM_PARTS = 1000
 """Most fields and files of one form (each image is one part)."""
 
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+# A JSON string, or an unterminated one up to the end of the text: the pattern always matches
+# where it starts, so a scan never restarts inside a long unterminated string (quadratic time,
+# seconds for 40 kB of ``\\"``) and never backtracks (the unrolled loop has one way to match).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b"[]{},:")
 
 
 def body_limit(settings: Settings) -> int:
@@ -83,12 +94,19 @@ def bounded_receive(receive: Receive, headers: Headers, limit: int) -> Receive:
     return bounded
 
 
-def json_depth(raw: bytes, stop_above: int) -> int:
+def json_structure(raw: bytes) -> bytes:
+    """The brackets, commas and colons of a JSON text, strings skipped. Linear in the text."""
+    return _JSON_STRING.sub(b"", raw).translate(None, _NOT_STRUCTURE)
+
+
+def json_depth(raw: bytes, stop_above: int, structure: bytes | None = None) -> int:
     """The nesting depth of a JSON text (strings skipped), counting no further than
     ``stop_above + 1``. Linear, iterative: safe on hostile input."""
-    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    structure = json_structure(raw) if structure is None else structure
     depth = deepest = 0
-    for byte in brackets:
+    for byte in structure:
+        if byte in b",:":
+            continue
         depth += 1 if byte in b"[{" else -1
         if depth > deepest:
             deepest = depth
@@ -98,11 +116,20 @@ def json_depth(raw: bytes, stop_above: int) -> int:
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """A JSON object body; ILLEGAL_PARAMETER for anything else (bad JSON, too deep, a list)."""
-    if json_depth(raw, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+    """A JSON object body; ILLEGAL_PARAMETER for anything else (bad JSON, too deep, too many
+    values, a list)."""
+    structure = json_structure(raw)
+    # the depth loop runs in Python: never over more than the structure allowed
+    if json_depth(raw, MAX_JSON_DEPTH, structure[: MAX_JSON_STRUCTURE + 1]) > MAX_JSON_DEPTH:
         raise FacepipeError(
             ErrorCode.ILLEGAL_PARAMETER,
             f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels",
+        )
+    if len(structure) > MAX_JSON_STRUCTURE:
+        raise FacepipeError(
+            ErrorCode.ILLEGAL_PARAMETER,
+            f"the JSON body holds more than {MAX_JSON_STRUCTURE} brackets, commas and colons "
+            "(too many values)",
         )
     try:
         body = json.loads(raw)

@@ -31,7 +31,7 @@ from pipeline.api.auth import ANONYMOUS, Caller, Refused
 from pipeline.api.body import body_limit, content_type, parse_json_object, read_body
 from pipeline.api.calls import create_person_with_face, detect_faces
 from pipeline.api.deps import get_state, keyring
-from pipeline.api.images import ImageSource, fetch, fetch_all
+from pipeline.api.images import ImageSource
 from pipeline.api.scope import READ, Needs, enforce, visible_groups
 from pipeline.api.state import ApiState
 from pipeline.api_io import caller_location, inline_source
@@ -377,7 +377,7 @@ async def CreatePerson(state: ApiState, p: Params) -> dict[str, Any]:
     values = _ex_values(p)
     qc = p.integer("QualityControl", 0, 0, 4)
     source = p.image(state.settings) if p.has_image() else None
-    fetched = await state.blocking(lambda: fetch(source, state.settings)) if source else None
+    fetched = await state.fetch(source) if source else None
 
     def run() -> dict[str, Any]:
         state.library.get_group(group_id)  # GroupIdNotExist before anything is created
@@ -547,7 +547,7 @@ async def CreateFace(state: ApiState, p: Params) -> dict[str, Any]:
             f"at most {MAX_IMAGES_PER_CREATE_FACE} images per CreateFace",
             iai="InvalidParameterValue.UploadFaceNumExceed",
         )
-    fetched = await state.blocking(lambda: fetch_all(sources, state.settings))
+    fetched = await state.fetch_all(sources)
 
     def run() -> dict[str, Any]:
         result = state.library.add_faces(
@@ -583,7 +583,7 @@ async def DetectFace(state: ApiState, p: Params) -> dict[str, Any]:
     need_attributes = p.integer("NeedFaceAttributes", 0, 0, 1) == 1
     need_quality = p.integer("NeedQualityDetection", 0, 0, 1) == 1
     source = p.image(state.settings)
-    fetched = await state.blocking(lambda: fetch(source, state.settings))
+    fetched = await state.fetch(source)
 
     def run() -> dict[str, Any]:
         analysis = detect_faces(state.engine, fetched.decode(state.settings), max_faces)
@@ -614,7 +614,7 @@ async def DetectFace(state: ApiState, p: Params) -> dict[str, Any]:
 @action
 async def CompareFace(state: ApiState, p: Params) -> dict[str, Any]:
     sources = [p.image(state.settings, "A"), p.image(state.settings, "B")]
-    fa, fb = await state.blocking(lambda: fetch_all(sources, state.settings))
+    fa, fb = await state.fetch_all(sources)
 
     def run() -> dict[str, Any]:
         result = state.library.compare(fa.decode(state.settings), fb.decode(state.settings))
@@ -633,7 +633,7 @@ async def _search(state: ApiState, p: Params) -> tuple[IdentifyResult, int, floa
         top_n = p.integer("MaxPersonNumPerGroup", 5, 1, 10)
     threshold = p.number("FaceMatchThreshold")
     source = p.image(state.settings)
-    fetched = await state.blocking(lambda: fetch(source, state.settings))
+    fetched = await state.fetch(source)
 
     def run() -> IdentifyResult:
         return state.library.identify(
@@ -719,7 +719,7 @@ async def SearchFacesReturnsByGroup(state: ApiState, p: Params) -> dict[str, Any
 async def _verify(state: ApiState, p: Params) -> dict[str, Any]:
     person_id = p.required("PersonId")
     source = p.image(state.settings)
-    fetched = await state.blocking(lambda: fetch(source, state.settings))
+    fetched = await state.fetch(source)
 
     def run() -> dict[str, Any]:
         result = state.library.verify(fetched.decode(state.settings), person_id)

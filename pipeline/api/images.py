@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pipeline.api_io import Upload
 from pipeline.config import Settings
 from pipeline.errors import FacepipeError
-from pipeline.sources.location import Location, Trust
+from pipeline.sources.location import InlineLocation, Location, Trust
 from pipeline.types import DecodedImage
 
 
@@ -51,6 +51,13 @@ class Fetched:
 
 ImageSource = str | Location | Upload
 """A request image: an upload, a caller's location parsed once, or (jobs) its canonical text."""
+
+
+def is_remote(source: ImageSource) -> bool:
+    """Must this image be fetched over the network (an http(s) URL, an S3 object)?"""
+    if isinstance(source, Upload | InlineLocation):
+        return False
+    return not (isinstance(source, str) and source[:8].lower().startswith(("base64:", "data:")))
 
 
 def fetch(source: ImageSource, settings: Settings) -> Fetched:

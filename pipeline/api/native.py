@@ -28,7 +28,6 @@ from pipeline.api.deps import (
     StateDep,
     require_bearer,
 )
-from pipeline.api.images import fetch, fetch_all
 from pipeline.api.scope import Needs, enforce, split_values, visible_groups
 from pipeline.api_io import (
     AddFacesParams,
@@ -140,7 +139,7 @@ async def detect(state: StateDep, fields: FieldsDep, image: ImageFile = None) ->
     payload = await with_uploads(fields, state.settings.max_image_bytes, image=image)
     params = parse(DetectParams, payload.fields)
     source = image_source(payload, state.settings)
-    fetched = await state.blocking(lambda: fetch(source, state.settings))
+    fetched = await state.fetch(source)
 
     def run() -> dict[str, Any]:
         analysis = state.engine.analyze(
@@ -183,7 +182,7 @@ async def compare(
     payload = await with_uploads(fields, cap, image_a=image_a, image_b=image_b)
     a = image_source(payload, state.settings, "_a")
     b = image_source(payload, state.settings, "_b")
-    fa, fb = await state.blocking(lambda: fetch_all([a, b], state.settings))
+    fa, fb = await state.fetch_all([a, b])
 
     def run() -> dict[str, Any]:
         image_a, image_b = fa.decode(state.settings), fb.decode(state.settings)
@@ -203,7 +202,7 @@ async def verify(state: StateDep, fields: FieldsDep, image: ImageFile = None) ->
     payload = await with_uploads(fields, state.settings.max_image_bytes, image=image)
     params = parse(VerifyParams, payload.fields)
     source = image_source(payload, state.settings)
-    fetched = await state.blocking(lambda: fetch(source, state.settings))
+    fetched = await state.fetch(source)
 
     def run() -> dict[str, Any]:
         image = fetched.decode(state.settings)
@@ -224,7 +223,7 @@ async def identify(state: StateDep, fields: FieldsDep, image: ImageFile = None) 
     payload = await with_uploads(fields, state.settings.max_image_bytes, image=image)
     params = parse(IdentifyParams, payload.fields)
     source = image_source(payload, state.settings)
-    fetched = await state.blocking(lambda: fetch(source, state.settings))
+    fetched = await state.fetch(source)
 
     def run() -> dict[str, Any]:
         result = state.library.identify(
@@ -264,7 +263,7 @@ async def create_person(
         or payload.fields.get("url") is not None
     )
     sources = image_sources(payload, state.settings)[:1] if with_image else []
-    fetched = await state.blocking(lambda: fetch_all(sources, state.settings))
+    fetched = await state.fetch_all(sources)
 
     def run() -> dict[str, Any]:
         person, added = create_person_with_face(
@@ -373,7 +372,7 @@ async def _add_faces(
 ) -> dict[str, Any]:
     params = parse(AddFacesParams, payload.fields)
     sources = image_sources(payload, state.settings)
-    fetched = await state.blocking(lambda: fetch_all(sources, state.settings))
+    fetched = await state.fetch_all(sources)
 
     def run() -> dict[str, Any]:
         method = state.library.replace_faces if replace else state.library.add_faces

@@ -4,15 +4,15 @@ model slots that bound concurrent inference.
 ONNX Runtime already uses every core for one call, so more than :data:`MODEL_SLOTS` concurrent
 model calls would only thrash. A call waits at most ``api_slot_wait_s`` for a slot, then is
 answered SERVICE_BUSY (503): a saturated server says so instead of queueing callers without end.
-Downloads never hold a slot (see :mod:`pipeline.api.images`).
+Downloads never hold a slot, and run on threads of their own (see :mod:`pipeline.api.images`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -21,8 +21,17 @@ from pipeline.errors import ErrorCode, FacepipeError
 from pipeline.jobs.runtime import Runtime
 from pipeline.observability.metrics import MODEL_SLOT_WAIT
 
+if TYPE_CHECKING:
+    from pipeline.api.images import Fetched, ImageSource
+
 MODEL_SLOTS = 2
 """Model-running calls executed at once per API process."""
+
+DOWNLOAD_THREADS = 24
+"""Caller images fetched at once per API process, on threads of their own: a slow URL holds its
+thread for up to FACEPIPE_DOWNLOAD_TIMEOUT_S, and in anyio's shared pool (40 threads) enough of
+them would leave model calls (holding a slot) and /healthz waiting for a thread. Fetches beyond
+this wait their turn without a thread."""
 
 T = TypeVar("T")
 
@@ -49,6 +58,7 @@ class ApiState(Runtime):
         super().__init__(settings, db=database, engine=engine)
         self._owns_db = database is None
         self.slots = anyio.CapacityLimiter(MODEL_SLOTS)
+        self.downloads = anyio.CapacityLimiter(DOWNLOAD_THREADS)
         self._waiting = 0
         # Keys, tokens and rate limits (pipeline.api.auth); built on first use.
         self.auth: Any | None = None
@@ -87,5 +97,20 @@ class ApiState(Runtime):
 
     @staticmethod
     async def blocking(fn: Callable[[], T]) -> T:
-        """Run I/O-only work (database, downloads) in a worker thread, never behind a slot."""
+        """Run I/O-only work (the database) in a worker thread, never behind a slot."""
         return await anyio.to_thread.run_sync(fn)
+
+    async def fetch(self, source: ImageSource) -> Fetched:
+        """One request image's bytes (see :meth:`fetch_all`)."""
+        return (await self.fetch_all([source]))[0]
+
+    async def fetch_all(self, sources: Sequence[ImageSource]) -> list[Fetched]:
+        """Read a call's images (:func:`pipeline.api.images.fetch_all`), never behind a slot:
+        on a download thread when one must be fetched over the network (never in the threads
+        other work needs), else (inline images, uploads) on any worker thread at once."""
+        from pipeline.api.images import fetch_all, is_remote
+
+        remote = any(is_remote(s) for s in sources)
+        return await anyio.to_thread.run_sync(
+            lambda: fetch_all(sources, self.settings), limiter=self.downloads if remote else None
+        )

@@ -34,7 +34,7 @@ from pipeline.api.answers import answers
 from pipeline.api.auth import ANONYMOUS, Caller, Refused
 from pipeline.api.calls import create_person_with_face
 from pipeline.api.deps import PayloadDep, StateDep, keyring
-from pipeline.api.images import Fetched, ImageSource, fetch, fetch_all
+from pipeline.api.images import Fetched, ImageSource
 from pipeline.api.scope import Needs, enforce, visible_groups
 from pipeline.api.state import ApiState
 from pipeline.api_io import Payload, caller_location, inline_source
@@ -324,7 +324,7 @@ def face_info_item(info: FaceInfo) -> dict[str, Any]:
 
 
 async def _fetch_one(state: ApiState, source: ImageSource) -> Fetched:
-    return await state.blocking(lambda: fetch(source, state.settings))
+    return await state.fetch(source)
 
 
 # --- calls ---------------------------------------------------------------------------------------
@@ -404,7 +404,7 @@ async def verify(state: StateDep, req: RequestDep) -> dict[str, Any]:
 async def compare(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Similarity of the largest faces of ``imageA``/``urlA`` and ``imageB``/``urlB``."""
     sources = [req.image(state.settings, "A"), req.image(state.settings, "B")]
-    fa, fb = await state.blocking(lambda: fetch_all(sources, state.settings))
+    fa, fb = await state.fetch_all(sources)
 
     def run() -> dict[str, Any]:
         result = state.library.compare(fa.decode(state.settings), fb.decode(state.settings))
@@ -466,7 +466,7 @@ async def addface(state: StateDep, req: RequestDep) -> dict[str, Any]:
     (The SDK's per-face ``tag`` is accepted and not stored: faces carry no tag in facepipe.)"""
     person_id = req.required("person_id")
     sources = req.images(state.settings)
-    fetched = await state.blocking(lambda: fetch_all(sources, state.settings))
+    fetched = await state.fetch_all(sources)
 
     def run() -> dict[str, Any]:
         result = state.library.add_faces(

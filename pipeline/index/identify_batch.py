@@ -36,7 +36,9 @@ from pipeline.errors import ErrorCode, FacepipeError, error_dict
 from pipeline.index.planner import Plan, SearchEngine, plan_identify
 from pipeline.index.search import SearchStats, identify_faiss
 from pipeline.jobs.exporter import JsonLinesExport
+from pipeline.jobs.lease import LeaseKeeper, new_owner
 from pipeline.jobs.reid_threshold import reid_params, reidentify_summary
+from pipeline.store import jobs as job_store
 from pipeline.store import observations
 from pipeline.store.db import Database
 from pipeline.store.gallery import as_vector
@@ -161,7 +163,6 @@ def _write_matches(
 
 def _open_export(db: Database, job_id: str, dest: str, settings: Settings) -> JsonLinesExport:
     """The run's export, its destination checked under the trust of whoever made the run."""
-    from pipeline.store import jobs as job_store
 
     with db.connection() as conn:
         trust = job_store.get_job(conn, job_id).origin.trust
@@ -171,7 +172,6 @@ def _open_export(db: Database, job_id: str, dest: str, settings: Settings) -> Js
 def create_run(db: Database, params: dict[str, Any], job_id: str | None = None) -> str:
     """The ``jobs`` row of a run (created unless ``job_id`` names an existing one)."""
     from pipeline.jobs.model import JobKind
-    from pipeline.store import jobs as job_store
 
     with db.transaction() as conn:
         if job_id is not None:
@@ -181,7 +181,6 @@ def create_run(db: Database, params: dict[str, Any], job_id: str | None = None) 
 
 
 def _set_job(db: Database, job_id: str, **fields: Any) -> None:
-    from pipeline.store import jobs as job_store
 
     with db.transaction() as conn:
         job_store.set_job_fields(conn, job_id, **fields)
@@ -210,7 +209,8 @@ def identify_batch(
     ``since`` (observed faces stored since then) or ``sources`` (analysed now with ``engine``).
     ``job_id`` is the run's ``jobs`` row (created when None). ``match_threshold`` (confidence)
     or ``false_match_rate`` (share of strangers' faces allowed to match someone) sets which
-    candidates count as matches in the summary.
+    candidates count as matches in the summary. The parameters are stored on the run (the forced
+    engine too), so that the watchdog re-sends a dead run as it was asked for.
     """
     settings = settings or get_settings()
     chosen = sum(x is not None and x != () for x in (probe_job, since, tuple(sources) or None))
@@ -228,9 +228,53 @@ def identify_batch(
         "sources": list(sources),
         "top_n": top_n,
         "export": export,
+        "engine": force_engine.value if force_engine else None,
         **reid_params(match_threshold, false_match_rate),
     }
     job_id = create_run(db, params, job_id)
+    owner = _claim(db, job_id, settings)
+    try:
+        with LeaseKeeper(db, owner, settings.lease_s, renew=job_store.renew_job_lease):
+            return _identify_batch(
+                db, groups, job_id, probe_job, since, sources, top_n, export, model_id, engine,
+                settings, force_engine, params,
+            )  # fmt: skip
+    finally:
+        try:
+            with db.transaction() as conn:
+                job_store.release_job_lease(conn, job_id, owner)
+        except Exception as exc:  # the lease then runs out on its own
+            logger.warning("releasing the lease of identify-batch %s failed: %s", job_id, exc)
+
+
+def _claim(db: Database, job_id: str, settings: Settings) -> str:
+    """Take the run's lease (renewed while it works): when the process dies, the watchdog
+    re-sends the task once the lease ran out (:mod:`pipeline.jobs.watchdog`). A second
+    delivery while a live run holds it is refused (JOB_STATE) and changes nothing."""
+    owner = new_owner()
+    with db.transaction() as conn:
+        if not job_store.claim_job_lease(conn, job_id, owner, settings.lease_s):
+            raise FacepipeError(
+                ErrorCode.JOB_STATE, f"identify-batch {job_id} is being run by a live worker"
+            )
+    return owner
+
+
+def _identify_batch(
+    db: Database,
+    groups: Sequence[str],
+    job_id: str,
+    probe_job: str | None,
+    since: datetime | None,
+    sources: Sequence[str],
+    top_n: int,
+    export: str | None,
+    model_id: str | None,
+    engine: Any,
+    settings: Settings,
+    force_engine: SearchEngine | None,
+    params: dict[str, Any],
+) -> IdentifyBatchResult:
     started = time.perf_counter()
     _set_job(db, job_id, status="running", started_at=datetime.now().astimezone())
     errors: list[dict[str, Any]] = []

@@ -20,6 +20,12 @@ class JobKind(StrEnum):
     REINDEX = "reindex"
     REEMBED = "reembed"
 
+    @property
+    def chunked(self) -> bool:
+        """Listed into items and processed in chunks (the watchdog's item rule applies); the
+        other kinds run as one task each (identify-batch, reindex, reembed)."""
+        return self in (JobKind.ENROLL, JobKind.REIDENTIFY, JobKind.DETECT)
+
 
 class Origin(StrEnum):
     """Who submitted a job: decides what its sources may name (see pipeline.sources.location)."""

@@ -15,9 +15,10 @@ each worker (one at a time, under a Redis lock) and as a beat task, and heals ea
    under a live lease, no message in any queue, and no progress for ``watchdog_idle_s``: the
    same re-send.
 
-4. **a job run as one task** (a reembed: it has no items, the job row holds its lease) whose
-   lease ran out, or that nothing holds after a broker loss or ``watchdog_idle_s`` without
-   progress and nothing queued: its task is re-sent, and resumes where the database says.
+4. **a job run as one task** (a reembed or an identify-batch: it has no items, the job row
+   holds its lease) whose lease ran out, or that nothing holds after a broker loss or
+   ``watchdog_idle_s`` without progress and nothing queued: its task is re-sent, and resumes
+   where the database says (a reembed) or redoes its idempotent writes (an identify-batch).
 
 Every re-send counts on the item (``resends``; on the job, ``lease_resends``, for case 4); past
 ``watchdog_max_resends`` the item (the job) fails with ITEM_LOST instead of travelling
@@ -36,8 +37,8 @@ from datetime import UTC, datetime
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs.dispatch import BrokerState, Dispatcher
-from pipeline.jobs.model import ItemOutcome, ItemStatus
+from pipeline.jobs.dispatch import BrokerState, Dispatcher, TaskName
+from pipeline.jobs.model import ItemOutcome, ItemStatus, Job, JobKind
 from pipeline.jobs.runtime import Runtime
 from pipeline.observability.metrics import (
     ITEMS_LOST,
@@ -104,7 +105,12 @@ def decide(health: JobHealth, broker: BrokerState, settings: Settings) -> Decisi
     return None
 
 
-SINGLE_TASK_KINDS = ("reembed",)
+CHUNKED_KINDS = tuple(kind.value for kind in JobKind if kind.chunked)
+"""Job kinds listed into items (cases 1-3). An identify-batch or reindex run has no items and
+its "listing" never ends before the run does: taken for a stalled item job, it would be sent a
+listing that fails it while it runs."""
+
+SINGLE_TASK_KINDS = (JobKind.REEMBED.value, JobKind.IDENTIFY_BATCH.value)
 """Job kinds run as one task holding the job's own lease (no items, no chunks)."""
 
 
@@ -191,7 +197,7 @@ def run_watchdog(rt: Runtime, dispatcher: Dispatcher) -> WatchdogReport:
 
 def _unfinished_jobs(rt: Runtime, expired: dict[str, list[int]]) -> list[JobHealth]:
     with rt.db.connection() as conn:
-        rows = store.unfinished_job_counts(conn)
+        rows = store.unfinished_job_counts(conn, CHUNKED_KINDS)
     return [
         JobHealth(
             job_id=r[0],
@@ -224,6 +230,7 @@ def _resend_leased(
         resends = store.take_back_job_lease(conn, job_id)
         if resends is None:
             return  # a run took the job (or it ended) since the look
+        job = store.get_job(conn, job_id)
         lost = resends > limit
         if lost:
             err = FacepipeError(
@@ -238,9 +245,33 @@ def _resend_leased(
             action = "re-sent the job's task"
         store.set_stalled_note(conn, job_id, {**note, "action": action})
     if not lost:  # sent after the commit: the run finds the lease free
-        dispatcher.send_reembed(job_id)
+        _send_job_task(dispatcher, job)
         report.job_tasks_sent += 1
     report.jobs[job_id] = f"{reason}: {action}"
+
+
+def _send_job_task(dispatcher: Dispatcher, job: Job) -> None:
+    """The task of a job run as one task, again (it resumes, or redoes idempotent writes)."""
+    if job.kind is JobKind.REEMBED:
+        dispatcher.send_reembed(job.id)
+        return
+    # identify-batch: its parameters as the CLI and the nightly schedule stored them
+    p = job.params
+    dispatcher.send(
+        TaskName.IDENTIFY_BATCH,
+        {
+            "groups": list(p.get("groups") or ()),
+            "job": p.get("probe_job"),
+            "since": p.get("since"),
+            "sources": list(p.get("sources") or ()) or None,
+            "top_n": p.get("top_n"),
+            "export": p.get("export"),
+            "run_job_id": job.id,
+            "engine": p.get("engine"),
+            "match_threshold": p.get("match_threshold"),
+            "false_match_rate": p.get("false_match_rate"),
+        },
+    )
 
 
 def _apply(

@@ -1,7 +1,7 @@
 """http(s) downloads: SSRF-checked on every hop, redirects followed by hand, byte cap enforced
 while streaming, one overall deadline per download.
 
-The deadline covers everything from the first connect to the last byte of the last hop.
+The deadline covers everything from the first name lookup to the last byte of the last hop.
 httpx's timeouts are per socket operation, so a server that drips its headers (or body) one
 byte at a time would never trip them; instead every socket a download opens is registered
 through httpcore's ``trace`` extension, and a timer shuts them down when the deadline passes,
@@ -206,7 +206,11 @@ def _download(
 ) -> bytes:
     for hop in range(settings.download_max_redirects + 1):
         resolved = resolve_host(
-            url.host, url.port or (443 if url.scheme == "https" else 80), settings, source
+            url.host,
+            url.port or (443 if url.scheme == "https" else 80),
+            settings,
+            source,
+            timeout_s=deadline.remaining(),
         )
         target, headers, extensions = _pinned_request(url, resolved.address)
         extensions["trace"] = deadline.trace

@@ -6,16 +6,23 @@ resolves to is loopback, private, link-local, multicast, reserved, unspecified, 
 globally routable, or a cloud metadata address - unless ``settings.url_allow_private`` is set or
 the host (or the address) is listed in ``settings.url_allow_hosts``. The caller then connects to
 the address checked here (not a second lookup), so DNS rebinding cannot swap it afterwards.
+
+The lookup itself runs under the download's deadline: ``getaddrinfo`` cannot be interrupted and
+a name whose name servers never answer holds it for the resolver's own timeouts (tens of
+seconds), so it runs in a pool of lookup threads and the download waits for it no longer than
+its deadline allows (a lookup given up on finishes in the background, holding its thread).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.threadpool import ProcessThreadPool
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -27,6 +34,10 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
         ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
     }
 )
+
+
+_LOOKUPS = ProcessThreadPool(16, "facepipe-dns")
+"""Name lookups in flight at once per process; more wait their turn (within their deadline)."""
 
 
 @dataclass(frozen=True)
@@ -59,15 +70,25 @@ def _allow_listed(host: str, settings: Settings) -> bool:
     return host.lower() in allowed
 
 
-def resolve_host(host: str, port: int, settings: Settings, url: str) -> ResolvedHost:
+def resolve_host(
+    host: str, port: int, settings: Settings, url: str, timeout_s: float | None = None
+) -> ResolvedHost:
     """Resolve ``host`` and check every address; URL_FORBIDDEN when one is not allowed.
 
     Resolution failures: an unknown name is permanent (URL_DOWNLOAD_FAILED), a temporary
-    resolver failure is retryable (DOWNLOAD_FAILED).
+    resolver failure or a lookup slower than ``timeout_s`` is retryable (DOWNLOAD_FAILED).
     """
     bare = host.strip("[]")
+    lookup = _LOOKUPS.submit(socket.getaddrinfo, bare, port, type=socket.SOCK_STREAM)
     try:
-        infos = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM)
+        infos = lookup.result(timeout=timeout_s)
+    except FutureTimeout as exc:
+        lookup.cancel()
+        raise FacepipeError(
+            ErrorCode.DOWNLOAD_FAILED,
+            f"{url}: looking up {bare!r} took longer than {timeout_s:.1f} s",
+            url=url,
+        ) from exc
     except socket.gaierror as exc:
         if exc.errno in (socket.EAI_AGAIN, getattr(socket, "EAI_SYSTEM", None)):
             raise FacepipeError(

@@ -579,16 +579,21 @@ def expire_leases(conn: Connection) -> list[tuple[str, int]]:
     return [(str(r[0]), int(r[1])) for r in rows]
 
 
-def unfinished_job_counts(conn: Connection) -> list[tuple[str, bool, int, int, float]]:
-    """Every pending or running job, oldest first: (id, listing done, pending items, running
-    items with a live lease, seconds since its last progress)."""
+def unfinished_job_counts(
+    conn: Connection, kinds: Sequence[str]
+) -> list[tuple[str, bool, int, int, float]]:
+    """Every pending or running job of ``kinds`` (jobs listed into items), oldest first: (id,
+    listing done, pending items, running items with a live lease, seconds since its last
+    progress)."""
     rows = conn.execute(
         "SELECT j.id::text, j.listing_done, "
         "  count(*) FILTER (WHERE i.status = 'pending'), "
         "  count(*) FILTER (WHERE i.status = 'running' AND i.lease_until >= now()), "
         "  extract(epoch FROM now() - coalesce(j.progress_at, j.created_at)) "
         "FROM jobs j LEFT JOIN job_items i ON i.job_id = j.id "
-        "WHERE j.status IN ('pending', 'running') GROUP BY j.id ORDER BY j.created_at"
+        "WHERE j.status IN ('pending', 'running') AND j.kind = ANY(%s) "
+        "GROUP BY j.id ORDER BY j.created_at",
+        (list(kinds),),
     ).fetchall()
     return [(str(r[0]), bool(r[1]), int(r[2]), int(r[3]), float(r[4])) for r in rows]
 

@@ -18,6 +18,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,11 @@ from tests.fixtures.services import apply_env, items_of, restore_env, wait_job
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 RECOVERY_GOAL_S = 120.0
-"""The lost work is re-sent within this long of the fault (of the new worker, after a kill)."""
+"""The issue's goals: a killed worker's items done within this long of a new worker starting;
+a job whose queued messages a Redis restart lost done within this long of the restart. Every
+lost piece of work is re-sent within it too."""
 FINISH_BOUND_S = 300.0
-"""...and the job then finishes within this long (processing time on a busy 2-core machine)."""
+"""A job finishes within this long of its re-send (processing time on a busy 2-core machine)."""
 
 
 def _folder(root: Path, photo: Path, n: int) -> Path:
@@ -80,20 +83,62 @@ def _resends(job_id: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _finished_items(job_id: str, seqs: list[int]) -> int:
+    with get_runtime().db.connection() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM job_items WHERE job_id = %s AND seq = ANY(%s) "
+            "AND status IN ('done', 'failed')",
+            (job_id, seqs),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _running_seqs(job_id: str) -> list[int]:
+    with get_runtime().db.connection() as conn:
+        rows = conn.execute(
+            "SELECT seq FROM job_items WHERE job_id = %s AND status = 'running' ORDER BY seq",
+            (job_id,),
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+@dataclass(frozen=True)
+class Healed:
+    job: Job
+    resent_s: float
+    done_s: float
+    watched_done_s: float | None = None
+
+
 def _heal_and_finish(
-    job_id: str, t0: float, what: str, record_property: Callable[[str, object], None]
-) -> Job:
-    """Wait for the watchdog's re-send, then for the job's end; record and check both."""
+    job_id: str,
+    t0: float,
+    what: str,
+    record_property: Callable[[str, object], None],
+    watch: list[int] | None = None,
+) -> Healed:
+    """Wait for the watchdog's re-send, then (with ``watch``) for those items to finish, then
+    for the job's end; record and check all."""
     before = _resends(job_id)
     _wait_for(lambda: _resends(job_id) > before, RECOVERY_GOAL_S, f"{what}: a re-send")
     healed_s = time.monotonic() - t0
+    watched_s = None
+    if watch:
+        _wait_for(
+            lambda: _finished_items(job_id, watch) == len(watch),
+            FINISH_BOUND_S,
+            f"{what}: the lost items to finish",
+        )
+        watched_s = time.monotonic() - t0
+        record_property(f"{what}_items_done_s", round(watched_s, 1))
     done = wait_job(job_id, timeout_s=FINISH_BOUND_S)
     done_s = time.monotonic() - t0
     record_property(f"{what}_resent_s", round(healed_s, 1))
     record_property(f"{what}_done_s", round(done_s, 1))
-    print(f"\n{what}: work re-sent after {healed_s:.1f} s, job done after {done_s:.1f} s")
+    items = "" if watched_s is None else f", its {len(watch or [])} lost items {watched_s:.1f} s"
+    print(f"\n{what}: work re-sent after {healed_s:.1f} s{items}, job done after {done_s:.1f} s")
     _assert_accounted(done)
-    return done
+    return Healed(done, healed_s, done_s, watched_s)
 
 
 def _assert_accounted(job: Job) -> None:
@@ -133,10 +178,13 @@ def test_worker_killed_mid_chunk_heals_without_anyone(
     time.sleep(0.5)  # well inside the chunk (8 images take seconds)
     first.kill()  # SIGKILL to the whole process group: the worker and its pool child
     first.proc.wait(10)
-    assert _running_items(job.id) > 0  # left running by the dead worker
+    lost = _running_seqs(job.id)
+    assert lost  # left running by the dead worker
     start_worker(**_worker_env(chaos_env))  # returns once the new worker is ready
-    done = _heal_and_finish(job.id, time.monotonic(), "worker_kill", record_property)
-    assert done.n_done == 24
+    healed = _heal_and_finish(job.id, time.monotonic(), "worker_kill", record_property, lost)
+    assert healed.job.n_done == 24
+    # the issue's goal: the killed worker's items done within 2 minutes of a new worker
+    assert healed.watched_done_s is not None and healed.watched_done_s <= RECOVERY_GOAL_S
 
 
 def test_redis_restarted_without_persistence_heals_without_anyone(
@@ -158,8 +206,9 @@ def test_redis_restarted_without_persistence_heals_without_anyone(
         "the first chunk to finish with more chunks waiting in the broker",
     )
     chaos_redis.restart()  # every queued chunk message is gone
-    done = _heal_and_finish(job.id, time.monotonic(), "redis_restart", record_property)
-    assert done.n_done == 24
+    healed = _heal_and_finish(job.id, time.monotonic(), "redis_restart", record_property)
+    assert healed.job.n_done == 24
+    assert healed.done_s <= RECOVERY_GOAL_S  # the issue's goal: done within 2 minutes
 
 
 def _wait_for_first_watchdog_pass(chaos_redis: ChaosRedis) -> None:
@@ -202,8 +251,8 @@ def test_postgres_away_for_minutes_heals_when_it_returns(
         time.sleep(down_s)
         chaos_postgres.start()
         print(f"\npostgres was away {down_s:.0f} s")
-        done = _heal_and_finish(job.id, time.monotonic(), "postgres_outage", record_property)
-        assert done.n_done == 24
+        healed = _heal_and_finish(job.id, time.monotonic(), "postgres_outage", record_property)
+        assert healed.job.n_done == 24
     finally:
         restore_env(saved)
 
