@@ -292,6 +292,14 @@ class Settings(BaseSettings):
         default=24.0,
         description="The nightly run re-identifies observed faces stored in this many hours.",
     )
+    nightly_false_match_rate: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="Target share of strangers' faces the nightly re-identification may match "
+        "to someone (its threshold then follows the gallery's size); unset: it matches at "
+        "FACEPIPE_IDENTIFY_MATCH_THRESHOLD.",
+    )
     reindex_interval_s: float = Field(
         default=3600.0, description="Period of the scheduled FAISS reindex."
     )

@@ -6,6 +6,7 @@ fixture on the default model pack); probes are the faces of the mirrored photos.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -271,12 +272,15 @@ def test_nightly_run_goes_through_identify_batch_when_the_planner_picks_faiss(
         reidentify_groups=[GROUP],
         faiss_min_gallery=10,
         faiss_min_probes=5,
+        nightly_false_match_rate=0.01,
     )
     rt = Runtime(settings, db=db)
     since = datetime.now(UTC) - timedelta(hours=1)
     # no snapshot yet: the chunked reidentify job (pgvector) on the ingest queue
     first = run_nightly(rt, "2026-01-01", since)
     assert first["kind"] == "reidentify" and pipeline_redis.llen("ingest") == 1
+    with db.connection() as conn:  # the night's target false-match rate goes with the job
+        assert store.get_job(conn, first["job_id"]).params["false_match_rate"] == 0.01
     reindex(db, Scope(model_id=model, group=GROUP), settings)
     night = run_nightly(rt, "2026-01-02", since)
     assert night["kind"] == "identify-batch" and pipeline_redis.llen("search") == 1
@@ -284,10 +288,17 @@ def test_nightly_run_goes_through_identify_batch_when_the_planner_picks_faiss(
     assert pipeline_redis.llen("search") == 1
     with db.connection() as conn:
         job = store.get_job(conn, night["job_id"])
-    assert job.params["plan"]["engine"] == "faiss"
-    # what the search worker runs with that message: every probe matched through FAISS
-    res = identify_batch(db, [GROUP], since=since, job_id=job.id, settings=settings)
+    assert job.params["plan"]["engine"] == "faiss" and job.params["false_match_rate"] == 0.01
+    (raw,) = pipeline_redis.lrange("search", 0, -1)
+    _, sent, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
+    assert sent["false_match_rate"] == 0.01
+    # what the search worker runs with that message: every probe matched through FAISS, the
+    # summary's threshold following the gallery's size for the night's false-match rate
+    res = identify_batch(
+        db, [GROUP], since=since, job_id=job.id, settings=settings, false_match_rate=0.01
+    )
     assert res.plan.engine is SearchEngine.FAISS and res.probes == len(probe_matrix(analyses))
+    assert res.summary["threshold"]["rule"] == "false_match_rate"
 
 
 def test_identify_batch_with_a_target_false_match_rate_or_threshold(

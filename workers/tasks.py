@@ -16,6 +16,7 @@ from pipeline.jobs.dispatch import TaskName
 from pipeline.jobs.export import export_matches
 from pipeline.jobs.listing import list_step
 from pipeline.jobs.model import JobKind, Origin
+from pipeline.jobs.reid_threshold import reid_params
 from pipeline.jobs.runtime import Runtime, get_runtime
 from pipeline.jobs.submit import submit_job
 from pipeline.store import jobs as store
@@ -111,12 +112,19 @@ def run_nightly(rt: Runtime, day: str, since: datetime) -> dict[str, Any]:
     When the planner picks FAISS for them (a large gallery with a fresh snapshot, a batch of
     probes) the night's work is one ``identify-batch`` run on the ``search`` queue; otherwise a
     ``reidentify`` job (chunks of ``observed:<id>`` items on ``infer``, searched in pgvector).
-    Both are idempotent per day.
+    Both are idempotent per day, and both match at ``nightly_false_match_rate`` when it is set
+    (the threshold then follows the gallery's size), else at ``identify_match_threshold``.
     """
     groups = list(rt.settings.reidentify_groups)
+    rate = rt.settings.nightly_false_match_rate
     plan = _nightly_plan(rt, groups, since)
     if plan is not None and plan.engine == SearchEngine.FAISS:
-        params = {"groups": groups, "since": since.isoformat(), "plan": plan.to_dict()}
+        params = {
+            "groups": groups,
+            "since": since.isoformat(),
+            "plan": plan.to_dict(),
+            **reid_params(None, rate),
+        }
         with rt.db.transaction() as conn:
             job, created = store.create_job(
                 conn,
@@ -128,7 +136,12 @@ def run_nightly(rt: Runtime, day: str, since: datetime) -> dict[str, Any]:
         if created:
             rt.dispatcher.send(
                 TaskName.IDENTIFY_BATCH,
-                {"groups": groups, "since": since.isoformat(), "run_job_id": job.id},
+                {
+                    "groups": groups,
+                    "since": since.isoformat(),
+                    "run_job_id": job.id,
+                    "false_match_rate": rate,
+                },
             )
         return {"job_id": job.id, "kind": JobKind.IDENTIFY_BATCH.value}
     job = submit_job(
@@ -139,6 +152,7 @@ def run_nightly(rt: Runtime, day: str, since: datetime) -> dict[str, Any]:
         idempotency_key=f"nightly-reidentify:{day}",
         rt=rt,
         origin=Origin.SCHEDULE,
+        false_match_rate=rate,
     )
     return {"job_id": job.id, "kind": JobKind.REIDENTIFY.value}
 
