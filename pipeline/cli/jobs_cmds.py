@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.cli.app import app
+from pipeline.cli.options import FalseMatchRateOpt, MatchThresholdOpt
 from pipeline.config import get_settings
 from pipeline.errors import FacepipeError
 from pipeline.jobs.model import Job, JobKind, JobStatus
@@ -137,21 +138,8 @@ def reidentify(
         str | None, typer.Option(help="Re-identify observed faces stored since (ISO time).")
     ] = None,
     top: Annotated[int | None, typer.Option(help="Candidates per face.")] = None,
-    threshold: Annotated[
-        float | None,
-        typer.Option(
-            help="Match at or above this confidence (default: "
-            "FACEPIPE_IDENTIFY_MATCH_THRESHOLD, 70 = FAR 1e-6 per comparison)."
-        ),
-    ] = None,
-    false_match_rate: Annotated[
-        float | None,
-        typer.Option(
-            help="Instead of --threshold: the share of faces of people NOT enrolled "
-            "allowed to match someone (e.g. 0.01); the threshold follows the "
-            "gallery's size."
-        ),
-    ] = None,
+    threshold: MatchThresholdOpt = None,
+    false_match_rate: FalseMatchRateOpt = None,
     wait: WaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:

@@ -36,7 +36,7 @@ from pipeline.errors import ErrorCode, FacepipeError, error_dict
 from pipeline.index.planner import Plan, SearchEngine, plan_identify
 from pipeline.index.search import SearchStats, identify_faiss
 from pipeline.jobs.exporter import JsonLinesExport
-from pipeline.jobs.lease import LeaseKeeper, new_owner
+from pipeline.jobs.lease import holding_job_lease, new_owner
 from pipeline.jobs.reid_threshold import reid_params, reidentify_summary
 from pipeline.store import jobs as job_store
 from pipeline.store import observations
@@ -233,18 +233,11 @@ def identify_batch(
     }
     job_id = create_run(db, params, job_id)
     owner = _claim(db, job_id, settings)
-    try:
-        with LeaseKeeper(db, owner, settings.lease_s, renew=job_store.renew_job_lease):
-            return _identify_batch(
-                db, groups, job_id, probe_job, since, sources, top_n, export, model_id, engine,
-                settings, force_engine, params,
-            )  # fmt: skip
-    finally:
-        try:
-            with db.transaction() as conn:
-                job_store.release_job_lease(conn, job_id, owner)
-        except Exception as exc:  # the lease then runs out on its own
-            logger.warning("releasing the lease of identify-batch %s failed: %s", job_id, exc)
+    with holding_job_lease(db, job_id, owner, settings.lease_s):
+        return _identify_batch(
+            db, groups, job_id, probe_job, since, sources, top_n, export, model_id, engine,
+            settings, force_engine, params,
+        )  # fmt: skip
 
 
 def _claim(db: Database, job_id: str, settings: Settings) -> str:

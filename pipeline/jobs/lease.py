@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 
 from psycopg import Connection
@@ -76,3 +77,19 @@ class LeaseKeeper:
                     self.renew(conn, self.owner, self.lease_s)
             except Exception as exc:  # any failure: keep trying until the run ends
                 log.warning("renewing leases of %s failed: %s", self.owner[:8], exc)
+
+
+@contextmanager
+def holding_job_lease(db: Database, job_id: str, owner: str, lease_s: float) -> Iterator[None]:
+    """Renew the job row's own lease (a job run as one task: reembed, identify-batch) while the
+    block runs, and give it back when it ends. A run that dies gives nothing back: the lease
+    runs out and the watchdog re-sends the job's task."""
+    try:
+        with LeaseKeeper(db, owner, lease_s, renew=store.renew_job_lease):
+            yield
+    finally:
+        try:
+            with db.transaction() as conn:
+                store.release_job_lease(conn, job_id, owner)
+        except Exception as exc:  # the lease then runs out on its own
+            log.warning("releasing the lease of job %s failed: %s", job_id, exc)

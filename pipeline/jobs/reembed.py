@@ -41,7 +41,7 @@ from psycopg import Connection
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
-from pipeline.jobs.lease import LeaseKeeper, new_owner
+from pipeline.jobs.lease import holding_job_lease, new_owner
 from pipeline.jobs.model import Job, JobKind
 from pipeline.store import jobs as job_store
 from pipeline.store import reembed as reembed_store
@@ -238,19 +238,13 @@ def run_reembed(
         count = reembed_store.count_scope(conn, params.scope)
         total, done = count.total, count.with_twin
         job_store.start_job_run(conn, job_id, total, done)
-    try:
-        with LeaseKeeper(db, owner, settings.lease_s, renew=job_store.renew_job_lease):
-            return _run(db, job_id, params, settings, recognizer, on_progress, done, total, started)
-    except FacepipeError as exc:
-        with db.transaction() as conn:
-            job_store.fail_job(conn, job_id, exc.to_dict())
-        raise
-    finally:
+    with holding_job_lease(db, job_id, owner, settings.lease_s):
         try:
+            return _run(db, job_id, params, settings, recognizer, on_progress, done, total, started)
+        except FacepipeError as exc:  # failed while still holding the lease: never re-sent
             with db.transaction() as conn:
-                job_store.release_job_lease(conn, job_id, owner)
-        except Exception as exc:  # the lease then runs out on its own
-            log.warning("releasing the lease of reembed %s failed: %s", job_id, exc)
+                job_store.fail_job(conn, job_id, exc.to_dict())
+            raise
 
 
 def _run(
