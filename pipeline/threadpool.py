@@ -3,10 +3,15 @@
 Threads do not survive ``fork``: a child inherits a ``ThreadPoolExecutor`` that believes its
 threads are alive (and idle) and never runs what it is given. Celery's prefork workers fork
 after the module-level pools exist, so every pool the pipeline keeps is one of these.
+
+Work runs in a copy of the submitter's context variables, as ``asyncio.to_thread`` does: the
+log context (request, job, chunk ids) goes with it, so a message published from a sender
+thread still carries the API request that caused it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 from collections.abc import Callable
@@ -35,7 +40,8 @@ class ProcessThreadPool:
                 self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix=self.name)
                 self._pid = os.getpid()
             pool = self._pool
-        return pool.submit(fn, *args, **kwargs)
+        context = contextvars.copy_context()
+        return pool.submit(lambda: context.run(fn, *args, **kwargs))
 
     def _forget(self) -> None:
         # the parent's threads are gone; a lock held by one of them at the fork stays held
