@@ -251,6 +251,36 @@ def test_cli_identify_batch_accepts_the_short_job_id_jobs_list_prints(
     assert json.loads(out.output)["probes"] == len(probe_matrix(analyses))
 
 
+def test_cli_identify_batch_stores_what_it_sends_so_a_resend_is_the_same_run(
+    enrolled, pipeline_env, pipeline_redis
+) -> None:
+    """The message the CLI queues is the one the watchdog rebuilds from the stored run (a
+    forced engine and a false-match rate included): a re-sent run is the run asked for."""
+    from pipeline.cli.index_cmds import app
+    from pipeline.index.batch_params import task_kwargs
+    from pipeline.store import jobs as store
+
+    db, _, _ = enrolled
+    out = CliRunner().invoke(
+        app,
+        ["identify-batch", "--group", GROUP, "--since", "2026-01-01T00:00:00+00:00",
+         "--engine", "faiss", "--false-match-rate", "0.01", "--json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    run_id = json.loads(out.output)["job_id"]
+    (raw,) = pipeline_redis.lrange("search", 0, -1)
+    _, sent, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
+    with db.connection() as conn:
+        stored = store.get_job(conn, run_id).params
+    assert stored["engine"] == "faiss" and stored["false_match_rate"] == 0.01
+    assert sent == task_kwargs(stored, run_id)
+    assert (sent["engine"], sent["false_match_rate"], sent["match_threshold"]) == (
+        "faiss",
+        0.01,
+        None,
+    )
+
+
 def test_nightly_run_goes_through_identify_batch_when_the_planner_picks_faiss(
     enrolled, analyses, pipeline_env, pipeline_redis, tmp_path
 ) -> None:

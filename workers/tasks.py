@@ -10,13 +10,13 @@ from typing import Any
 from celery import Task
 
 from pipeline.errors import FacepipeError, error_dict
+from pipeline.index.batch_params import run_params, task_kwargs
 from pipeline.index.planner import Plan, SearchEngine
 from pipeline.jobs.chunks import process_chunk
 from pipeline.jobs.dispatch import TaskName
 from pipeline.jobs.export import export_matches
 from pipeline.jobs.listing import list_step
 from pipeline.jobs.model import JobKind, Origin
-from pipeline.jobs.reid_threshold import reid_params
 from pipeline.jobs.runtime import Runtime, get_runtime
 from pipeline.jobs.submit import submit_job
 from pipeline.store import jobs as store
@@ -120,10 +120,8 @@ def run_nightly(rt: Runtime, day: str, since: datetime) -> dict[str, Any]:
     plan = _nightly_plan(rt, groups, since)
     if plan is not None and plan.engine == SearchEngine.FAISS:
         params = {
-            "groups": groups,
-            "since": since.isoformat(),
+            **run_params(groups, since=since, false_match_rate=rate),
             "plan": plan.to_dict(),
-            **reid_params(None, rate),
         }
         with rt.db.transaction() as conn:
             job, created = store.create_job(
@@ -134,15 +132,7 @@ def run_nightly(rt: Runtime, day: str, since: datetime) -> dict[str, Any]:
                 origin=Origin.SCHEDULE,
             )
         if created:
-            rt.dispatcher.send(
-                TaskName.IDENTIFY_BATCH,
-                {
-                    "groups": groups,
-                    "since": since.isoformat(),
-                    "run_job_id": job.id,
-                    "false_match_rate": rate,
-                },
-            )
+            rt.dispatcher.send(TaskName.IDENTIFY_BATCH, task_kwargs(params, job.id))
         return {"job_id": job.id, "kind": JobKind.IDENTIFY_BATCH.value}
     job = submit_job(
         JobKind.REIDENTIFY,

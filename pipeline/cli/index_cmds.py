@@ -137,9 +137,9 @@ def identify_batch_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Identify many faces against groups; matches go to Postgres (and --export)."""
+    from pipeline.index.batch_params import run_params, task_kwargs
     from pipeline.index.identify_batch import create_run, identify_batch
     from pipeline.index.planner import SearchEngine
-    from pipeline.jobs.reid_threshold import reid_params
 
     if sum(x is not None for x in (job, since, source or None)) != 1:
         err_console.print("give exactly one of --job, --since or --source")
@@ -150,15 +150,17 @@ def identify_batch_cmd(
         db = _db()
         if job is not None:
             job = _resolve_job(db, job)
-        params = {
-            "groups": group,
-            "probe_job": job,
-            "since": since,
-            "sources": source or [],
-            "top_n": top,
-            "export": export,
-            **reid_params(threshold, false_match_rate),
-        }
+        params = run_params(
+            group,
+            probe_job=job,
+            since=when,
+            sources=source or (),
+            top_n=top,
+            export=export,
+            force_engine=forced,
+            match_threshold=threshold,
+            false_match_rate=false_match_rate,
+        )
         run_id = create_run(db, params)
         if inline:
             result = identify_batch(
@@ -186,21 +188,7 @@ def identify_batch_cmd(
                 f"{result.seconds:.2f} s" + (f", exported to {export}" if export else ""),
             )
             return
-        _dispatcher().send(
-            TaskName.IDENTIFY_BATCH,
-            {
-                "groups": group,
-                "job": job,
-                "since": since,
-                "sources": source,
-                "top_n": top,
-                "export": export,
-                "run_job_id": run_id,
-                "engine": engine,
-                "match_threshold": threshold,
-                "false_match_rate": false_match_rate,
-            },
-        )
+        _dispatcher().send(TaskName.IDENTIFY_BATCH, task_kwargs(params, run_id))
         if not wait:
             _out({"job_id": run_id}, as_json, f"identify-batch job {run_id} sent to queue search")
             return

@@ -33,11 +33,12 @@ from psycopg.types.json import Jsonb
 
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ErrorCode, FacepipeError, error_dict
+from pipeline.index.batch_params import run_params
 from pipeline.index.planner import Plan, SearchEngine, plan_identify
 from pipeline.index.search import SearchStats, identify_faiss
 from pipeline.jobs.exporter import JsonLinesExport
 from pipeline.jobs.lease import holding_job_lease, new_owner
-from pipeline.jobs.reid_threshold import reid_params, reidentify_summary
+from pipeline.jobs.reid_threshold import reidentify_summary
 from pipeline.store import jobs as job_store
 from pipeline.store import observations
 from pipeline.store.db import Database
@@ -163,7 +164,6 @@ def _write_matches(
 
 def _open_export(db: Database, job_id: str, dest: str, settings: Settings) -> JsonLinesExport:
     """The run's export, its destination checked under the trust of whoever made the run."""
-
     with db.connection() as conn:
         trust = job_store.get_job(conn, job_id).origin.trust
     return JsonLinesExport(dest, settings, trust)
@@ -181,7 +181,6 @@ def create_run(db: Database, params: dict[str, Any], job_id: str | None = None) 
 
 
 def _set_job(db: Database, job_id: str, **fields: Any) -> None:
-
     with db.transaction() as conn:
         job_store.set_job_fields(conn, job_id, **fields)
 
@@ -221,16 +220,17 @@ def identify_batch(
     if not groups:
         raise FacepipeError(ErrorCode.EMPTY_PARAMETER, "at least one group is needed")
     top_n = settings.identify_top_n if top_n is None else top_n
-    params = {
-        "groups": list(groups),
-        "probe_job": probe_job,
-        "since": since.isoformat() if since else None,
-        "sources": list(sources),
-        "top_n": top_n,
-        "export": export,
-        "engine": force_engine.value if force_engine else None,
-        **reid_params(match_threshold, false_match_rate),
-    }
+    params = run_params(
+        groups,
+        probe_job=probe_job,
+        since=since,
+        sources=sources,
+        top_n=top_n,
+        export=export,
+        force_engine=force_engine,
+        match_threshold=match_threshold,
+        false_match_rate=false_match_rate,
+    )
     job_id = create_run(db, params, job_id)
     owner = _claim(db, job_id, settings)
     with holding_job_lease(db, job_id, owner, settings.lease_s):

@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 
 from pipeline.config import Settings
 from pipeline.errors import ErrorCode, FacepipeError
+from pipeline.index.batch_params import task_kwargs
 from pipeline.jobs.dispatch import BrokerState, Dispatcher, TaskName
 from pipeline.jobs.model import ItemOutcome, ItemStatus, Job, JobKind
 from pipeline.jobs.runtime import Runtime
@@ -255,23 +256,8 @@ def _send_job_task(dispatcher: Dispatcher, job: Job) -> None:
     if job.kind is JobKind.REEMBED:
         dispatcher.send_reembed(job.id)
         return
-    # identify-batch: its parameters as the CLI and the nightly schedule stored them
-    p = job.params
-    dispatcher.send(
-        TaskName.IDENTIFY_BATCH,
-        {
-            "groups": list(p.get("groups") or ()),
-            "job": p.get("probe_job"),
-            "since": p.get("since"),
-            "sources": list(p.get("sources") or ()) or None,
-            "top_n": p.get("top_n"),
-            "export": p.get("export"),
-            "run_job_id": job.id,
-            "engine": p.get("engine"),
-            "match_threshold": p.get("match_threshold"),
-            "false_match_rate": p.get("false_match_rate"),
-        },
-    )
+    # identify-batch: the message of its stored parameters, as its first one was
+    dispatcher.send(TaskName.IDENTIFY_BATCH, task_kwargs(job.params, job.id))
 
 
 def _apply(
