@@ -30,15 +30,13 @@ class ProcessThreadPool:
         self.max_workers = max_workers
         self.name = name
         self._pool: ThreadPoolExecutor | None = None
-        self._pid = 0
         self._lock = threading.Lock()
         os.register_at_fork(after_in_child=self._forget)
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         with self._lock:
-            if self._pool is None or self._pid != os.getpid():
+            if self._pool is None:  # first use in this process (the fork hook forgets the pool)
                 self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix=self.name)
-                self._pid = os.getpid()
             pool = self._pool
         context = contextvars.copy_context()
         return pool.submit(lambda: context.run(fn, *args, **kwargs))

@@ -34,9 +34,8 @@ from pipeline.api.answers import answers
 from pipeline.api.auth import ANONYMOUS, Caller, Refused
 from pipeline.api.calls import create_person_with_face
 from pipeline.api.deps import PayloadDep, StateDep, keyring
-from pipeline.api.images import Fetched, ImageSource
+from pipeline.api.images import ImageSource
 from pipeline.api.scope import Needs, enforce, visible_groups
-from pipeline.api.state import ApiState
 from pipeline.api_io import Payload, caller_location, inline_source
 from pipeline.attributes_vendor import youtu_attributes
 from pipeline.errors import ErrorCode, FacepipeError
@@ -323,10 +322,6 @@ def face_info_item(info: FaceInfo) -> dict[str, Any]:
     return {"face_id": info.face_id, **_box(info.box)}
 
 
-async def _fetch_one(state: ApiState, source: ImageSource) -> Fetched:
-    return await state.fetch(source)
-
-
 # --- calls ---------------------------------------------------------------------------------------
 
 
@@ -336,7 +331,7 @@ async def detect(state: StateDep, req: RequestDep) -> dict[str, Any]:
     mode_text = (req.text("mode") or "0").strip()
     if mode_text not in ("0", "1"):
         raise FacepipeError(ErrorCode.ILLEGAL_PARAMETER, "mode must be 0 or 1")
-    fetched = await _fetch_one(state, req.image(state.settings))
+    fetched = await state.fetch(req.image(state.settings))
 
     def run() -> dict[str, Any]:
         mode = DetectMode.LARGEST if mode_text == "1" else DetectMode.ALL
@@ -366,7 +361,7 @@ async def detect(state: StateDep, req: RequestDep) -> dict[str, Any]:
 async def identify(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Top-5 persons of ``group_id`` / ``group_ids`` for the image's largest face."""
     groups = req.text_list("group_ids") or [req.required("group_id")]
-    fetched = await _fetch_one(state, req.image(state.settings))
+    fetched = await state.fetch(req.image(state.settings))
 
     def run() -> dict[str, Any]:
         result = state.library.identify(fetched.decode(state.settings), groups, TOP_N)
@@ -391,7 +386,7 @@ async def identify(state: StateDep, req: RequestDep) -> dict[str, Any]:
 async def verify(state: StateDep, req: RequestDep) -> dict[str, Any]:
     """Is the image's largest face ``person_id``?"""
     person_id = req.required("person_id")
-    fetched = await _fetch_one(state, req.image(state.settings))
+    fetched = await state.fetch(req.image(state.settings))
 
     def run() -> dict[str, Any]:
         result = state.library.verify(fetched.decode(state.settings), person_id)
@@ -425,7 +420,7 @@ async def newperson(state: StateDep, req: RequestDep) -> dict[str, Any]:
     if not groups:
         raise FacepipeError(ErrorCode.EMPTY_PARAMETER, "group_ids is required")
     name, tag = req.text("person_name"), req.text("tag")
-    fetched = await _fetch_one(state, req.image(state.settings))
+    fetched = await state.fetch(req.image(state.settings))
 
     def run() -> dict[str, Any]:
         person, added = create_person_with_face(
